@@ -1,0 +1,237 @@
+"""Raw page -> stored rows: an idempotent upsert of posts, with the raw payload and the cursor in the same
+transaction, so a crash at any point neither loses nor duplicates a post.
+
+Also the line-by-line reader for JSONL files (Post records and X API v2 pages) used by ``import``,
+``replay`` and the file collector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from monitor import __version__
+from monitor.errors import InputError
+from monitor.records import PostRecord, parse_line_object
+from storage.models import CollectorCursor, Post, RawPage
+
+MAX_LINE_BYTES = 16 * 1024 * 1024  # one X page is well under 1 MB; a 16 MB "line" is a broken file
+
+
+@dataclass(frozen=True, slots=True)
+class RawPayload:
+    """A page as received, with its provenance."""
+
+    source: str
+    endpoint: str
+    body: str
+    retrieved_at: datetime
+    collector_version: str = f"incident-monitor/{__version__}"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(slots=True)
+class StoreResult:
+    new: int = 0
+    duplicate: int = 0
+    new_keys: list[str] = field(default_factory=list)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise InputError(f"unsupported database dialect {dialect!r}: use SQLite or PostgreSQL")
+
+
+def _store_raw(session: Session, raw: RawPayload) -> int:
+    """Insert the raw page unless the same bytes from the same source are already stored; return its id."""
+    digest = raw.sha256
+    stmt = (
+        _insert(session, RawPage.__table__)
+        .values(
+            source=raw.source,
+            endpoint=raw.endpoint[:2000],
+            retrieved_at=raw.retrieved_at,
+            collector_version=raw.collector_version,
+            sha256=digest,
+            payload=raw.body.encode("utf-8", "replace").decode("utf-8"),
+        )
+        .on_conflict_do_nothing(index_elements=["source", "sha256"])
+    )
+    session.execute(stmt)
+    page_id = session.exec(
+        select(RawPage.id).where(RawPage.source == raw.source, RawPage.sha256 == digest)
+    ).one()
+    return int(page_id)
+
+
+def post_row_values(record: PostRecord, raw_page_id: int | None, now: datetime) -> dict[str, Any]:
+    offset = record.created_at.utcoffset()
+    return {
+        "source": record.source,
+        "post_id": record.id,
+        "created_at": record.created_at,
+        "utc_offset_min": int(offset.total_seconds() // 60) if offset is not None else 0,
+        "author_id": record.author_id,
+        "author_handle": record.author_handle,
+        "text": record.text,
+        "lang": record.lang,
+        "url": record.url,
+        "repost_of": record.repost_of,
+        "reply_to": record.reply_to,
+        "quote_of": record.quote_of,
+        "metrics": record.metrics,
+        "raw_page_id": raw_page_id,
+        "ingested_at": now,
+    }
+
+
+def save_cursor(session: Session, source: str, name: str, value: str, extra: dict[str, Any] | None = None) -> None:
+    """Upsert a collector cursor (call inside the transaction that stores the posts it covers)."""
+    now = datetime.now(UTC)
+    stmt = _insert(session, CollectorCursor.__table__).values(
+        source=source, name=name, value=value, extra=extra or {}, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["source", "name"],
+        set_={"value": stmt.excluded.value, "extra": stmt.excluded.extra, "updated_at": stmt.excluded.updated_at},
+    )
+    session.execute(stmt)
+
+
+def load_cursor(session: Session, source: str, name: str) -> CollectorCursor | None:
+    return session.get(CollectorCursor, (source, name))
+
+
+def store_records(
+    session: Session,
+    records: Sequence[PostRecord],
+    *,
+    raw: RawPayload | None = None,
+    cursor: tuple[str, str, str] | None = None,
+    now: datetime | None = None,
+) -> StoreResult:
+    """Store posts idempotently: a (source, id) already present is left as it is.
+
+    Runs inside the caller's transaction; the caller commits, so raw page, posts and cursor land together.
+    """
+    now = now or datetime.now(UTC)
+    raw_id = _store_raw(session, raw) if raw is not None else None
+    result = StoreResult()
+    # Collapse repeats inside one batch first: a repeated page must not count twice either.
+    unique: dict[tuple[str, str], PostRecord] = {}
+    for record in records:
+        unique.setdefault((record.source, record.id), record)
+    if unique:
+        table = Post.__table__
+        stmt = (
+            _insert(session, table)
+            .values([post_row_values(r, raw_id, now) for r in unique.values()])
+            .on_conflict_do_nothing(index_elements=["source", "post_id"])
+            .returning(table.c.source, table.c.post_id)
+        )
+        inserted = session.execute(stmt).all()
+        result.new = len(inserted)
+        result.new_keys = [f"{s}:{p}" for s, p in inserted]
+    result.duplicate = len(records) - result.new
+    if cursor is not None:
+        save_cursor(session, *cursor)
+    return result
+
+
+# --- reading JSONL files -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileLine:
+    """One line of an input file: its records, or the error that made it unusable."""
+
+    line_no: int
+    records: tuple[PostRecord, ...]
+    errors: tuple[InputError, ...]
+    kind: str  # post | x_page | x_flat | error
+    body: str
+
+
+def iter_file_lines(stream: IO[str], path: str) -> Iterator[FileLine]:
+    """Parse a JSONL stream line by line; every problem carries ``path:line``."""
+    for line_no, line in enumerate(stream, start=1):
+        body = line.strip()
+        if not body:
+            continue
+        if len(body) > MAX_LINE_BYTES:
+            yield FileLine(line_no, (), (InputError("line is over 16 MB: not one record", path=path, line=line_no),), "error", "")
+            continue
+        try:
+            obj = json.loads(body)
+        except json.JSONDecodeError as exc:
+            err = InputError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=line_no)
+            yield FileLine(line_no, (), (err,), "error", body)
+            continue
+        try:
+            records, errors, kind = parse_line_object(obj)
+        except InputError as exc:
+            yield FileLine(line_no, (), (InputError(exc.reason, path=path, line=line_no),), "error", body)
+            continue
+        located = tuple(InputError(e.reason, path=path, line=line_no) for e in errors)
+        yield FileLine(line_no, tuple(records), located, kind, body)
+
+
+def open_input(path: str | Path) -> IO[str]:
+    """Open a JSONL file (``-`` for stdin) as UTF-8 text, replacing undecodable bytes."""
+    import sys
+
+    if str(path) == "-":
+        return sys.stdin
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such file: {p}", path=str(p))
+    return p.open("r", encoding="utf-8", errors="replace")
+
+
+def raw_for_line(line: FileLine, path: str, now: datetime) -> RawPayload | None:
+    """X pages keep their raw payload (with the twarc envelope's URL and time as provenance)."""
+    if line.kind not in ("x_page", "x_flat"):
+        return None
+    try:
+        envelope = json.loads(line.body).get("__twarc") or {}
+    except (json.JSONDecodeError, AttributeError):
+        envelope = {}
+    retrieved = now
+    if isinstance(envelope.get("retrieved_at"), str):
+        try:
+            retrieved = datetime.fromisoformat(envelope["retrieved_at"].replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    endpoint = envelope.get("url") or f"file:{path}"
+    return RawPayload(source="x", endpoint=str(endpoint), body=line.body, retrieved_at=retrieved,
+                      collector_version=f"file-import/{__version__}")
+
+
+def count_posts(session: Session) -> int:
+    return int(session.exec(select(sa.func.count()).select_from(Post)).one())
+
+
+def existing_keys(session: Session, records: Iterable[PostRecord]) -> set[str]:
+    wanted = {(r.source, r.id) for r in records}
+    if not wanted:
+        return set()
+    rows = session.exec(
+        select(Post.source, Post.post_id).where(sa.tuple_(Post.source, Post.post_id).in_(list(wanted)))
+    ).all()
+    return {f"{s}:{p}" for s, p in rows}

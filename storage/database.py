@@ -1,0 +1,150 @@
+"""Engine, sessions and schema migrations.
+
+The store is a SQLite file in the user's data directory unless ``DATABASE_URL`` (or ``--db``) names
+another; PostgreSQL is the scale-out path. The schema is owned by Alembic: :func:`upgrade` brings any
+database to the newest revision and is called on every start, so a user never runs ``create_all``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from platformdirs import user_data_dir
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlmodel import Session
+
+from storage.errors import StorageError
+
+APP_NAME = "incident-monitor"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def default_database_path() -> Path:
+    """Where the embedded SQLite store lives when nothing else is configured."""
+    return Path(user_data_dir(APP_NAME, appauthor=False)) / "monitor.sqlite"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: an explicit one, else ``DATABASE_URL``, else the per-user SQLite file.
+
+    ``postgresql://`` and ``postgres://`` select the psycopg 3 driver, which is the one we install.
+
+    >>> resolve_url("postgres://u@h/db")
+    'postgresql+psycopg://u@h/db'
+    >>> resolve_url("sqlite:///x.db")
+    'sqlite:///x.db'
+    """
+    url = url or os.environ.get("DATABASE_URL") or f"sqlite:///{default_database_path()}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for logs and messages.
+
+    >>> redact("postgresql+psycopg://bob:secret@db/x")
+    'postgresql+psycopg://bob:***@db/x'
+    """
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine; for SQLite also create the folder and turn on WAL and foreign keys."""
+    url = resolve_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(
+            f"DATABASE_URL is not a database URL ({url[:40]!r}): use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {"timeout": 30})
+        engine = sa.create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = sa.create_engine(url, **kwargs)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the dashboard read while the bot writes; NORMAL sync is safe with WAL.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _alembic_config(connection: sa.Connection | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``; cheap when the schema is already current."""
+    from alembic import command
+
+    try:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(connection), revision)
+    except OperationalError as exc:
+        raise StorageError(
+            f"cannot reach the database at {redact(str(engine.url))}: {exc.orig}; "
+            "check DATABASE_URL (or --db) and that the server is running"
+        ) from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def open_store(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """The engine every command uses: resolved URL, schema brought up to date."""
+    engine = make_engine(url)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,259 @@
+"""Tables of the store.
+
+One module, grouped by purpose in the order data moves: raw pages and posts (collected), annotations and
+mentions (analyzed), detector state, alerts with their events and the notification outbox, silences, and
+the collectors' cursors and health. Keys are deterministic where a row comes from outside - (source,
+post_id) for posts, (source, sha256) for raw pages - so storing the same thing twice changes nothing.
+
+Timestamps are stored in UTC and always come back timezone-aware (SQLite keeps no offset of its own).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """A DateTime that refuses naive values and returns aware UTC on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        # SQLite has no offset type: store naive UTC so string comparison orders correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(*, index: bool = False, nullable: bool = False, now: bool = False) -> Any:
+    if now:
+        return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), index=index, nullable=False))
+    if nullable:
+        return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=True))
+    return Field(sa_column=Column(UTCDateTime(), index=index, nullable=False))
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+# --- collected -----------------------------------------------------------------------------------------
+
+
+class RawPage(SQLModel, table=True):
+    """A response page exactly as received, with provenance, so a parser fix is a re-parse."""
+
+    __tablename__ = "raw_pages"
+    __table_args__ = (sa.UniqueConstraint("source", "sha256", name="uq_raw_pages_source_sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32, index=True)
+    endpoint: str = Field(max_length=2000)  # URL or file path it came from, without secrets
+    retrieved_at: datetime = _ts(now=True)
+    collector_version: str = Field(max_length=64)
+    sha256: str = Field(max_length=64)
+    payload: str = Field(sa_column=Column(sa.Text, nullable=False))  # the bytes as text, verbatim
+
+
+class Post(SQLModel, table=True):
+    """A post in the DESIGN.md Post-record shape, plus where it came from."""
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "post_id", name="uq_posts_source_post_id"),
+        sa.Index("ix_posts_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    post_id: str = Field(max_length=128)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    # The offset the post was written with (minutes east of UTC), so exports can restore "+09:00".
+    utc_offset_min: int = 0
+    author_id: str = Field(max_length=128, index=True)
+    author_handle: str | None = Field(default=None, max_length=256)
+    text: str = Field(sa_column=Column(sa.Text, nullable=False))
+    lang: str | None = Field(default=None, max_length=16)
+    url: str | None = Field(default=None, max_length=2000)
+    repost_of: str | None = Field(default=None, max_length=128)
+    reply_to: str | None = Field(default=None, max_length=128)
+    quote_of: str | None = Field(default=None, max_length=128)
+    metrics: dict[str, Any] = _json(dict)
+    raw_page_id: int | None = Field(default=None, foreign_key="raw_pages.id")
+    ingested_at: datetime = _ts(index=True, now=True)
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.post_id}"
+
+
+# --- analyzed ------------------------------------------------------------------------------------------
+
+
+class Annotation(SQLModel, table=True):
+    """The classifier's verdict on one post by one model version."""
+
+    __tablename__ = "annotations"
+    __table_args__ = (sa.UniqueConstraint("post_pk", "model", name="uq_annotations_post_model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_pk: int = Field(foreign_key="posts.id", index=True)
+    label: str = Field(max_length=32, index=True)
+    score: float
+    scores: dict[str, float] = _json(dict)
+    model: str = Field(max_length=128)
+    dictionary: str = Field(max_length=128)
+    analyzed_at: datetime = _ts(now=True)
+
+
+class Mention(SQLModel, table=True):
+    """A broker or ticker named in a post (span in the original text)."""
+
+    __tablename__ = "mentions"
+    __table_args__ = (sa.Index("ix_mentions_kind_value", "kind", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    annotation_id: int = Field(foreign_key="annotations.id", index=True)
+    post_pk: int = Field(foreign_key="posts.id", index=True)
+    kind: str = Field(max_length=16)  # broker | ticker
+    value: str = Field(max_length=128)
+    surface: str = Field(max_length=256)
+    start: int
+    end: int
+    by: str | None = Field(default=None, max_length=8)  # code | name (tickers)
+
+
+# --- detection and alerts ------------------------------------------------------------------------------
+
+
+class StateEntry(SQLModel, table=True):
+    """Small JSON state that must survive a restart (detector baselines, pipeline clock)."""
+
+    __tablename__ = "state"
+
+    key: str = Field(primary_key=True, max_length=128)
+    value: dict[str, Any] = _json(dict)
+    updated_at: datetime = _ts(now=True)
+
+
+class Alert(SQLModel, table=True):
+    """One alert per (kind, key) episode; the lifecycle planner moves it pending -> firing -> resolved."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.Index("ix_alerts_fingerprint_status", "fingerprint", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=300)  # f"{kind}:{key}"
+    kind: str = Field(max_length=16)
+    key: str = Field(max_length=256)
+    status: str = Field(max_length=16, index=True)  # pending | firing | resolved
+    first_seen: datetime = _ts()
+    opened_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = _ts(now=True)
+    resolved_at: datetime | None = _ts(nullable=True)
+    last_notified_at: datetime | None = _ts(nullable=True)
+    window_start: datetime = _ts()
+    count: int = 0
+    max_count: int = 0
+    expected: float = 0.0
+    score: float = 0.0
+    tickers: list[str] = _json(list)
+    sample_post_ids: list[str] = _json(list)
+    # Where the Slack message lives, so updates thread under it and the parent is edited in place.
+    slack_channel: str | None = Field(default=None, max_length=128)
+    slack_ts: str | None = Field(default=None, max_length=64)
+    extra: dict[str, Any] = _json(dict)
+
+
+class AlertEventRow(SQLModel, table=True):
+    """An open / update / resolve event, in the DESIGN.md alert-event contract (``payload``)."""
+
+    __tablename__ = "alert_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alerts.id", index=True)
+    event: str = Field(max_length=16)
+    at: datetime = _ts(index=True)
+    payload: dict[str, Any] = _json(dict)
+
+
+class OutboxItem(SQLModel, table=True):
+    """A notification owed to one notifier for one event; committed with the event, sent afterwards."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.UniqueConstraint("event_id", "notifier", name="uq_outbox_event_notifier"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="alert_events.id", index=True)
+    notifier: str = Field(max_length=64)  # slack, terminal, jsonl ...
+    status: str = Field(default="pending", max_length=16, index=True)  # pending | sent | dead
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(now=True)
+    last_error: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    sent_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(now=True)
+
+
+class Silence(SQLModel, table=True):
+    """Mutes notifications for matching alerts until it expires (the alert itself still tracks)."""
+
+    __tablename__ = "silences"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str | None = Field(default=None, max_length=16)  # None matches every kind
+    key: str = Field(max_length=256)  # exact key, or "*" for all keys of the kind
+    created_at: datetime = _ts(now=True)
+    expires_at: datetime = _ts(index=True)
+    created_by: str = Field(default="", max_length=128)
+    comment: str = Field(default="", max_length=1000)
+
+
+# --- collectors ----------------------------------------------------------------------------------------
+
+
+class CollectorCursor(SQLModel, table=True):
+    """Where a collector's stream stands (since_id, time_us, fullname ...), saved with the posts."""
+
+    __tablename__ = "cursors"
+
+    source: str = Field(primary_key=True, max_length=32)
+    name: str = Field(primary_key=True, max_length=256)  # query or stream name
+    value: str = Field(max_length=512)
+    extra: dict[str, Any] = _json(dict)
+    updated_at: datetime = _ts(now=True)
+
+
+class SourceHealth(SQLModel, table=True):
+    """Per-source health for `status`: last success, counts, last error, spend."""
+
+    __tablename__ = "source_health"
+
+    source: str = Field(primary_key=True, max_length=32)
+    last_success_at: datetime | None = _ts(nullable=True)
+    last_post_at: datetime | None = _ts(nullable=True)  # when a run last stored a new post
+    last_error_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    posts_collected: int = 0
+    requests: int = 0
+    spend_day: str | None = Field(default=None, max_length=10)  # YYYY-MM-DD (UTC) the spend is for
+    spend_usd: float = 0.0
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    updated_at: datetime = _ts(now=True)
