@@ -1,0 +1,364 @@
+"""Text classifiers for victim_report / incident_discussion / irrelevant, loaded lazily and offline.
+
+A model directory (``nlp/models/<name>/`` for the bundled one, or what ``incident-monitor nlp train``
+writes) holds ``classifier.json`` naming which of its candidates is used:
+
+    classifier.json     {"name", "version", "use": "tfidf" | "transformer" | "ensemble", "weights", ...}
+    tfidf/              TF-IDF + logistic regression: vocabulary, idf and coefficients in one .npz
+    transformer/        a transformers model exported to ONNX (model.onnx) + its fast tokenizer.json
+
+Inference needs only numpy, scikit-learn, onnxruntime and tokenizers: never torch. Weights are stored
+as plain arrays (``np.load(allow_pickle=False)``), never as pickles, so loading a model runs no code.
+A plain Hugging Face checkpoint directory (config.json + weights, no classifier.json) also loads, through
+torch, when the ``train`` extra is installed.
+
+All classifiers take texts already normalized by :func:`nlp.normalize.normalize` and return
+probabilities in :data:`LABELS` order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from nlp.corpus import LABELS
+from nlp.errors import ModelLoadError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED_MODEL = MODELS_DIR / "victim-clf"
+CONFIG_NAME = "classifier.json"
+FORMAT_VERSION = 1
+# Posts per onnxruntime call: big enough to amortize the call, small enough that padding to the longest
+# post in a length-sorted batch wastes little.
+ONNX_BATCH = 64
+
+
+class ProbabilisticClassifier(Protocol):
+    kind: str
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits.
+
+    >>> softmax(np.array([[0.0, 0.0], [1000.0, 0.0]])).round(3).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"{path}: missing; retrain with `incident-monitor nlp train` or pick another --model"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(
+            f"{path}: unreadable ({exc}); retrain with `incident-monitor nlp train`"
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object; retrain with `incident-monitor nlp train`")
+    return data
+
+
+def _label_order(labels: Sequence[str], where: Path) -> np.ndarray:
+    """Column permutation from a model's label order to LABELS order."""
+    if sorted(labels) != sorted(LABELS):
+        raise ModelLoadError(f"{where}: labels {list(labels)} differ from {list(LABELS)}; retrain the model")
+    return np.array([list(labels).index(lab) for lab in LABELS])
+
+
+# --------------------------------------------------------------------------------------------------
+# TF-IDF + logistic regression
+
+
+@dataclass(frozen=True)
+class TfidfSpec:
+    """How texts become features; saved beside the weights so training and inference agree."""
+
+    analyzer: str = "char"
+    ngram_min: int = 1
+    ngram_max: int = 3
+    sublinear_tf: bool = True
+
+    def vectorizer(self, vocabulary: dict[str, int] | None = None, **kwargs):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(
+            analyzer=self.analyzer, ngram_range=(self.ngram_min, self.ngram_max),
+            sublinear_tf=self.sublinear_tf, lowercase=False, vocabulary=vocabulary, dtype=np.float32, **kwargs,
+        )  # fmt: skip
+
+
+class TfidfLogReg:
+    """Char n-gram TF-IDF and a multinomial logistic regression, stored as arrays (no pickle)."""
+
+    kind = "tfidf"
+
+    def __init__(self, spec: TfidfSpec, vocabulary: Sequence[str], idf: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray, labels: Sequence[str] = LABELS) -> None:  # fmt: skip
+        self.spec = spec
+        self.labels = tuple(labels)
+        self._vectorizer = spec.vectorizer({term: i for i, term in enumerate(vocabulary)})
+        self._vectorizer.idf_ = np.asarray(idf, dtype=np.float32)
+        order = _label_order(self.labels, Path("tfidf"))
+        self._coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float32)[order].T)
+        self._intercept = np.asarray(intercept, dtype=np.float32)[order]
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        x = self._vectorizer.transform(texts)
+        return np.asarray(x @ self._coef_t) + self._intercept
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        return softmax(self.decision_function(texts))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        vocab = sorted(self._vectorizer.vocabulary_, key=self._vectorizer.vocabulary_.get)
+        np.savez_compressed(
+            directory / "weights.npz", vocabulary=np.array(vocab, dtype=str), idf=self._vectorizer.idf_,
+            coef=self._coef_t.T, intercept=self._intercept,
+        )  # fmt: skip
+        meta = {"kind": self.kind, "labels": list(LABELS), "spec": self.spec.__dict__}
+        (directory / "tfidf.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> TfidfLogReg:
+        meta = _read_json(directory / "tfidf.json")
+        path = directory / "weights.npz"
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                vocab, idf = arrays["vocabulary"].tolist(), arrays["idf"]
+                coef, intercept = arrays["coef"], arrays["intercept"]
+        except FileNotFoundError:
+            raise ModelLoadError(f"{path}: missing; retrain with `incident-monitor nlp train`") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(
+                f"{path}: unreadable weights ({exc}); retrain with `incident-monitor nlp train`"
+            ) from None
+        try:
+            spec = TfidfSpec(**meta.get("spec", {}))
+        except TypeError as exc:
+            raise ModelLoadError(f"{directory / 'tfidf.json'}: bad spec ({exc}); retrain the model") from None
+        if coef.shape != (len(meta.get("labels", LABELS)), len(vocab)) or idf.shape != (len(vocab),):
+            raise ModelLoadError(f"{path}: array shapes disagree with the vocabulary; retrain the model")
+        return cls(spec, vocab, idf, coef, intercept, meta.get("labels", LABELS))
+
+
+# --------------------------------------------------------------------------------------------------
+# transformers model exported to ONNX
+
+
+class OnnxTransformer:
+    """A sequence classifier exported to ONNX, run by onnxruntime with its saved fast tokenizer."""
+
+    kind = "transformer"
+
+    def __init__(self, directory: Path, threads: int | None = None) -> None:
+        meta = _read_json(directory / "transformer.json")
+        self.max_length = int(meta.get("max_length", 128))
+        self.labels = tuple(meta.get("labels", LABELS))
+        self._order = _label_order(self.labels, directory)
+        self._input_names: list[str] = []
+        self._tokenizer = self._load_tokenizer(directory)
+        self._session = self._load_session(directory / "model.onnx", threads)
+        self._input_names = [i.name for i in self._session.get_inputs()]
+
+    def _load_tokenizer(self, directory: Path):
+        path = directory / "tokenizer.json"
+        if path.exists():
+            from tokenizers import Tokenizer
+
+            try:
+                tok = Tokenizer.from_file(str(path))
+            except Exception as exc:  # the Rust side raises a bare Exception on bad JSON
+                raise ModelLoadError(f"{path}: unreadable tokenizer ({exc}); retrain the model") from None
+            tok.enable_truncation(self.max_length)
+            pad_id = tok.token_to_id("[PAD]")
+            tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            return tok
+        # Slow-only tokenizers (e.g. MeCab-based Japanese BERTs) come through transformers.
+        try:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"{directory}: no usable tokenizer ({exc}); retrain the model") from None
+
+    @staticmethod
+    def _load_session(path: Path, threads: int | None):
+        import onnxruntime as ort
+
+        if not path.exists():
+            raise ModelLoadError(f"{path}: missing; retrain with `incident-monitor nlp train`")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or int(os.environ.get("NLP_ONNX_THREADS", "0") or 0)
+        opts.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(f"{path}: onnxruntime cannot load it ({exc}); retrain the model") from None
+
+    def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if hasattr(self._tokenizer, "encode_batch"):
+            encs = self._tokenizer.encode_batch(list(texts))
+            ids = np.array([e.ids for e in encs], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+            return ids, mask
+        out = self._tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
+                              return_tensors="np")  # fmt: skip
+        return out["input_ids"].astype(np.int64), out["attention_mask"].astype(np.int64)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        # Sorting by length keeps padding small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), ONNX_BATCH):
+            idx = order[start : start + ONNX_BATCH]
+            ids, mask = self._encode([texts[i] for i in idx])
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            (logits,) = self._session.run(
+                ["logits"], {k: v for k, v in feeds.items() if k in self._input_names}
+            )
+            out[idx] = logits[:, self._order]
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        return softmax(self.logits(texts))
+
+
+class TorchCheckpoint:
+    """A plain Hugging Face checkpoint directory run with torch (only with the ``train`` extra)."""
+
+    kind = "hf-torch"
+
+    def __init__(self, directory: Path) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        except ImportError:
+            raise ModelLoadError(
+                f"{directory}: a plain Hugging Face checkpoint needs torch; install it with "
+                "`pip install 'incident-monitor[train]'` or export it with `incident-monitor nlp train --base`"
+            ) from None
+        try:
+            self._tok = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            self._model = AutoModelForSequenceClassification.from_pretrained(
+                str(directory), local_files_only=True
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"{directory}: cannot load the checkpoint ({exc})") from None
+        id2label = self._model.config.id2label
+        self._order = _label_order([id2label[i] for i in range(len(id2label))], directory)
+        self._model.eval()
+        self._torch = torch
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        rows = []
+        with self._torch.no_grad():
+            for start in range(0, len(texts), 32):
+                enc = self._tok(list(texts[start : start + 32]), truncation=True, max_length=256, padding=True,
+                                return_tensors="pt")  # fmt: skip
+                rows.append(self._model(**enc).logits.float().numpy()[:, self._order])
+        return softmax(np.concatenate(rows))
+
+
+class Ensemble:
+    """Weighted average of member probabilities (weights chosen on the dev split)."""
+
+    kind = "ensemble"
+
+    def __init__(self, members: Sequence[tuple[ProbabilisticClassifier, float]]) -> None:
+        total = sum(w for _, w in members)
+        self.members = [(m, w / total) for m, w in members]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        for member, weight in self.members:
+            probs += weight * member.predict_proba(texts)
+        return probs
+
+
+# --------------------------------------------------------------------------------------------------
+# model directories
+
+
+@dataclass
+class TextClassifier:
+    """The classifier a model directory selects, with its identity for annotations."""
+
+    name: str
+    version: str
+    use: str
+    model: ProbabilisticClassifier
+    path: Path
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.predict_proba(texts)
+
+
+def load_candidate(directory: Path, candidate: str) -> ProbabilisticClassifier:
+    """One candidate ("tfidf" or "transformer") stored inside a model directory."""
+    sub = directory / candidate
+    if candidate == "tfidf":
+        return TfidfLogReg.load(sub)
+    if candidate == "transformer":
+        return OnnxTransformer(sub)
+    raise ModelLoadError(f"{directory / CONFIG_NAME}: unknown candidate {candidate!r}; retrain the model")
+
+
+def load_classifier(model: str | Path | None = None, *, use: str | None = None) -> TextClassifier:
+    """Load the bundled model (None), or a model directory written by ``nlp train``.
+
+    ``use`` overrides the directory's choice ("tfidf", "transformer", "ensemble") for side-by-side eval.
+    """
+    directory = Path(model) if model is not None else BUNDLED_MODEL
+    if not directory.is_dir():
+        raise ModelLoadError(
+            f"model directory {directory} not found: pass --model DIR written by `incident-monitor nlp train`"
+        )
+    if not (directory / CONFIG_NAME).exists() and (directory / "config.json").exists():
+        return TextClassifier(directory.name, "checkpoint", "hf-torch", TorchCheckpoint(directory), directory)
+    cfg = _read_json(directory / CONFIG_NAME)
+    if cfg.get("format") != FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{directory / CONFIG_NAME}: format {cfg.get('format')!r} is not {FORMAT_VERSION}; retrain"
+        )
+    choice = use or cfg.get("use")
+    weights: dict = cfg.get("weights") or {}
+    if choice == "ensemble":
+        if not weights:
+            raise ModelLoadError(f"{directory / CONFIG_NAME}: an ensemble needs 'weights'; retrain the model")
+        clf: ProbabilisticClassifier = Ensemble(
+            [(load_candidate(directory, c), float(w)) for c, w in weights.items()]
+        )
+    elif isinstance(choice, str):
+        clf = load_candidate(directory, choice)
+    else:
+        raise ModelLoadError(f"{directory / CONFIG_NAME}: 'use' is missing; retrain the model")
+    return TextClassifier(
+        str(cfg.get("name", directory.name)), str(cfg.get("version", "0")), choice, clf, directory
+    )
