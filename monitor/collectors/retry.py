@@ -1,0 +1,244 @@
+"""The one retry and rate-limit policy of every collector.
+
+* A rate-limit answer (HTTP 429, or 503 with Retry-After) waits until the service says it may be asked
+  again: ``Retry-After`` (seconds or an HTTP date), ``x-rate-limit-reset`` (X: epoch seconds) or
+  ``x-ratelimit-reset`` (Reddit: seconds from now). A wait longer than ``max_wait`` is not slept through:
+  :class:`~monitor.errors.RateLimited` ends the pass, and the scheduler's next run picks it up.
+* 5xx answers, timeouts, connection resets and bodies cut off mid-JSON are retried with exponential
+  backoff (with jitter) up to ``attempts`` tries, then raised as :class:`~monitor.errors.SourceError`.
+* 401/403 are credential problems and never retried (:class:`~monitor.errors.CredentialsError`).
+* Every wait logs the likely cause, and every wait sleeps on a :class:`threading.Event`, so a shutdown
+  request ends it at once (:class:`Shutdown`).
+
+The policy only reads ``exc.response.status_code`` / ``exc.response.headers`` (tweepy, prawcore and httpx
+errors all carry the response that way), so no client library is imported here.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from monitor.errors import CredentialsError, RateLimited, SourceError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Shutdown(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised out of a wait when the stop event is set; collectors end the pass with ``stopped=True``."""
+
+
+class TransientError(SourceError):
+    """A failure worth retrying that a collector detected itself (truncated JSON, a dropped stream)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 2.0
+    max_delay: float = 120.0
+    max_wait: float = 900.0
+    jitter: float = 0.25  # fraction of the delay added at random, so restarted bots do not retry in step
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> RetryPolicy:
+        return cls(
+            attempts=cfg.retry_attempts,
+            base_delay=cfg.retry_base_seconds,
+            max_delay=cfg.retry_max_seconds,
+            max_wait=cfg.max_rate_limit_wait_seconds,
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before try ``attempt + 1`` (attempt counts from 1), without jitter.
+
+        >>> [RetryPolicy(base_delay=1, max_delay=5).backoff(n) for n in (1, 2, 3, 4)]
+        [1.0, 2.0, 4.0, 5.0]
+        """
+        return float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+def wait_from_headers(headers: Mapping[str, Any] | None, now: float | None = None) -> float | None:
+    """Seconds the service asked us to wait, from the standard and the X/Reddit headers.
+
+    >>> wait_from_headers({"Retry-After": "7"})
+    7.0
+    >>> wait_from_headers({"x-rate-limit-reset": "1000"}, now=990.0)
+    10.0
+    >>> wait_from_headers({"x-ratelimit-reset": "42"}, now=990.0)
+    42.0
+    >>> wait_from_headers({"x-rate-limit-reset": "900"}, now=990.0)
+    0.0
+    >>> wait_from_headers({}) is None
+    True
+    """
+    now = time.time() if now is None else now
+    retry_after = _header(headers, "retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(retry_after)
+                return max(0.0, when.timestamp() - now)
+            except (TypeError, ValueError):
+                pass
+    reset = _header(headers, "x-rate-limit-reset")  # X: epoch seconds when the window resets
+    if reset is not None:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            pass
+    reddit_reset = _header(headers, "x-ratelimit-reset")  # Reddit: seconds until the window resets
+    if reddit_reset is not None:
+        try:
+            return max(0.0, float(reddit_reset))
+        except ValueError:
+            pass
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # rate_limit | transient | credentials | fatal
+    cause: str
+    wait: float | None = None
+    status: int | None = None
+
+
+def _response_of(exc: BaseException) -> Any:
+    response = getattr(exc, "response", None)
+    return response if getattr(response, "status_code", None) is not None else None
+
+
+def _is_network_error(exc: BaseException) -> str | None:
+    """The likely cause when ``exc`` is a timeout / reset / refused connection from any client library."""
+    name = type(exc).__name__.lower()
+    text = str(exc).lower()
+    chain = [exc, exc.__cause__, exc.__context__, getattr(exc, "original_exception", None)]
+    for item in chain:
+        if isinstance(item, TimeoutError | socket.timeout) or "timeout" in type(item).__name__.lower():
+            return "no answer in time: network slow or the service overloaded"
+    if "timeout" in name or "timed out" in text:
+        return "no answer in time: network slow or the service overloaded"
+    if isinstance(exc, ConnectionResetError) or "reset" in text or "remotedisconnected" in text.replace(" ", ""):
+        return "connection reset: a proxy or the service dropped it mid-request"
+    if isinstance(exc, ConnectionError | OSError) or "connection" in name or "connect" in text:
+        return "cannot connect: network down, DNS, or the service unreachable"
+    if "chunkedencoding" in name or "incompleteread" in text or "protocolerror" in name:
+        return "response cut off mid-transfer: the connection dropped"
+    return None
+
+
+def classify(exc: BaseException, now: float | None = None) -> Verdict:
+    """Decide what an exception from a client library means for the policy."""
+    if isinstance(exc, CredentialsError):
+        return Verdict("credentials", str(exc))
+    if isinstance(exc, RateLimited):
+        return Verdict("rate_limit", str(exc), exc.wait_seconds)
+    if isinstance(exc, TransientError):
+        return Verdict("transient", str(exc))
+    if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ == "JSONDecodeError":
+        return Verdict("transient", "body is not complete JSON (truncated by a proxy or a dropped connection)")
+    response = _response_of(exc)
+    if response is not None:
+        status = int(response.status_code)
+        headers = getattr(response, "headers", None)
+        if status == 429:
+            wait = wait_from_headers(headers, now)
+            return Verdict("rate_limit", "rate limit reached (HTTP 429)", wait, status)
+        if status in (401, 403):
+            return Verdict("credentials", f"HTTP {status}: the service rejected the credentials or access level", status=status)
+        if status == 503 and wait_from_headers(headers, now) is not None:
+            return Verdict("rate_limit", "service unavailable with Retry-After (HTTP 503)", wait_from_headers(headers, now), status)
+        if status >= 500:
+            cause = {
+                500: "server error at the service",
+                502: "bad gateway: a proxy in front of the service failed",
+                503: "service unavailable: overloaded or in maintenance",
+                504: "gateway timeout: the service answered too slowly",
+            }.get(status, "server error at the service")
+            return Verdict("transient", f"HTTP {status}: {cause}", status=status)
+        return Verdict("fatal", f"HTTP {status}", status=status)
+    cause = _is_network_error(exc)
+    if cause is not None:
+        return Verdict("transient", cause)
+    return Verdict("fatal", f"{type(exc).__name__}: {exc}")
+
+
+def sleep(stop: threading.Event, seconds: float) -> None:
+    """Wait, but wake at once on shutdown."""
+    if stop.wait(max(0.0, seconds)):
+        raise Shutdown()
+
+
+def call(
+    fn: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    stop: threading.Event,
+    what: str,
+    credential_hint: str = "",
+    on_attempt: Callable[[], None] | None = None,
+) -> T:
+    """Call ``fn`` under the policy; ``what`` names the request in logs ("X search 'query'").
+
+    ``credential_hint`` names the variable to fix when the service rejects the credentials.
+    ``on_attempt`` is called before every try (request counting for status and spend).
+    """
+    failures = 0
+    while True:
+        if stop.is_set():
+            raise Shutdown()
+        if on_attempt is not None:
+            on_attempt()
+        try:
+            return fn()
+        except Shutdown:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified below; unknown kinds are re-raised
+            verdict = classify(exc)
+        if verdict.kind == "credentials":
+            variable = credential_hint or "the credentials"
+            raise CredentialsError(variable, f"{what} was refused ({verdict.cause}); check {variable}") from None
+        if verdict.kind == "fatal":
+            raise SourceError(f"{what} failed: {verdict.cause}") from None
+        if verdict.kind == "rate_limit":
+            wait = verdict.wait if verdict.wait is not None else policy.backoff(failures + 1)
+            if wait > policy.max_wait:
+                raise RateLimited(
+                    f"{what}: {verdict.cause}; the service asks to wait {wait:.0f}s, over the "
+                    f"{policy.max_wait:.0f}s limit, so this pass ends and the next run resumes",
+                    wait,
+                )
+            failures += 1
+            if failures > policy.attempts * 2:  # a service that keeps answering 429 after its own reset time
+                raise RateLimited(f"{what}: still rate-limited after {failures} waits", wait)
+            log.warning("%s: %s; waiting %.1fs as the service asks", what, verdict.cause, wait)
+            sleep(stop, wait + 0.5 if verdict.wait else wait)
+            continue
+        failures += 1
+        if failures >= policy.attempts:
+            raise SourceError(f"{what} failed {failures} times: {verdict.cause}") from None
+        delay = policy.backoff(failures)
+        delay += random.uniform(0, delay * policy.jitter)
+        log.warning("%s: %s (try %d of %d); retrying in %.1fs", what, verdict.cause, failures, policy.attempts, delay)
+        sleep(stop, delay)
