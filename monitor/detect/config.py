@@ -1,0 +1,142 @@
+"""Detector settings: one frozen dataclass, every field with a default and help (the lead wires it into TOML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from monitor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Settings of the spike detector, shared by the report pipeline and ``spikes detect``."""
+
+    bucket_minutes: int = field(default=5, metadata={"help": "length of one counting bucket in minutes"})
+    windows_minutes: tuple[int, ...] = field(
+        default=(15, 60, 360),
+        metadata={"help": "window lengths in minutes; short ones catch sudden surges, long ones slow builds"},
+    )
+    threshold: float = field(
+        default=5.0,
+        metadata={"help": "score (-log10 of the tail probability of the window count) that opens an alert"},
+    )
+    release_threshold: float = field(
+        default=2.0,
+        metadata={"help": "an open alert stays firing while the best window still scores at least this"},
+    )
+    min_reporters: int = field(
+        default=3,
+        metadata={"help": "distinct reporters (or counts, for a series) a window needs to open an alert"},
+    )
+    warmup_buckets: int = field(
+        default=12,
+        metadata={"help": "buckets after the first one seen during which nothing fires (grace period)"},
+    )
+    prior_rate: float = field(
+        default=0.002,
+        metadata={
+            "help": "reporters per bucket assumed for a key with no history (0.002 per 5 min ~ 0.6 a day)"
+        },
+    )
+    prior_buckets: float = field(
+        default=288.0, metadata={"help": "weight of prior_rate, in buckets of history it is worth"}
+    )
+    half_life_days: float = field(
+        default=28.0,
+        metadata={"help": "history older than this counts half in the baseline (0 = never forget)"},
+    )
+    seasonal_min_days: float = field(
+        default=7.0,
+        metadata={"help": "days of history a key needs before hour-of-day / day-of-week factors are used"},
+    )
+    seasonal_shrink: float = field(
+        default=12.0,
+        metadata={"help": "pseudo-buckets pulling each seasonal factor towards 1 (more = smoother)"},
+    )
+    utc_offset_hours: float = field(
+        default=9.0, metadata={"help": "offset of the local day used for hour-of-day seasonality (JST = 9)"}
+    )
+    dispersion: float = field(
+        default=0.0,
+        metadata={
+            "help": "least extra-Poisson variance phi (var = mu + phi*mu^2); 0 = Poisson for sparse counts"
+        },
+    )
+    learn_dispersion: bool = field(
+        default=False,
+        metadata={"help": "estimate phi from past residuals (for dense series; sparse counts keep Poisson)"},
+    )
+    clip_sd: float = field(
+        default=2.0,
+        metadata={"help": "a bucket is learned at most this many standard deviations above expected"},
+    )
+    ticker_window_minutes: int = field(
+        default=360, metadata={"help": "window of the ticker-cluster rule (same ticker, several reporters)"}
+    )
+    ticker_min_reporters: int = field(
+        default=3, metadata={"help": "distinct reporters naming one ticker within the window that fire it"}
+    )
+    minhash_threshold: float = field(
+        default=0.7, metadata={"help": "Jaccard similarity above which two texts count as one (copypasta)"}
+    )
+    minhash_perm: int = field(default=64, metadata={"help": "MinHash permutations (more = exact but slower)"})
+    shingle_chars: int = field(default=3, metadata={"help": "character n-gram length of the text shingles"})
+    max_samples: int = field(default=5, metadata={"help": "sample post ids carried by a signal"})
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.bucket_minutes <= 0:
+            problems.append("bucket_minutes must be > 0")
+        if not self.windows_minutes:
+            problems.append("windows_minutes must name at least one window")
+        for w in (*self.windows_minutes, self.ticker_window_minutes):
+            if w <= 0 or w % self.bucket_minutes:
+                problems.append(f"window {w} min must be a positive multiple of bucket_minutes")
+        if self.release_threshold > self.threshold:
+            problems.append("release_threshold must not exceed threshold")
+        if self.min_reporters < 1 or self.ticker_min_reporters < 1:
+            problems.append("min_reporters and ticker_min_reporters must be >= 1")
+        if self.prior_rate <= 0 or self.prior_buckets <= 0:
+            problems.append("prior_rate and prior_buckets must be > 0")
+        if self.half_life_days < 0 or self.dispersion < 0 or self.warmup_buckets < 0:
+            problems.append("half_life_days, dispersion and warmup_buckets must be >= 0")
+        if not 0 < self.minhash_threshold <= 1:
+            problems.append("minhash_threshold must be in (0, 1]")
+        if problems:
+            raise ConfigError("detector settings: " + "; ".join(problems))
+
+    @property
+    def window_buckets(self) -> tuple[int, ...]:
+        return tuple(w // self.bucket_minutes for w in self.windows_minutes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"detector settings: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        values = {k: (tuple(v) if k == "windows_minutes" else v) for k, v in data.items()}
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> DetectConfig:
+        return replace(self, **changes)
+
+
+# Dense count series (e.g. tweets per 5 minutes about a ticker) vary far more than Poisson and drift in level:
+# learn the overdispersion and forget faster. Tuned on the five NAB realTweets dev series only.
+SERIES_DEFAULTS: dict[str, Any] = {
+    "learn_dispersion": True,
+    "dispersion": 0.02,
+    "half_life_days": 3.0,
+    "warmup_buckets": 288,
+    "prior_buckets": 1.0,  # a dense series shows its own level within a few rows
+    "utc_offset_hours": 0.0,
+}

@@ -1,0 +1,112 @@
+"""Near-duplicate texts (copypasta posted by several accounts) found with MinHash LSH from ``datasketch``.
+
+Two reports whose normalized texts share most character n-grams are linked; the counter then treats the
+authors they join as one reporter, so a pasted template does not look like a crowd.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from datasketch import MinHash, MinHashLSH
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"[@＠][A-Za-z0-9_]+")
+_URL_TOKEN = re.compile(r"<url:[^>]*>")  # how nlp.normalize marks a link
+_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def _nfkc(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+try:  # nlp's normalizer knows Japanese variants; the detector still works before it exists
+    from nlp.normalize import normalize as _nlp_normalize  # type: ignore[attr-defined]
+except Exception:  # noqa: BLE001 - any import problem means "not there yet"
+    _nlp_normalize = None
+
+
+def normalize_text(text: str) -> str:
+    """Fold a post's text so that trivially edited copies compare equal.
+
+    >>> normalize_text("楽天証券で 勝手に 買われた!! https://t.co/x @taro")
+    '楽天証券で勝手に買われた'
+    >>> normalize_text("ＳＢＩ証券") == normalize_text("SBI証券".lower())
+    True
+    """
+    folded = _nfkc(text)
+    if _nlp_normalize is not None:
+        try:
+            out = getattr(_nlp_normalize(folded), "text", None)  # nlp returns Normalized(text, offsets)
+            if isinstance(out, str):
+                folded = _URL_TOKEN.sub(" ", out)
+        except Exception:  # noqa: BLE001 - a normalizer failure must not stop counting
+            pass
+    folded = _MENTION.sub(" ", _URL.sub(" ", folded))
+    return _NOISE.sub("", folded).lower()
+
+
+def shingles(text: str, n: int = 3) -> set[str]:
+    """Character n-grams of the normalized text; a text shorter than n is its own single shingle.
+
+    >>> sorted(shingles("abcd", 3))
+    ['abc', 'bcd']
+    >>> shingles("ab", 3)
+    {'ab'}
+    """
+    t = normalize_text(text)
+    if len(t) <= n:
+        return {t}
+    return {t[i : i + n] for i in range(len(t) - n + 1)}
+
+
+class NearDuplicates:
+    """Finds, among a batch of texts, the pairs whose estimated Jaccard similarity reaches ``threshold``.
+
+    Signatures are cached by key (a post key), so the overlapping batches that successive detector calls
+    pass are hashed once. The cache is a speed-up only: results do not depend on it.
+
+    >>> nd = NearDuplicates(threshold=0.7)
+    >>> texts = {"a": "楽天証券で勝手に中国株を買われた。全部売られてた", "b": "楽天証券で勝手に中国株を買われた。全部売られてた!!",
+    ...          "c": "SBI証券のログイン履歴に知らない端末がある"}
+    >>> nd.neighbours(list(texts), list(texts.values()))
+    {'a': ['b'], 'b': ['a'], 'c': []}
+    """
+
+    def __init__(
+        self, threshold: float = 0.7, num_perm: int = 64, shingle_chars: int = 3, cache_size: int = 50_000
+    ):
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.shingle_chars = shingle_chars
+        self._cache: dict[str, MinHash] = {}
+        self._cache_size = cache_size
+
+    def signature(self, key: str, text: str) -> MinHash:
+        sig = self._cache.get(key)
+        if sig is None:
+            sig = MinHash(num_perm=self.num_perm, seed=1)
+            sig.update_batch([s.encode("utf-8") for s in sorted(shingles(text, self.shingle_chars))])
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()  # crude but bounded; a miss only costs a re-hash
+            self._cache[key] = sig
+        return sig
+
+    def neighbours(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, list[str]]:
+        """For each key, the other keys whose text is a near-duplicate of its text (sorted)."""
+        out: dict[str, list[str]] = {k: [] for k in keys}
+        if len(keys) < 2:
+            return out
+        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        sigs = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k in sigs:
+                continue
+            sigs[k] = self.signature(k, t)
+            lsh.insert(k, sigs[k])
+        for k, sig in sigs.items():
+            found = [c for c in lsh.query(sig) if c != k and sig.jaccard(sigs[c]) >= self.threshold]
+            out[k] = sorted(found)
+        return out

@@ -1,0 +1,311 @@
+"""The report-stream detector: distinct reporters per key, scored against a baseline, with hysteresis.
+
+The pipeline calls :meth:`Detector.evaluate` every cycle with the reports of the last ``lookback``. Each
+call first closes the buckets that ended since the previous call - in order, each exactly once: the alert
+state steps at the bucket's end and the bucket's count is learned - and then scores the windows ending at
+``now``. Because state only moves at bucket ends, calling every minute or every five gives the same
+baseline and the same open/close decisions (call at least once per bucket: buckets older than the lookback
+are skipped, not learned).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitor.detect.baseline import KeyModel, next_firing, tail_score
+from monitor.detect.config import DetectConfig
+from monitor.detect.counting import (
+    DISCUSSION,
+    VICTIM,
+    KeyId,
+    bucket_index,
+    bucket_start,
+    by_key,
+    counts_as_reporter,
+    reporter_groups,
+    top_values,
+)
+from monitor.detect.dedup import NearDuplicates
+from monitor.errors import ConfigError, InputError
+from monitor.events import Report, Signal
+
+_KIND_ORDER = {"overall": 0, "broker": 1, "ticker": 2}
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WindowStat:
+    window: timedelta
+    count: int
+    expected: float
+    score: float
+    groups: tuple[tuple[Report, ...], ...]  # distinct reporters, earliest first
+    discussion: int
+    reports: tuple[Report, ...]  # the key's counted reports in the window
+
+
+def format_window(window: timedelta) -> str:
+    """
+    >>> format_window(timedelta(minutes=15)), format_window(timedelta(hours=6)), format_window(timedelta(minutes=90))
+    ('15 min', '6 h', '90 min')
+    """
+    minutes = int(window.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+class _KeyReports:
+    """One key's reports in time order, with their times for bisecting windows."""
+
+    __slots__ = ("reports", "times")
+
+    def __init__(self, reports: list[Report]) -> None:
+        self.reports = reports
+        self.times = [r.created_at for r in reports]
+
+    def between(self, start: datetime, end: datetime, inclusive_end: bool) -> list[Report]:
+        lo = bisect.bisect_left(self.times, start)
+        hi = bisect.bisect_right(self.times, end) if inclusive_end else bisect.bisect_left(self.times, end)
+        return self.reports[lo:hi]
+
+
+class Detector:
+    """Spike detector over analyzed reports; state is JSON-serializable (:meth:`to_state`).
+
+    >>> from datetime import UTC
+    >>> d = Detector()
+    >>> t0 = datetime(2025, 3, 19, 6, 0, tzinfo=UTC)
+    >>> d.evaluate(t0, [])
+    []
+    >>> texts = ["楽天証券で勝手に株を売られた", "楽天の口座で知らない中国株を買われてる", "ログイン履歴に覚えのない端末",
+    ...          "保有株が全部売却されていた、楽天", "楽天証券 不正ログインされて米国株が消えた"]
+    >>> reports = [Report(f"x:{i}", "x", f"x:user{i}", t0 + timedelta(minutes=61 + i), "victim_report",
+    ...                   text, ("楽天証券",)) for i, text in enumerate(texts)]
+    >>> signals = d.evaluate(t0 + timedelta(minutes=70), reports)
+    >>> [(s.kind, s.key, s.count, s.firing) for s in signals]
+    [('overall', 'overall', 5, True), ('broker', '楽天証券', 5, True)]
+    >>> signals[1].explanation
+    '5 distinct reporters in 15 min vs 0.0079 expected (score 12.6)'
+    """
+
+    def __init__(self, config: DetectConfig | None = None) -> None:
+        self.config = config or DetectConfig()
+        self._models: dict[KeyId, KeyModel] = {}
+        self._episodes: dict[KeyId, datetime] = {}  # firing key -> first report of its episode
+        self._first_bucket: int | None = None
+        self._last_closed: int | None = None
+        self._dedup = NearDuplicates(
+            self.config.minhash_threshold, self.config.minhash_perm, self.config.shingle_chars
+        )
+
+    # -- public ---------------------------------------------------------------------------------------
+    @property
+    def bucket(self) -> timedelta:
+        return timedelta(minutes=self.config.bucket_minutes)
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far back the reports passed to :meth:`evaluate` must reach."""
+        longest = max(*self.config.windows_minutes, self.config.ticker_window_minutes)
+        return timedelta(minutes=longest) + self.bucket
+
+    @property
+    def firing(self) -> dict[KeyId, datetime]:
+        """Keys whose alert was open at the last closed bucket, with the episode's first report time."""
+        return dict(self._episodes)
+
+    def evaluate(self, now: datetime, reports: Sequence[Report]) -> list[Signal]:
+        """Close the buckets that ended before ``now``, then return one Signal per active or firing key."""
+        if now.tzinfo is None:
+            raise InputError("detector: `now` has no timezone; pass an aware datetime (e.g. with tzinfo=UTC)")
+        bucket = self.bucket
+        b_now = bucket_index(now, bucket)
+        lo = now - self.lookback
+        unique: dict[str, Report] = {}
+        for r in reports:
+            if lo <= r.created_at <= now and r.label in (VICTIM, DISCUSSION):
+                unique.setdefault(r.post_key, r)
+        keyed = {k: _KeyReports(v) for k, v in by_key(unique.values()).items()}
+        counted = sorted((r for r in unique.values() if counts_as_reporter(r)), key=lambda r: r.post_key)
+        neighbours = self._dedup.neighbours([r.post_key for r in counted], [r.text for r in counted])
+
+        if self._first_bucket is None or self._last_closed is None:
+            self._first_bucket = b_now
+            self._last_closed = b_now - 1
+        first_covered = -((bucket_start(0, bucket) - lo) // bucket)  # first bucket starting at or after lo
+        for b in range(max(self._last_closed + 1, first_covered), b_now):
+            self._close_bucket(b, keyed, neighbours)
+        self._last_closed = max(self._last_closed, b_now - 1)
+        return self._signals(now, b_now, keyed, neighbours)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION,
+            "config": self.config.to_dict(),
+            "first_bucket": self._first_bucket,
+            "last_closed": self._last_closed,
+            "models": [[k[0], k[1], m.to_state()] for k, m in sorted(self._models.items())],
+            "episodes": [[k[0], k[1], t.isoformat()] for k, t in sorted(self._episodes.items())],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Detector:
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise ConfigError(
+                "detector state: unknown format or version; delete the stored state to start a fresh baseline"
+            )
+        det = cls(DetectConfig.from_dict(state["config"]))
+        det._first_bucket = state["first_bucket"]
+        det._last_closed = state["last_closed"]
+        det._models = {(kind, key): KeyModel.from_state(m) for kind, key, m in state["models"]}
+        det._episodes = {(kind, key): datetime.fromisoformat(t) for kind, key, t in state["episodes"]}
+        return det
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _assess(
+        self,
+        key: KeyId,
+        kr: _KeyReports | None,
+        end: datetime,
+        last_bucket: int,
+        neighbours: dict[str, list[str]],
+        inclusive_end: bool,
+    ) -> tuple[list[WindowStat], WindowStat | None]:
+        cfg = self.config
+        model = self._models.get(key) or KeyModel()
+        dispersion = model.dispersion(cfg)
+        longest = max(cfg.window_buckets)
+        cum = [0.0]
+        for j in range(longest):
+            cum.append(cum[-1] + model.expected(last_bucket - j, cfg))
+
+        def stat(minutes: int, n: int) -> WindowStat:
+            window = timedelta(minutes=minutes)
+            inside = kr.between(end - window, end, inclusive_end) if kr is not None else []
+            counted = [r for r in inside if counts_as_reporter(r)]
+            groups = reporter_groups(counted, neighbours)
+            expected = cum[n] if n <= longest else cum[-1] * n / longest
+            discussion = sum(1 for r in inside if r.label == DISCUSSION and not r.is_repost)
+            return WindowStat(
+                window,
+                len(groups),
+                expected,
+                tail_score(len(groups), expected, dispersion),
+                tuple(tuple(g) for g in groups),
+                discussion,
+                tuple(counted),
+            )
+
+        stats = [stat(m, n) for m, n in zip(cfg.windows_minutes, cfg.window_buckets, strict=True)]
+        cluster = None
+        if key[0] == "ticker":
+            cluster = stat(cfg.ticker_window_minutes, cfg.ticker_window_minutes // cfg.bucket_minutes)
+        return stats, cluster
+
+    def _decide(
+        self, key: KeyId, stats: list[WindowStat], cluster: WindowStat | None, bucket: int
+    ) -> tuple[bool, WindowStat, bool]:
+        """(firing, the window to report, opened by the ticker-cluster rule)."""
+        cfg = self.config
+        warm = self._first_bucket is not None and bucket - self._first_bucket >= cfg.warmup_buckets
+        openers = [s for s in stats if s.score >= cfg.threshold and s.count >= cfg.min_reporters]
+        cluster_ok = cluster is not None and cluster.count >= cfg.ticker_min_reporters
+        best = max(stats, key=lambda s: s.score)  # max keeps the first (shortest) window on ties
+        can_open = warm and (bool(openers) or cluster_ok)
+        can_hold = best.score >= cfg.release_threshold or cluster_ok
+        firing = next_firing(key in self._episodes, can_open, can_hold)
+        by_cluster = firing and cluster is not None and cluster_ok and best.score < cfg.threshold
+        return firing, (cluster if by_cluster and cluster is not None else best), by_cluster
+
+    def _close_bucket(
+        self, b: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
+    ) -> None:
+        cfg = self.config
+        bucket = self.bucket
+        end = bucket_start(b + 1, bucket)
+        horizon = end - self.lookback + bucket
+        active = {k for k, kr in keyed.items() if kr.between(horizon, end, False)}
+        for key in sorted(active | set(self._episodes)):
+            stats, cluster = self._assess(key, keyed.get(key), end, b, neighbours, False)
+            firing, shown, _ = self._decide(key, stats, cluster, b)
+            if firing and key not in self._episodes:
+                self._episodes[key] = shown.groups[0][0].created_at if shown.groups else end
+            elif not firing:
+                self._episodes.pop(key, None)
+        start = bucket_start(b, bucket)
+        in_bucket = {k for k, kr in keyed.items() if kr.between(start, end, False)}
+        for key in sorted(set(self._models) | in_bucket):
+            model = self._models.setdefault(key, KeyModel())
+            kr = keyed.get(key)
+            count = len(reporter_groups(kr.between(start, end, False), neighbours)) if kr else 0
+            mu = model.expected(b, cfg)
+            if key in self._episodes:  # do not learn from a bucket the alert flags as anomalous
+                count = model.clip(count, mu, cfg)
+            model.learn(b, count, mu, cfg)
+
+    def _signals(
+        self, now: datetime, b_now: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
+    ) -> list[Signal]:
+        cfg = self.config
+        horizon = now - self.lookback + self.bucket
+        active = {k for k, kr in keyed.items() if kr.between(horizon, now, True)}
+        out = []
+        for key in sorted(active | set(self._episodes), key=lambda k: (_KIND_ORDER[k[0]], k[1])):
+            stats, cluster = self._assess(key, keyed.get(key), now, b_now, neighbours, True)
+            firing, shown, by_cluster = self._decide(key, stats, cluster, b_now)
+            if key in self._episodes:
+                first_seen: datetime | None = self._episodes[key]
+            else:
+                first_seen = shown.groups[0][0].created_at if shown.groups else None
+            explanation = (
+                f"{shown.count} distinct reporters in {format_window(shown.window)} "
+                f"vs {shown.expected:.2g} expected (score {shown.score:.1f})"
+            )
+            if by_cluster:
+                explanation += (
+                    f"; ticker named by {shown.count} distinct reporters within "
+                    f"{format_window(shown.window)} (cluster rule: suspected target of unauthorized buying)"
+                )
+            names_t = [t for r in shown.reports for t in dict.fromkeys(r.tickers) if (key[0], t) != key]
+            names_b = (
+                [b for r in shown.reports for b in dict.fromkeys(r.brokers)] if key[0] != "broker" else []
+            )
+            out.append(
+                Signal(
+                    kind=key[0],
+                    key=key[1],
+                    at=now,
+                    window=shown.window,
+                    window_start=now - shown.window,
+                    count=shown.count,
+                    expected=shown.expected,
+                    score=shown.score,
+                    firing=firing,
+                    tickers=top_values(names_t),
+                    brokers=top_values(names_b),
+                    sample_post_ids=tuple(g[0].post_key for g in shown.groups[: cfg.max_samples]),
+                    discussion_count=shown.discussion,
+                    first_seen=first_seen,
+                    explanation=explanation,
+                )
+            )
+        return out
+
+
+def run_detector(
+    reports: list[Report], times: list[datetime], detector: Detector | None = None
+) -> list[list[Signal]]:
+    """Drive a detector over a recorded stream: at each time, pass the reports of its lookback (a helper
+    for replays, benchmarks and tests; the live pipeline queries its store instead)."""
+    det = detector or Detector()
+    ordered = sorted(reports, key=lambda r: r.created_at)
+    stamps = [r.created_at for r in ordered]
+    out = []
+    for now in times:
+        lo = bisect.bisect_left(stamps, now - det.lookback)
+        hi = bisect.bisect_right(stamps, now)
+        out.append(det.evaluate(now, ordered[lo:hi]))
+    return out
