@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,8 +195,6 @@ def iter_file_lines(stream: IO[str], path: str) -> Iterator[FileLine]:
 
 def open_input(path: str | Path) -> IO[str]:
     """Open a JSONL file (``-`` for stdin) as UTF-8 text, replacing undecodable bytes."""
-    import sys
-
     if str(path) == "-":
         return sys.stdin
     p = Path(path)
@@ -235,3 +234,73 @@ def existing_keys(session: Session, records: Iterable[PostRecord]) -> set[str]:
         select(Post.source, Post.post_id).where(sa.tuple_(Post.source, Post.post_id).in_(list(wanted)))
     ).all()
     return {f"{s}:{p}" for s, p in rows}
+
+
+# --- importing a whole file ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    lines: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    errors: list[InputError] = field(default_factory=list)
+    first: datetime | None = None
+    last: datetime | None = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+
+def import_file(engine: sa.Engine, path: str | Path, *,
+                on_error: Callable[[InputError], None] | None = None, batch_lines: int = 200) -> ImportResult:
+    """Store every good record of a Post JSONL / twarc2 JSONL file; bad lines are reported with file:line.
+
+    Good lines are committed in batches, so a bad line never costs the good ones around it, and running
+    the same file twice stores nothing new.
+    """
+    result = ImportResult()
+    name = str(path)
+    stream = open_input(path)
+    batch: list[FileLine] = []
+    try:
+        for line in iter_file_lines(stream, name):
+            result.lines += 1
+            for err in line.errors:
+                result.errors.append(err)
+                if on_error:
+                    on_error(err)
+            for r in line.records:
+                result.first = r.created_at if result.first is None else min(result.first, r.created_at)
+                result.last = r.created_at if result.last is None else max(result.last, r.created_at)
+            if line.records:
+                batch.append(line)
+            if len(batch) >= batch_lines:
+                _store_lines(engine, batch, name, result)
+                batch = []
+        if batch:
+            _store_lines(engine, batch, name, result)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return result
+
+
+def _store_lines(engine: sa.Engine, lines: list[FileLine], path: str, result: ImportResult) -> None:
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        plain: list[PostRecord] = []
+        for line in lines:
+            raw = raw_for_line(line, path, now)
+            if raw is None:
+                plain.extend(line.records)
+                continue
+            stored = store_records(session, line.records, raw=raw, now=now)
+            result.stored += stored.new
+            result.duplicates += stored.duplicate
+        if plain:
+            stored = store_records(session, plain, now=now)
+            result.stored += stored.new
+            result.duplicates += stored.duplicate
+        session.commit()

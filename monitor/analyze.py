@@ -1,0 +1,133 @@
+"""Post -> NLP annotations -> stored labels and mentions; and stored annotations -> detector Reports.
+
+The NLP stage itself is the pure ``nlp`` package; this module is the glue to storage. A post counts as
+analyzed once it has an annotation by the current model version, so upgrading the model re-annotates
+everything with the new one without touching the old rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from monitor.events import Report
+from storage.models import Annotation, Mention, Post
+
+DETECTED_LABELS = ("victim_report", "incident_discussion")
+
+
+class AnalyzerLike(Protocol):
+    model_version: str
+
+    def analyze_batch(self, texts: Sequence[str]) -> list[Any]: ...
+
+
+def pending_posts(session: Session, model: str, limit: int) -> list[Post]:
+    """Posts that have no annotation by ``model`` yet, oldest first."""
+    stmt = (
+        select(Post)
+        .outerjoin(Annotation, sa.and_(Annotation.post_pk == Post.id, Annotation.model == model))
+        .where(Annotation.id.is_(None))  # type: ignore[union-attr]
+        .order_by(Post.id)  # type: ignore[arg-type]
+        .limit(limit)
+    )
+    return list(session.exec(stmt).all())
+
+
+def store_analysis(session: Session, post: Post, analysis: Any, now: datetime) -> Annotation:
+    annotation = Annotation(
+        post_pk=post.id,  # type: ignore[arg-type]
+        label=analysis.label,
+        score=float(analysis.score),
+        scores={k: float(v) for k, v in analysis.scores.items()},
+        model=analysis.model,
+        dictionary=analysis.dictionary,
+        analyzed_at=now,
+    )
+    session.add(annotation)
+    session.flush()
+    for m in analysis.mentions:
+        session.add(
+            Mention(
+                annotation_id=annotation.id,  # type: ignore[arg-type]
+                post_pk=post.id,  # type: ignore[arg-type]
+                kind=m.kind,
+                value=m.value,
+                surface=m.surface[:256],
+                start=m.start,
+                end=m.end,
+                by=m.by,
+            )
+        )
+    return annotation
+
+
+def analyze_pending(engine: sa.Engine, analyzer: AnalyzerLike, *, batch: int = 256,
+                    now: datetime | None = None, limit: int | None = None) -> int:
+    """Annotate every post the current model has not seen; one transaction per batch. Returns the count."""
+    done = 0
+    while limit is None or done < limit:
+        size = batch if limit is None else min(batch, limit - done)
+        with Session(engine, expire_on_commit=False) as session:
+            posts = pending_posts(session, analyzer.model_version, size)
+            if not posts:
+                break
+            results = analyzer.analyze_batch([p.text for p in posts])
+            stamp = now or datetime.now(UTC)
+            for post, analysis in zip(posts, results, strict=True):
+                store_analysis(session, post, analysis, stamp)
+            session.commit()
+        done += len(posts)
+    return done
+
+
+def load_reports(session: Session, model: str, since: datetime, until: datetime) -> list[Report]:
+    """Victim reports and incident discussion created in [since, until], as the detector sees them."""
+    rows = session.exec(
+        select(Post, Annotation)
+        .join(Annotation, Annotation.post_pk == Post.id)
+        .where(
+            Annotation.model == model,
+            Annotation.label.in_(DETECTED_LABELS),  # type: ignore[attr-defined]
+            Post.created_at >= since,
+            Post.created_at <= until,
+        )
+        .order_by(Post.created_at, Post.id)  # type: ignore[arg-type]
+    ).all()
+    if not rows:
+        return []
+    mentions: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"broker": [], "ticker": []})
+    annotation_ids = [a.id for _, a in rows]
+    for chunk_start in range(0, len(annotation_ids), 500):
+        chunk = annotation_ids[chunk_start : chunk_start + 500]
+        for ann_id, kind, value in session.exec(
+            select(Mention.annotation_id, Mention.kind, Mention.value)
+            .where(Mention.annotation_id.in_(chunk))  # type: ignore[attr-defined]
+            .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
+        ).all():
+            bucket = mentions[ann_id].setdefault(kind, [])
+            if value not in bucket:
+                bucket.append(value)
+    reports = []
+    for post, annotation in rows:
+        found = mentions.get(annotation.id, {})  # type: ignore[arg-type]
+        reports.append(
+            Report(
+                post_key=f"{post.source}:{post.post_id}",
+                source=post.source,
+                author_key=f"{post.source}:{post.author_id}",
+                created_at=post.created_at,
+                label=annotation.label,
+                text=post.text,
+                brokers=tuple(found.get("broker", ())),
+                tickers=tuple(found.get("ticker", ())),
+                repost_of=post.repost_of,
+                url=post.url,
+            )
+        )
+    return reports

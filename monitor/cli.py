@@ -1,0 +1,95 @@
+"""The `incident-monitor` command line: a thin client of the library.
+
+Each area registers its commands from its own module in ``monitor/commands/`` (``register(subparsers)``);
+this module only builds the parser, adds the options every command shares (``--db``, ``--config``,
+``-v``), and turns typed errors into one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from monitor import __version__
+from monitor.errors import MonitorError
+from storage.errors import StorageError
+
+COMMAND_MODULES = (
+    "monitor.commands.core",
+    "monitor.commands.nlp",
+    "monitor.commands.spikes",
+    "monitor.commands.alerts",
+    "monitor.commands.collect",
+)
+
+
+def _add_shared_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("shared options")
+    group.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                       help="database URL; overrides DATABASE_URL (default: a SQLite file in the user data dir)")
+    group.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                       help="incident-monitor.toml to read (default: ./incident-monitor.toml if present)")
+    group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+
+
+def _walk(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found.extend(_walk(sub))
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="incident-monitor",
+        description="Watch Japanese social media for reports of hijacked brokerage accounts and alert fast.",
+        epilog="Example: incident-monitor demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"incident-monitor {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that area is not part of this build
+                continue
+            raise
+        module.register(subparsers)
+    for sub in _walk(parser)[1:]:
+        if not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+            _add_shared_options(sub)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    _configure_logging(getattr(args, "verbose", 0) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except (MonitorError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The readable summary printed at the end of ``incident-monitor demo``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlmodel import Session
+
+from monitor.events import AlertEvent
+from storage.database import redact
+from storage.queries import label_counts
+
+
+def _fmt_time(event: AlertEvent) -> str:
+    return event.at.strftime("%m-%d %H:%M %Z").strip()
+
+
+def print_demo_summary(pipeline: Any, imported: Any, events: list[AlertEvent], *, db: str,
+                       events_path: Path, stream: TextIO) -> None:
+    with Session(pipeline.engine) as session:
+        labels = label_counts(session)
+    w = stream.write
+    w("\n== Demo summary ==\n")
+    w(f"Posts stored: {imported.stored} new ({imported.duplicates} already stored), "
+      f"{len(imported.errors)} bad lines\n")
+    w("Classified:   " + ", ".join(f"{labels.get(k, 0)} {k}" for k in
+                                   ("victim_report", "incident_discussion", "irrelevant")) + "\n")
+    w(f"Model:        {pipeline.analyzer.model_version}\n")
+    opens = [e for e in events if e.event == "open"]
+    w(f"\nAlerts: {len(opens)} opened, {sum(e.event == 'update' for e in events)} updates, "
+      f"{sum(e.event == 'resolve' for e in events)} resolved\n")
+    for e in events:
+        tickers = f"  tickers {', '.join(e.tickers)}" if e.tickers else ""
+        w(f"  {_fmt_time(e):<14} {e.event:<8} {e.kind}:{e.key:<14} {e.count} distinct reporters "
+          f"(expected {e.expected:.2f}, score {e.score:.1f}){tickers}\n")
+    w("\nWhere the data went:\n")
+    w(f"  store        {redact(db)}\n")
+    w(f"  alert events {events_path}\n")
+    slack = "sent to Slack" if os.environ.get("SLACK_WEBHOOK_URL") or os.environ.get("SLACK_BOT_TOKEN") else \
+        "not sent to Slack (set SLACK_WEBHOOK_URL to try it)"
+    w(f"  notifications printed above; {slack}\n")
+    w("\nExplore it:\n")
+    w(f"  incident-monitor export --db {db} --label victim_report --format csv\n")
+    w(f"  incident-monitor alerts list --db {db}\n")

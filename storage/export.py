@@ -1,0 +1,84 @@
+"""Exports of stored posts with their annotations: JSONL (Post records + analysis), CSV and Parquet."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from storage.errors import StorageError
+
+FORMATS = ("jsonl", "csv", "parquet")
+CSV_COLUMNS = (
+    "source", "id", "created_at", "author_id", "author_handle", "text", "lang", "url", "repost_of",
+    "reply_to", "quote_of", "label", "score", "brokers", "tickers", "model",
+)
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
+    n = 0
+    for record in records:
+        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
+
+
+def write_csv(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
+    writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    n = 0
+    for record in records:
+        writer.writerow({k: _csv_value(record.get(k)) for k in CSV_COLUMNS})
+        n += 1
+    return n
+
+
+def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int = 10_000) -> int:
+    """Parquet needs a real file (it is written in row groups, not streamed to a terminal)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([
+        ("source", pa.string()), ("id", pa.string()), ("created_at", pa.string()), ("author_id", pa.string()),
+        ("author_handle", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("url", pa.string()),
+        ("repost_of", pa.string()), ("reply_to", pa.string()), ("quote_of", pa.string()),
+        ("label", pa.string()), ("score", pa.float64()), ("brokers", pa.list_(pa.string())),
+        ("tickers", pa.list_(pa.string())), ("model", pa.string()),
+    ])
+    n = 0
+    buffer: list[dict[str, Any]] = []
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for record in records:
+            buffer.append({name: record.get(name) for name in schema.names})
+            if len(buffer) >= batch_rows:
+                writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+                n += len(buffer)
+                buffer = []
+        if buffer or n == 0:
+            writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+            n += len(buffer)
+    return n
+
+
+def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO) -> int:
+    """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many."""
+    if fmt not in FORMATS:
+        raise StorageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if not output or output == "-":
+            raise StorageError("parquet is a binary format: give --output PATH.parquet")
+        return write_parquet(records, Path(output))
+    if output and output != "-":
+        with open(output, "w", encoding="utf-8", newline="") as fh:
+            return write_jsonl(records, fh) if fmt == "jsonl" else write_csv(records, fh)
+    return write_jsonl(records, stdout) if fmt == "jsonl" else write_csv(records, stdout)

@@ -1,0 +1,136 @@
+"""Read-side queries shared by the CLI, exports and notebooks (no SQL pasted elsewhere)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from storage.models import Alert, AlertEventRow, Annotation, Mention, Post
+
+
+@dataclass
+class PostView:
+    """A stored post with its newest annotation, in the Post-record shape plus analysis fields."""
+
+    post: Post
+    annotation: Annotation | None
+    brokers: list[str] = field(default_factory=list)
+    tickers: list[str] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        p = self.post
+        tz = timezone(timedelta(minutes=p.utc_offset_min))
+        record: dict[str, Any] = {
+            "source": p.source,
+            "id": p.post_id,
+            "created_at": p.created_at.astimezone(tz).isoformat(),
+            "author_id": p.author_id,
+            "author_handle": p.author_handle,
+            "text": p.text,
+            "lang": p.lang,
+            "url": p.url,
+            "repost_of": p.repost_of,
+            "reply_to": p.reply_to,
+            "quote_of": p.quote_of,
+            "metrics": p.metrics or {},
+        }
+        a = self.annotation
+        record.update(
+            label=a.label if a else None,
+            score=round(a.score, 4) if a else None,
+            scores={k: round(v, 4) for k, v in (a.scores or {}).items()} if a else None,
+            brokers=self.brokers,
+            tickers=self.tickers,
+            model=a.model if a else None,
+        )
+        return record
+
+
+def iter_post_views(session: Session, *, label: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, batch: int = 1000) -> Iterator[PostView]:
+    """Every stored post (oldest first) with its newest annotation and mentions, streamed in batches."""
+    newest = (
+        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id"))
+        .group_by(Annotation.post_pk)
+        .subquery()
+    )
+    last_id = 0
+    while True:
+        stmt = (
+            select(Post, Annotation)
+            .outerjoin(newest, newest.c.post_pk == Post.id)
+            .outerjoin(Annotation, Annotation.id == newest.c.ann_id)
+            .where(Post.id > last_id)
+            .order_by(Post.id)  # type: ignore[arg-type]
+            .limit(batch)
+        )
+        if label is not None:
+            stmt = stmt.where(Annotation.label == label)
+        if since is not None:
+            stmt = stmt.where(Post.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(Post.created_at < until)
+        rows = session.exec(stmt).all()
+        if not rows:
+            return
+        ann_ids = [a.id for _, a in rows if a is not None]
+        found: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"broker": [], "ticker": []})
+        if ann_ids:
+            for ann_id, kind, value in session.exec(
+                select(Mention.annotation_id, Mention.kind, Mention.value)
+                .where(Mention.annotation_id.in_(ann_ids))  # type: ignore[attr-defined]
+                .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
+            ).all():
+                values = found[ann_id].setdefault(kind, [])
+                if value not in values:
+                    values.append(value)
+        for post, annotation in rows:
+            entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
+            yield PostView(post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])))
+        last_id = rows[-1][0].id  # type: ignore[assignment]
+
+
+def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
+    """Posts by their "source:post_id" keys (missing keys are simply absent)."""
+    pairs = [tuple(k.split(":", 1)) for k in keys if ":" in k]
+    if not pairs:
+        return {}
+    rows = session.exec(select(Post).where(sa.tuple_(Post.source, Post.post_id).in_(pairs))).all()
+    return {f"{p.source}:{p.post_id}": p for p in rows}
+
+
+def alerts_with_events(session: Session, status: str = "all") -> list[tuple[Alert, list[AlertEventRow]]]:
+    stmt = select(Alert).order_by(Alert.id)  # type: ignore[arg-type]
+    if status == "open":
+        stmt = stmt.where(Alert.status != "resolved")
+    elif status == "resolved":
+        stmt = stmt.where(Alert.status == "resolved")
+    alerts = session.exec(stmt).all()
+    if not alerts:
+        return []
+    events: dict[int, list[AlertEventRow]] = defaultdict(list)
+    for row in session.exec(
+        select(AlertEventRow)
+        .where(AlertEventRow.alert_id.in_([a.id for a in alerts]))  # type: ignore[attr-defined]
+        .order_by(AlertEventRow.id)  # type: ignore[arg-type]
+    ).all():
+        events[row.alert_id].append(row)
+    return [(a, events.get(a.id, [])) for a in alerts]  # type: ignore[arg-type]
+
+
+def label_counts(session: Session) -> dict[str, int]:
+    newest = (
+        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(Annotation.post_pk).subquery()
+    )
+    rows = session.exec(
+        select(Annotation.label, sa.func.count())
+        .join(newest, newest.c.ann_id == Annotation.id)
+        .group_by(Annotation.label)
+    ).all()
+    return {label: int(n) for label, n in rows}
