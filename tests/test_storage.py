@@ -64,3 +64,31 @@ def test_cursor_saved_in_the_same_transaction_as_posts(engine):
         store_records(s, [_post(2)], cursor=("x", "query-a", "200"))
     with session_scope(engine) as s:
         assert load_cursor(s, "x", "query-a").value == "200"
+
+
+def test_migrations_match_the_models(engine):
+    """A model change without a migration would make `db upgrade` build a different schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+    assert diff == []
+
+
+def test_sqlite_store_uses_wal(sqlite_url):
+    engine = open_store(sqlite_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_default_url_is_a_per_user_sqlite_file(monkeypatch):
+    from storage.database import default_database_path, resolve_url
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert resolve_url() == f"sqlite:///{default_database_path()}"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/d")
+    assert resolve_url() == "postgresql+psycopg://u@h/d"
+    assert resolve_url("sqlite:///other.db") == "sqlite:///other.db"
