@@ -1,0 +1,4 @@
+"""Bluesky collector (Jetstream firehose + searchPosts backfill).
+
+Owned by the Bluesky helper; work in progress.
+"""
