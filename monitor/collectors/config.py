@@ -50,9 +50,6 @@ class XConfig:
     )
     max_results: int = field(default=100, metadata={"help": "posts per search page (10-100)"})
     max_pages_per_pass: int = field(default=10, metadata={"help": "search pages fetched per query per pass"})
-    counts_interval_seconds: int = field(
-        default=120, metadata={"help": "how often the cheap counts endpoint is polled per query"}
-    )
     search_floor_seconds: int = field(
         default=1800, metadata={"help": "run the full search at least this often even when counts do not move"}
     )

@@ -139,12 +139,13 @@ def _is_network_error(exc: BaseException) -> str | None:
             return "no answer in time: network slow or the service overloaded"
     if "timeout" in name or "timed out" in text:
         return "no answer in time: network slow or the service overloaded"
-    if isinstance(exc, ConnectionResetError) or "reset" in text or "remotedisconnected" in text.replace(" ", ""):
+    if "chunkedencoding" in name or "incompleteread" in text or "protocolerror" in name:
+        return "response cut off mid-transfer: the connection dropped"
+    if (isinstance(exc, ConnectionResetError) or "reset" in text or "remotedisconnected" in text.replace(" ", "")
+            or "aborted" in text):
         return "connection reset: a proxy or the service dropped it mid-request"
     if isinstance(exc, ConnectionError | OSError) or "connection" in name or "connect" in text:
         return "cannot connect: network down, DNS, or the service unreachable"
-    if "chunkedencoding" in name or "incompleteread" in text or "protocolerror" in name:
-        return "response cut off mid-transfer: the connection dropped"
     return None
 
 
@@ -166,7 +167,8 @@ def classify(exc: BaseException, now: float | None = None) -> Verdict:
             wait = wait_from_headers(headers, now)
             return Verdict("rate_limit", "rate limit reached (HTTP 429)", wait, status)
         if status in (401, 403):
-            return Verdict("credentials", f"HTTP {status}: the service rejected the credentials or access level", status=status)
+            answer = " ".join(str(exc).split())[:200]
+            return Verdict("credentials", f"HTTP {status}, the service answered: {answer}", status=status)
         if status == 503 and wait_from_headers(headers, now) is not None:
             return Verdict("rate_limit", "service unavailable with Retry-After (HTTP 503)", wait_from_headers(headers, now), status)
         if status >= 500:

@@ -1,0 +1,307 @@
+"""X (Twitter) API v2 recent search through tweepy, cost-aware and resumable.
+
+Per configured query (brokers x incident terms, ``lang:ja``, split at the query-length limit):
+
+1. If a pagination is unfinished (``next_token`` in the cursor), continue it.
+2. Else, unless the search floor interval has passed, ask the cheap counts endpoint whether anything
+   arrived since ``since_id``; search only when it did.
+3. Search page by page (``next_token``), newest first down to ``since_id``. Each page is stored with the
+   cursor in one transaction. The cursor's ``value`` (since_id) moves to the newest id only when the
+   pagination is complete; until then ``extra.next_token`` says where to go on, so a restart mid-pagination
+   resumes exactly there and loses nothing between the old since_id and the page it stopped at.
+
+Spend: every page's posts are priced at ``cost_per_post_usd`` and added to today's spend in
+``source_health``; a search page is only requested while the estimated day total stays under
+``daily_budget_usd``.
+
+The base-URL seam: tweepy's ``Client.request`` hard-codes ``https://api.twitter.com`` but sends every
+request through ``self.session`` (a ``requests.Session``). :class:`RebasedSession` swaps that host for
+``X_API_BASE_URL`` and adds a timeout (tweepy sets none), so gateways and loopback test servers work with
+the unmodified client and its own error types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import tweepy
+from sqlalchemy.engine import Engine
+
+from monitor.collectors import health, retry
+from monitor.collectors.base import CollectResult, read_cursor, store_page
+from monitor.collectors.config import XConfig
+from monitor.collectors.retry import RetryPolicy, Shutdown
+from monitor.errors import CredentialsError, InputError, SourceError
+from monitor.records import PostRecord, x_page_users, x_tweet_to_record
+
+log = logging.getLogger(__name__)
+
+SOURCE = "x"
+TWEET_FIELDS = ["created_at", "lang", "author_id", "referenced_tweets", "public_metrics", "note_tweet"]
+USER_FIELDS = ["username", "name"]
+EXPANSIONS = ["author_id"]
+_TWEEPY_HOSTS = ("https://api.twitter.com", "https://api.x.com")
+
+
+def build_queries(brokers: tuple[str, ...] | list[str], terms: tuple[str, ...] | list[str], suffix: str, max_length: int) -> list[str]:
+    """Queries ``(broker OR ...) (term OR ...) suffix``, each at most ``max_length`` characters.
+
+    >>> build_queries(["楽天証券", "SBI証券"], ["乗っ取り", "不正ログイン"], "lang:ja", 512)
+    ['(楽天証券 OR SBI証券) (乗っ取り OR 不正ログイン) lang:ja']
+    >>> build_queries(["楽天証券", "SBI証券"], ["乗っ取り"], "lang:ja", 30)
+    ['(楽天証券) (乗っ取り) lang:ja', '(SBI証券) (乗っ取り) lang:ja']
+    """
+    brokers = [b.strip() for b in brokers if b.strip()]
+    terms = [t.strip() for t in terms if t.strip()]
+
+    def quote(word: str) -> str:
+        return f'"{word}"' if " " in word else word
+
+    def group(words: list[str]) -> str:
+        return "(" + " OR ".join(quote(w) for w in words) + ")" if words else ""
+
+    def assemble(b: list[str], t: list[str]) -> str:
+        return " ".join(part for part in (group(b), group(t), suffix.strip()) if part)
+
+    def chunk(words: list[str], fits: Any) -> list[list[str]]:
+        chunks: list[list[str]] = []
+        current: list[str] = []
+        for word in words:
+            if current and not fits(current + [word]):
+                chunks.append(current)
+                current = []
+            if not fits([word]):
+                raise InputError(f"X query word {word!r} cannot fit in a {max_length}-character query: shorten it")
+            current.append(word)
+        if current:
+            chunks.append(current)
+        return chunks or [[]]
+
+    longest = max(brokers, key=len) if brokers else ""
+    term_chunks = chunk(terms, lambda t: len(assemble([longest] if longest else [], t)) <= max_length)
+    queries = []
+    for t in term_chunks:
+        for b in chunk(brokers, lambda b, t=t: len(assemble(b, t)) <= max_length):
+            queries.append(assemble(b, t))
+    return queries
+
+
+def cursor_name(query: str) -> str:
+    """Cursor key of a query: queries can be 512 characters, the key column is shorter."""
+    return "search:" + hashlib.sha256(query.encode()).hexdigest()[:16]
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
+
+class RebasedSession(requests.Session):
+    """Sends tweepy's requests to ``base_url`` instead of its built-in host, with a timeout."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        for host in _TWEEPY_HOSTS:
+            if url.startswith(host):
+                url = self.base_url + url[len(host):]
+                break
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+class XClient(tweepy.Client):
+    """tweepy's v2 client, answering raw ``requests.Response`` objects (we keep the body verbatim)."""
+
+    def __init__(self, bearer_token: str, base_url: str, timeout: float = 30.0) -> None:
+        super().__init__(bearer_token=bearer_token, return_type=requests.Response, wait_on_rate_limit=False)
+        self.session = RebasedSession(base_url, timeout)
+
+
+class XCollector:
+    """Recent search for the configured queries; see the module docstring for the order of work."""
+
+    source = SOURCE
+
+    def __init__(self, config: XConfig, policy: RetryPolicy | None = None, *, client: XClient | None = None) -> None:
+        if not config.bearer_token:
+            raise CredentialsError("X_BEARER_TOKEN")
+        self.config = config
+        self.policy = policy or RetryPolicy()
+        self.client = client or XClient(config.bearer_token.reveal(), config.api_base_url, config.timeout_seconds)
+        self.queries = build_queries(config.brokers, config.incident_terms, config.query_suffix, config.max_query_length)
+        # Authors seen on earlier pages: a page's includes.users may omit an author it already sent.
+        self.users: dict[str, dict[str, Any]] = {}
+
+    # --- requests ---------------------------------------------------------------------------------------
+
+    def _get(self, what: str, fn: Any, result: CollectResult, stop: threading.Event) -> tuple[dict[str, Any], str, str]:
+        """One request under the retry policy; returns (parsed JSON, body text, endpoint URL)."""
+
+        def attempt() -> tuple[dict[str, Any], str, str]:
+            response = fn()
+            body = response.text
+            page = json.loads(body)  # a truncated body raises here and is retried like a reset
+            if not isinstance(page, dict):
+                raise retry.TransientError(f"{what}: answer is not a JSON object")
+            return page, body, _without_userinfo(response.url)
+
+        def count() -> None:
+            result.requests += 1
+
+        return retry.call(attempt, policy=self.policy, stop=stop, what=what, credential_hint="X_BEARER_TOKEN", on_attempt=count)
+
+    def _counts_moved(self, query: str, since_id: str, result: CollectResult, stop: threading.Event, engine: Engine) -> bool:
+        page, _, _ = self._get(
+            f"X counts {query[:40]!r}",
+            lambda: self.client.get_recent_tweets_count(query, since_id=since_id, granularity="minute"),
+            result,
+            stop,
+        )
+        if self.config.cost_per_counts_request_usd:
+            result.spend_usd += self.config.cost_per_counts_request_usd
+            health.add_spend(engine, SOURCE, self.config.cost_per_counts_request_usd)
+        meta = page.get("meta") or {}
+        total = meta.get("total_tweet_count")
+        if total is None:
+            total = sum(int(b.get("tweet_count") or 0) for b in page.get("data") or () if isinstance(b, dict))
+        return int(total) > 0
+
+    # --- one query --------------------------------------------------------------------------------------
+
+    def _due(self, cursor_extra: dict[str, Any], now: datetime) -> bool:
+        last = cursor_extra.get("last_search_at")
+        if not last:
+            return True
+        try:
+            return now - datetime.fromisoformat(last) >= timedelta(seconds=self.config.search_floor_seconds)
+        except ValueError:
+            return True
+
+    def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
+        name = cursor_name(query)
+        cursor = read_cursor(engine, SOURCE, name)
+        since_id = cursor.value or None
+        extra = dict(cursor.extra)
+        next_token = extra.get("next_token")
+        now = datetime.now(UTC)
+        if not next_token and since_id and not self._due(extra, now):
+            if not self._counts_moved(query, since_id, result, stop, engine):
+                log.info("X %r: counts show nothing new since %s; search skipped", query[:40], since_id)
+                return
+        pending_newest = extra.get("pending_newest_id")
+        seen_tokens: dict[str, int] = {}
+        pages = 0
+        while True:
+            if pages >= self.config.max_pages_per_pass:
+                result.notes.append(f"page limit {self.config.max_pages_per_pass} reached; the next pass continues")
+                return
+            page_cost = self.config.max_results * self.config.cost_per_post_usd
+            spent = health.spent_today(engine, SOURCE)
+            if spent + page_cost > self.config.daily_budget_usd:
+                note = f"daily budget ${self.config.daily_budget_usd:.2f} reached (spent ~${spent:.2f} today); searching resumes tomorrow (UTC)"
+                log.warning("X: %s", note)
+                result.notes.append(note)
+                return
+            params: dict[str, Any] = {
+                "max_results": self.config.max_results,
+                "tweet_fields": TWEET_FIELDS,
+                "expansions": EXPANSIONS,
+                "user_fields": USER_FIELDS,
+            }
+            if since_id:
+                params["since_id"] = since_id
+            if next_token:
+                params["next_token"] = next_token
+            try:
+                page, body, endpoint = self._get(
+                    f"X search {query[:40]!r}", lambda p=params: self.client.search_recent_tweets(query, **p), result, stop
+                )
+            except SourceError as exc:
+                if next_token and "HTTP 400" in str(exc):
+                    # An expired pagination token: start again from since_id; re-reads are stored once.
+                    log.warning("X %r: pagination token refused (%s); restarting from since_id", query[:40], exc)
+                    next_token, pending_newest = None, None
+                    continue
+                raise
+            retrieved = datetime.now(UTC)
+            records = self._parse(page, result)
+            meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
+            newest = meta.get("newest_id")
+            if newest and (pending_newest is None or int(newest) > int(pending_newest)):
+                pending_newest = str(newest)
+            token = meta.get("next_token")
+            if token:
+                # A repeated page hands out the same token again; following it once more is right, but a
+                # service stuck on one page must not loop forever (the cursor keeps the token for later).
+                seen_tokens[token] = seen_tokens.get(token, 0) + 1
+                if seen_tokens[token] > 3:
+                    raise SourceError(f"X search {query[:40]!r}: the API keeps answering the same page; the next pass resumes")
+            if token:
+                new_extra = {**extra, "query": query, "next_token": token, "pending_newest_id": pending_newest}
+                value = since_id or ""
+            else:
+                newest_value = pending_newest or since_id or ""
+                if since_id and newest_value and int(since_id) > int(newest_value):
+                    newest_value = since_id
+                new_extra = {"query": query, "last_search_at": retrieved.isoformat()}
+                value = newest_value
+            new, dup = store_page(
+                engine, source=SOURCE, endpoint=endpoint, body=body, records=records,
+                cursor_name=name, cursor_value=value, cursor_extra=new_extra, retrieved_at=retrieved,
+            )
+            cost = len(page.get("data") or ()) * self.config.cost_per_post_usd if isinstance(page.get("data"), list) else 0.0
+            total_today = health.add_spend(engine, SOURCE, cost)
+            result.spend_usd += cost
+            result.pages += 1
+            result.new += new
+            result.duplicate += dup
+            pages += 1
+            log.info("X %r: page %d, %d new, %d duplicate, ~$%.4f (today ~$%.2f)", query[:40], pages, new, dup, cost, total_today)
+            if not token:
+                return
+            next_token = token
+            if stop.is_set():
+                raise Shutdown()
+
+    def _parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
+        self.users.update(x_page_users(page))
+        data = page.get("data")
+        tweets = data if isinstance(data, list) else []
+        if page.get("errors"):
+            log.info("X page carries %d partial error(s) from the API; the good posts are kept", len(page["errors"]))
+        records = []
+        for tweet in tweets:
+            try:
+                records.append(x_tweet_to_record(tweet, self.users))
+            except InputError as exc:
+                result.skipped += 1
+                log.warning("X: skipped a post: %s", exc)
+        return records
+
+    # --- the pass ---------------------------------------------------------------------------------------
+
+    def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
+        result = CollectResult(SOURCE)
+        try:
+            for query in self.queries:
+                if stop.is_set():
+                    result.stopped = True
+                    break
+                self.collect_query(engine, query, stop, result)
+        except Shutdown:
+            result.stopped = True
+        return result
