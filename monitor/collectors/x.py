@@ -55,7 +55,7 @@ def build_queries(brokers: tuple[str, ...] | list[str], terms: tuple[str, ...] |
 
     >>> build_queries(["楽天証券", "SBI証券"], ["乗っ取り", "不正ログイン"], "lang:ja", 512)
     ['(楽天証券 OR SBI証券) (乗っ取り OR 不正ログイン) lang:ja']
-    >>> build_queries(["楽天証券", "SBI証券"], ["乗っ取り"], "lang:ja", 30)
+    >>> build_queries(["楽天証券", "SBI証券"], ["乗っ取り"], "lang:ja", 25)
     ['(楽天証券) (乗っ取り) lang:ja', '(SBI証券) (乗っ取り) lang:ja']
     """
     brokers = [b.strip() for b in brokers if b.strip()]
