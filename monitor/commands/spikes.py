@@ -60,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ROWS",
         help="window lengths in rows, comma-separated (default 3,12,72: 15 min, 1 h, 6 h at 5-minute rows)",
     )
-    detect.add_argument("--threshold", type=float, default=None, help="score that opens an alert (default 5)")
+    detect.add_argument(
+        "--threshold", type=float, default=None, help="score that opens an alert (default 4; 5 with --sparse)"
+    )
     detect.add_argument(
         "--release",
         type=float,
@@ -81,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--half-life-days", type=float, default=None, help="how fast the baseline forgets (default 3 days)"
     )
     detect.add_argument(
+        "--seasonal", action="store_true", help="learn hour-of-day / day-of-week factors after a week of rows"
+    )
+    detect.add_argument(
         "--sparse",
         action="store_true",
         help="use the report-stream settings (Poisson, long memory) meant for mostly-zero counts",
@@ -93,6 +98,8 @@ def build_config(args: argparse.Namespace, bucket_minutes: int) -> DetectConfig:
     base["bucket_minutes"] = bucket_minutes
     base["windows_minutes"] = tuple(n * bucket_minutes for n in args.windows)
     base["ticker_window_minutes"] = max(base["windows_minutes"])
+    if args.seasonal:
+        base["seasonal"] = True
     for option, name in (
         ("threshold", "threshold"),
         ("release", "release_threshold"),

@@ -111,7 +111,7 @@ class KeyModel:
         w = self._weight(bucket, config)
         prior_n = config.prior_buckets * w
         rate = (self.s + config.prior_rate * prior_n) / (self.n + prior_n)
-        if self.learned < config.seasonal_min_days * 1440 / config.bucket_minutes:
+        if not config.seasonal or self.learned < config.seasonal_min_days * 1440 / config.bucket_minutes:
             return rate
         h, d = slot_of(bucket, config)
         k = config.seasonal_shrink * w

@@ -46,6 +46,9 @@ class DetectConfig:
         default=28.0,
         metadata={"help": "history older than this counts half in the baseline (0 = never forget)"},
     )
+    seasonal: bool = field(
+        default=True, metadata={"help": "use hour-of-day / day-of-week factors once enough history exists"}
+    )
     seasonal_min_days: float = field(
         default=7.0,
         metadata={"help": "days of history a key needs before hour-of-day / day-of-week factors are used"},
@@ -139,4 +142,7 @@ SERIES_DEFAULTS: dict[str, Any] = {
     "warmup_buckets": 288,
     "prior_buckets": 1.0,  # a dense series shows its own level within a few rows
     "utc_offset_hours": 0.0,
+    # on the dev series, hour-of-day factors learned after a week raised false alerts and missed windows
+    "seasonal": False,
+    "threshold": 4.0,
 }

@@ -1,0 +1,228 @@
+"""Detection benchmark: scenario streams, then the NAB realTweets series beside simple baselines.
+
+    python benchmarks/detection.py            # both parts
+    python benchmarks/detection.py --nab-only # skip the scenario streams
+
+(a) Each scenario (monitor/detect/scenarios.py, seeded) is replayed through ``Detector.evaluate`` every
+5 minutes of stream time. Reported: the delay from the incident's first report to the first firing Signal
+on its key, and false alerts per simulated week (alert onsets on keys without a true incident).
+
+(b) The series detector (``spikes detect``'s core) and three baselines run over the five NAB realTweets
+series, read in place from ../shared/nab. Every detector's alert onsets are scored the NAB way
+(monitor/detect/nab.py); each detector gets the same small threshold grid and the best value is shown
+(NAB also optimises each detector's threshold), with our fixed defaults on their own line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.detect.config import DetectConfig  # noqa: E402
+from monitor.detect.detector import Detector, run_detector  # noqa: E402
+from monitor.detect.nab import load_corpus, normalised, onsets, score_file  # noqa: E402
+from monitor.detect.scenarios import Scenario, all_scenarios  # noqa: E402
+from monitor.detect.series import detect_series, series_config  # noqa: E402
+
+NAB_ROOT = ROOT / ".." / "shared" / "nab"
+
+
+# ---------------------------------------------------------------------------------------------- scenarios
+def run_scenario(scen: Scenario, config: DetectConfig) -> dict:
+    step = timedelta(minutes=5)
+    times = []
+    t = scen.start + step
+    while t <= scen.end:
+        times.append(t)
+        t += step
+    started = time.perf_counter()
+    results = run_detector(scen.reports, times, Detector(config))
+    elapsed = time.perf_counter() - started
+    firing_before: set = set()
+    false_alerts = []
+    true_alerts = []
+    first_fire = None
+    for now, signals in zip(times, results, strict=True):
+        firing = {(s.kind, s.key) for s in signals if s.firing}
+        for key in sorted(firing - firing_before):
+            is_true = (
+                key in scen.incident_keys and scen.incident_start is not None and now >= scen.incident_start
+            )
+            (true_alerts if is_true else false_alerts).append((now, key))
+        if (
+            scen.primary in firing
+            and first_fire is None
+            and scen.incident_start
+            and now >= scen.incident_start
+        ):
+            first_fire = now
+        firing_before = firing
+    delay = (
+        (first_fire - scen.incident_start).total_seconds() / 60
+        if first_fire and scen.incident_start
+        else None
+    )
+    weeks = (scen.end - scen.start).total_seconds() / (7 * 86400)
+    return {
+        "name": scen.name,
+        "description": scen.description,
+        "expected": f"{scen.primary[0]}:{scen.primary[1]}" if scen.primary else "no alert",
+        "delay_min": delay,
+        "false_per_week": len(false_alerts) / weeks,
+        "false_alerts": false_alerts,
+        "true_alerts": len(true_alerts),
+        "reports": len(scen.reports),
+        "calls_per_s": len(times) / elapsed,
+    }
+
+
+def scenario_table(config: DetectConfig) -> None:
+    print("(a) scenario streams: 8 simulated days each, Detector.evaluate every 5 min, default DetectConfig")
+    print(
+        f"{'scenario':<15} {'expected alert':<24} {'delay (min)':>11} {'false/week':>10} {'reports':>8} {'calls/s':>8}"
+    )
+    rows = []
+    for scen in all_scenarios():
+        r = run_scenario(scen, config)
+        rows.append(r)
+        delay = (
+            "missed"
+            if r["delay_min"] is None and r["expected"] != "no alert"
+            else ("-" if r["delay_min"] is None else f"{r['delay_min']:.0f}")
+        )
+        print(
+            f"{r['name']:<15} {r['expected']:<24} {delay:>11} {r['false_per_week']:>10.2f} "
+            f"{r['reports']:>8} {r['calls_per_s']:>8.0f}"
+        )
+    total_false = sum(r["false_per_week"] for r in rows) / len(rows)
+    print(f"mean false alerts per simulated week over the {len(rows)} scenarios: {total_false:.2f}")
+    for r in rows:
+        for when, key in r["false_alerts"]:
+            print(f"  false alert in {r['name']!r}: {key[0]}:{key[1]} at {when.isoformat()}")
+
+
+# ---------------------------------------------------------------------------------------------- NAB
+def fixed_threshold(values: Sequence[float], k: float) -> list[int]:
+    """Alert while the value exceeds mean + k sd of the probationary rows (the only rows it may look at)."""
+    head = values[: int(0.15 * len(values))]
+    limit = statistics.fmean(head) + k * statistics.pstdev(head)
+    return [int(v > limit) for v in values]
+
+
+def trailing_z(values: Sequence[float], k: float, window: int = 288) -> list[int]:
+    """Alert while the value is more than k sd above the mean of the previous ``window`` rows (one day)."""
+    out = []
+    buf: deque[float] = deque(maxlen=window)
+    s = s2 = 0.0
+    for v in values:
+        if len(buf) >= 12:
+            n = len(buf)
+            mean = s / n
+            sd = math.sqrt(max(s2 / n - mean * mean, 1e-9))
+            out.append(int((v - mean) / sd > k))
+        else:
+            out.append(0)
+        if len(buf) == window:
+            old = buf[0]
+            s -= old
+            s2 -= old * old
+        buf.append(v)
+        s += v
+        s2 += v * v
+    return out
+
+
+def ewma(values: Sequence[float], k: float, alpha: float = 0.01) -> list[int]:
+    """Alert while the value is more than k sd above an exponentially weighted mean (alpha 0.01 ~ 8 h)."""
+    out = []
+    mean = values[0] if values else 0.0
+    var = 0.0
+    for i, v in enumerate(values):
+        out.append(int(i >= 12 and (v - mean) > k * math.sqrt(max(var, 1e-9))))
+        diff = v - mean
+        mean += alpha * diff
+        var = (1 - alpha) * (var + alpha * diff * diff)
+    return out
+
+
+def ours(values: Sequence[float], timestamps, threshold: float) -> list[int]:
+    return [a for _, a in detect_series(timestamps, values, series_config(threshold=threshold))]
+
+
+def score_detector(corpus, alerts_for: Callable) -> dict:
+    scores = []
+    for f in corpus:
+        alerts = alerts_for(f)
+        scores.append(score_file(f.timestamps, onsets(alerts), f.windows))
+    delays = [d for s in scores for d in s.delays_h]
+    return {
+        "nab": normalised(scores),
+        "detected": sum(s.detected for s in scores),
+        "windows": sum(s.windows for s in scores),
+        "fp_per_day": sum(s.false_positives for s in scores) / sum(s.scored_days for s in scores),
+        "delay_h": statistics.fmean(delays) if delays else float("nan"),
+    }
+
+
+def nab_table() -> None:
+    if not (NAB_ROOT / "realTweets").is_dir():
+        print(f"(b) NAB: skipped, {NAB_ROOT.resolve()} not found (../shared/nab beside the repository)")
+        return
+    corpus = load_corpus(NAB_ROOT)
+    print()
+    print(
+        f"(b) NAB realTweets ({len(corpus)} series, {sum(len(f.values) for f in corpus)} rows), standard profile,"
+    )
+    print(
+        "    alert onsets scored; 15% probation; delay = first detection minus the labelled window's centre"
+    )
+    grids: dict[str, tuple[Sequence[float], Callable]] = {
+        "spikes detect": ((3.0, 3.5, 4.0, 5.0, 6.0, 8.0), lambda f, k: ours(f.values, f.timestamps, k)),
+        "fixed threshold": ((2.0, 3.0, 4.0, 6.0, 8.0, 12.0), lambda f, k: fixed_threshold(f.values, k)),
+        "trailing z (1 day)": ((3.0, 4.0, 5.0, 6.0, 8.0, 12.0), lambda f, k: trailing_z(f.values, k)),
+        "EWMA (alpha .01)": ((3.0, 4.0, 5.0, 6.0, 8.0, 12.0), lambda f, k: ewma(f.values, k)),
+    }
+    print(f"{'detector':<30} {'NAB score':>9} {'windows':>8} {'FP/day':>7} {'delay (h)':>9} {'s':>5}")
+
+    def show(label: str, fn: Callable) -> None:
+        t = time.perf_counter()
+        r = score_detector(corpus, fn)
+        print(
+            f"{label:<30} {r['nab']:>9.1f} {r['detected']:>3}/{r['windows']:<4} {r['fp_per_day']:>7.2f} "
+            f"{r['delay_h']:>9.1f} {time.perf_counter() - t:>5.1f}"
+        )
+
+    show("spikes detect (defaults)", lambda f: ours(f.values, f.timestamps, series_config().threshold))
+    for name, (grid, fn) in grids.items():
+        best = max(grid, key=lambda k, fn=fn: score_detector(corpus, lambda f, fn=fn, k=k: fn(f, k))["nab"])
+        show(f"{name} (best k={best:g})", lambda f, fn=fn, best=best: fn(f, best))
+    never = score_detector(corpus, lambda f: [0] * len(f.values))
+    print(f"{'never alerts (null)':<30} {never['nab']:>9.1f} {never['detected']:>3}/{never['windows']:<4}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nab-only", action="store_true")
+    parser.add_argument("--scenarios-only", action="store_true")
+    args = parser.parse_args()
+    if not args.nab_only:
+        scenario_table(DetectConfig())
+    if not args.scenarios_only:
+        nab_table()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
