@@ -81,6 +81,8 @@ class NearDuplicates:
         self.threshold = threshold
         self.num_perm = num_perm
         self.shingle_chars = shingle_chars
+        probe = MinHashLSH(threshold=threshold, num_perm=num_perm)  # its band layout costs a numeric
+        self._params = (probe.b, probe.r)  # integration: work it out once, not per batch
         self._cache: dict[str, MinHash] = {}
         self._cache_size = cache_size
 
@@ -99,7 +101,7 @@ class NearDuplicates:
         out: dict[str, list[str]] = {k: [] for k in keys}
         if len(keys) < 2:
             return out
-        lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
+        lsh = MinHashLSH(num_perm=self.num_perm, params=self._params)
         sigs = {}
         for k, t in zip(keys, texts, strict=True):
             if k in sigs:

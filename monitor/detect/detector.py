@@ -177,23 +177,26 @@ class Detector:
         cfg = self.config
         model = self._models.get(key) or KeyModel()
         dispersion = model.dispersion(cfg)
-        longest = max(cfg.window_buckets)
-        cum = [0.0]
-        for j in range(longest):
-            cum.append(cum[-1] + model.expected(last_bucket - j, cfg))
+        ticker_n = cfg.ticker_window_minutes // cfg.bucket_minutes
+        expected = dict(
+            zip(
+                (*cfg.window_buckets, ticker_n),
+                model.expected_windows(last_bucket, [*cfg.window_buckets, ticker_n], cfg),
+                strict=True,
+            )
+        )
 
         def stat(minutes: int, n: int) -> WindowStat:
             window = timedelta(minutes=minutes)
             inside = kr.between(end - window, end, inclusive_end) if kr is not None else []
             counted = [r for r in inside if counts_as_reporter(r)]
             groups = reporter_groups(counted, neighbours)
-            expected = cum[n] if n <= longest else cum[-1] * n / longest
             discussion = sum(1 for r in inside if r.label == DISCUSSION and not r.is_repost)
             return WindowStat(
                 window,
                 len(groups),
-                expected,
-                tail_score(len(groups), expected, dispersion),
+                expected[n],
+                tail_score(len(groups), expected[n], dispersion),
                 tuple(tuple(g) for g in groups),
                 discussion,
                 tuple(counted),
@@ -202,7 +205,7 @@ class Detector:
         stats = [stat(m, n) for m, n in zip(cfg.windows_minutes, cfg.window_buckets, strict=True)]
         cluster = None
         if key[0] == "ticker":
-            cluster = stat(cfg.ticker_window_minutes, cfg.ticker_window_minutes // cfg.bucket_minutes)
+            cluster = stat(cfg.ticker_window_minutes, ticker_n)
         return stats, cluster
 
     def _decide(
