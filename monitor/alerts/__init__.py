@@ -1,0 +1,89 @@
+"""Alert lifecycle and notifications: signals -> open / update / resolve events -> outbox -> notifiers.
+
+The pipeline calls three functions:
+
+* :func:`process_signals` plans the lifecycle step (pure planner, :mod:`monitor.alerts.planner`) and writes
+  the alerts, their events and one outbox row per (notified event, notifier) in the caller's transaction.
+* :func:`deliver_pending` sends what the outbox owes, exactly once per (event, notifier), retrying with
+  back-off across outages and restarts.
+* :func:`build_notifiers` builds the terminal, JSONL and Slack notifiers from the settings.
+
+Only :mod:`monitor.alerts.slack` talks to Slack, and only after the rows are committed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TextIO
+
+from sqlmodel import Session
+
+from monitor.alerts.config import AlertsConfig, SlackConfig
+from monitor.alerts.notifiers import Delivery, JsonlNotifier, Notifier, SendResult, TerminalNotifier
+from monitor.alerts.outbox import DeliveryReport, deliver_pending
+from monitor.alerts.planner import AlertState, Plan, PlannedEvent, SilenceRule, plan
+from monitor.alerts.store import load_silences, load_states, write_plan
+from monitor.errors import ConfigError
+from monitor.events import AlertEvent, Signal
+
+__all__ = [
+    "AlertState", "AlertsConfig", "Delivery", "DeliveryReport", "JsonlNotifier", "Notifier", "Plan",
+    "PlannedEvent", "SendResult", "SilenceRule", "SlackConfig", "TerminalNotifier", "build_notifiers",
+    "deliver_pending", "plan", "process_signals",
+]
+
+
+def process_signals(
+    session: Session,
+    signals: Sequence[Signal],
+    now: datetime,
+    config: AlertsConfig,
+    notifiers: Sequence[str],
+) -> list[AlertEvent]:
+    """Plan and record the alert events for ``signals`` at stream time ``now``; the caller commits.
+
+    Returns the events in stream-time order (per alert: open -> update* -> resolve). Each event's
+    ``extra`` holds ``alert_id``, ``event_id``, ``silenced``, ``inhibited_by``, ``notified`` and the sample
+    posts (``posts``: key, text, url) its message shows. Muted events (silenced, or folded into a broker
+    alert) are recorded but owe no notification.
+    """
+    states = load_states(session, signals, now, config)
+    silences = load_silences(session, now)
+    result = plan(states, signals, now, config, silences)
+    return write_plan(session, result, now, config, notifiers)
+
+
+def build_notifiers(
+    alerts: AlertsConfig,
+    slack: SlackConfig,
+    *,
+    terminal: TextIO | None = None,
+    jsonl_path: str | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Notifier]:
+    """The notifiers to use, by name: terminal when a stream is given, jsonl when a path is given, slack
+    when ``SLACK_BOT_TOKEN`` (with ``SLACK_CHANNEL``) or ``SLACK_WEBHOOK_URL`` is set (the token wins).
+
+    ``stop`` is set on shutdown so a rate-limit wait ends at once.
+    """
+    found: dict[str, Notifier] = {}
+    if terminal is not None:
+        found["terminal"] = TerminalNotifier(terminal, utc_offset_hours=alerts.display_utc_offset_hours,
+                                             max_samples=alerts.max_samples)
+    if jsonl_path:
+        found["jsonl"] = JsonlNotifier(jsonl_path)
+    if slack.bot_token:
+        if not slack.channel:
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is set but SLACK_CHANNEL is not: set SLACK_CHANNEL to the channel id for alerts"
+            )
+        from monitor.alerts.slack import SlackBotNotifier
+
+        found["slack"] = SlackBotNotifier(slack.bot_token, slack, alerts, stop=stop)
+    elif slack.webhook_url:
+        from monitor.alerts.slack import SlackWebhookNotifier
+
+        found["slack"] = SlackWebhookNotifier(slack.webhook_url, slack, alerts, stop=stop)
+    return found

@@ -218,10 +218,17 @@ class _Planner:
 
     # --- transitions -------------------------------------------------------------------------------
 
-    def advance(self, fingerprint: str, t: datetime) -> None:
-        """Time-driven transitions: a quiet key resolves (firing) or is forgotten (pending)."""
+    def advance(self, fingerprint: str, t: datetime, *, before_signal: bool = False) -> None:
+        """Time-driven transitions: a quiet key resolves (firing) or is forgotten (pending).
+
+        Just before a signal at ``t`` only a quiet spell that ended before ``t`` counts: a key that fires
+        again exactly ``resolve_after`` after its last firing was never quiet for that long.
+        """
         state = self.state(fingerprint)
-        if state is None or not state.active or t - state.last_firing_at < self.config.resolve_after:
+        if state is None or not state.active:
+            return
+        quiet = t - state.last_firing_at
+        if quiet < self.config.resolve_after or (before_signal and quiet == self.config.resolve_after):
             return
         if state.status == "pending":
             self.put(replace(state, status="dropped"))
@@ -376,7 +383,7 @@ def plan(
     for fp in order:
         t = now
         for signal in sorted(by_fp.get(fp, ()), key=lambda s: s.at):
-            planner.advance(fp, signal.at)
+            planner.advance(fp, signal.at, before_signal=True)
             planner.apply(signal)
             t = max(t, signal.at)
         planner.advance(fp, t)
