@@ -10,14 +10,15 @@ What happens, in order:
    the end, and the cap bounds the work for hostile input);
 2. HTML character references (``&amp;``, ``&#x6e2f;``) are decoded: scrapers and APIs hand them over escaped;
 3. per character (a base plus its combining marks, so half-width ``ｶﾞ`` becomes ``ガ``): NFKC, which folds
-   full-width ASCII to half-width and half-width katakana to full-width; Latin lower-cased; control characters
-   and every kind of space -> one space; format characters (bidi marks, zero-width joiners, BOM) dropped; lone
+   full-width ASCII to half-width and half-width katakana to full-width; Latin lower-cased; line breaks kept;
+   other control characters and every kind of space -> one space; circled numbers (①) kept as list markers; format characters (bidi marks, zero-width joiners, BOM) dropped; lone
    surrogates and non-characters -> U+FFFD; emoji -> a space (they carry mood, not entities);
 4. URLs -> ``<url:domain>`` (the domain says whether a link points at a broker), @mentions -> ``@user``
    (handles are personal data and never entities), the ``#`` of a hashtag -> a space (``#楽天証券`` names a
    broker, so the tag text stays);
 5. runs of spaces and of repeated punctuation (``！！！``, ``。。。``, ``ーーー``) and laughter (``ｗｗｗ``) collapse
-   to one character; leading and trailing spaces go.
+   to one character (a run of blanks holding a line break becomes one line break); leading and trailing
+   blanks go.
 
 The function never raises on a ``str``, whatever it holds.
 """
@@ -50,7 +51,7 @@ _UNSAFE = re.compile(
     r"[^\u0020-\u0040\u005b-\u007e\u3001-\u3002\u300c-\u300f\u3010\u3011\u3041-\u3096"
     r"\u30a1-\u30fa\u30fc\u4e00-\u9fff]+"
 )
-_COLLAPSE = re.compile(r" {2,}|([!?.,~ー\-=・。、〜_*/])\1+|(?<![a-z0-9])ww+(?![a-z0-9])")
+_COLLAPSE = re.compile(r"[ \n]*\n[ \n]*| {2,}|([!?.,~ー\-=・。、〜_*/])\1+|(?<![a-z0-9])ww+(?![a-z0-9])")
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,9 @@ def normalize(text: str) -> Normalized:
         src, offs, ends = _substitute(src, offs, ends, _SPECIAL, _replace_special)
     src, offs, ends = _substitute(src, offs, ends, _COLLAPSE, _first_char)
     begin, stop = 0, len(src)
-    while begin < stop and src[begin] == " ":
+    while begin < stop and src[begin] in " \n":
         begin += 1
-    while stop > begin and src[stop - 1] == " ":
+    while stop > begin and src[stop - 1] in " \n":
         stop -= 1
     if begin or stop != len(src):
         src, offs, ends = src[begin:stop], offs[begin:stop], ends[begin:stop]
@@ -145,7 +146,8 @@ def _replace_special(match: re.Match[str]) -> str:
 
 
 def _first_char(match: re.Match[str]) -> str:
-    return match.group()[0]
+    run = match.group()
+    return "\n" if "\n" in run else run[0]
 
 
 def _substitute(text: str, offs: list[int], ends: list[int], pattern: re.Pattern[str], repl) -> tuple:
@@ -240,7 +242,9 @@ def _map_cluster(cluster: str) -> str:
     base = cluster[0]
     code = ord(base)
     category = unicodedata.category(base)
-    if category in ("Zs", "Zl", "Zp", "Cc"):
+    if base == "\n" or category in ("Zl", "Zp"):
+        return "\n"  # line breaks carry structure (a code at the start of a line, list items)
+    if category in ("Zs", "Cc"):
         return " "
     if category == "Cs" or (code & 0xFFFE) == 0xFFFE or 0xFDD0 <= code <= 0xFDEF:
         return "\ufffd"
@@ -248,6 +252,13 @@ def _map_cluster(cluster: str) -> str:
         return ""
     if _is_emoji(code):
         return " "
+    if (
+        0x2460 <= code <= 0x24FF
+        or 0x2776 <= code <= 0x2793
+        or 0x3251 <= code <= 0x325F
+        or 0x32B1 <= code <= 0x32BF
+    ):
+        return base  # circled numbers mark list items; NFKC would turn them into digits that look like codes
     if len(cluster) > 1:
         # marks on an emoji or a control character were handled above; drop stray emoji marks here
         cluster = base + "".join(c for c in cluster[1:] if not _is_emoji(ord(c)))

@@ -26,7 +26,9 @@ def test_nlp_package_is_ours():
         ("買われた！！！？？", "買われた!?"),
         ("最悪ｗｗｗｗ", "最悪w"),
         ("えーーーー", "えー"),
-        ("a \t\n\u3000 b", "a b"),
+        ("a \t\u3000 b", "a b"),
+        ("一行目\r\n\n  二行目\u2028三", "一行目\n二行目\n三"),
+        ("①保有株を売って②", "①保有株を売って②"),
         ("  両端  ", "両端"),
         ("#楽天証券 乗っ取り", "楽天証券 乗っ取り"),
         ("@rakuten_taro ひどい", "@user ひどい"),
@@ -104,7 +106,7 @@ def _check_invariants(text: str, n: Normalized) -> None:
         assert 0 <= begin <= end <= len(text)
     # normalized text is valid Unicode: it can be encoded and stored
     n.text.encode("utf-8")
-    assert "  " not in n.text
+    assert "  " not in n.text and "\n\n" not in n.text
 
 
 _AWKWARD = st.sampled_from(
