@@ -1,0 +1,445 @@
+"""Broker and ticker mentions in a post, with spans in the ORIGINAL text.
+
+Everything runs on :func:`nlp.normalize.normalize` output (NFKC, lower-cased Latin, URLs and @mentions
+replaced) and is mapped back with ``Normalized.span_to_original``. Matching uses a few precompiled regexes
+(one trie-shaped alternation for all broker aliases, one for all company names), so a post costs a handful of
+regex scans whatever the size of the lexicons.
+
+Brokers: the canonical names of DESIGN.md, from the reviewed lexicon ``nlp/data/brokers.json``. Full names
+and unambiguous aliases (マネックス, カブコム, ネオトレ) always count; ambiguous ones (楽天, SBI, 野村, 大和, 松井)
+only with a securities word nearby, and spans such as 楽天市場, 住信SBIネット銀行, 野村さん, 大和市 never count.
+
+Tickers by code follow DESIGN.md: ``7203.T``, ``130A.T``, ``0700.HK``, ``600519.SS``, ``000001.SZ``, ``TSLA``.
+A number is a ticker only with evidence: a code cue (銘柄, コード, brackets, ``.T``/``.HK``), a market cue (香港,
+中国株), a company name next to it, or a listed code in the securities master with a stock word nearby. Years,
+prices, amounts, times, dates, PINs, phone numbers, percentages and share counts (100株) are rejected first.
+Tickers by name resolve the bundled master's names (トヨタ, テンセント) when a stock or trade word is nearby.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from nlp.errors import ModelLoadError
+from nlp.normalize import Normalized, normalize
+from nlp.securities import SecuritiesMaster, Security, normalize_code
+
+__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "brokers_of", "extract", "tickers_of"]
+
+BROKER_LEXICON = Path(__file__).resolve().parent / "data" / "brokers.json"
+
+_WINDOW = 30  # characters either side of a mention searched for context words
+_NEIGHBOUR = 12  # a weak broker alias this close to another broker alias is part of a list of brokers
+_LATIN = "abcdefghijklmnopqrstuvwxyz0123456789"
+_SENTENCE_END = re.compile(r"[。!?\n]")
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One entity mention; ``start``/``end`` index the original text, ``surface`` is the original slice."""
+
+    kind: str  # "broker" | "ticker"
+    value: str  # canonical broker name or normalized ticker code
+    surface: str
+    start: int
+    end: int
+    by: str | None = None  # "code" | "name" for tickers, None for brokers
+
+    def to_json(self) -> dict:
+        """The mention as in the ``nlp classify`` output contract.
+
+        >>> Mention("ticker", "0700.HK", "00700", 9, 14, "code").to_json()
+        {'kind': 'ticker', 'value': '0700.HK', 'surface': '00700', 'start': 9, 'end': 14, 'by': 'code'}
+        >>> Mention("broker", "楽天証券", "楽天", 0, 2).to_json()
+        {'kind': 'broker', 'value': '楽天証券', 'surface': '楽天', 'start': 0, 'end': 2}
+        """
+        out = {
+            "kind": self.kind,
+            "value": self.value,
+            "surface": self.surface,
+            "start": self.start,
+            "end": self.end,
+        }
+        if self.by is not None:
+            out["by"] = self.by
+        return out
+
+
+def extract(text: str, master: SecuritiesMaster | None = None) -> list[Mention]:
+    """Brokers and tickers mentioned in ``text``, sorted by start (spans in ``text`` coordinates).
+
+    ``master`` decides which codes are listed (default: the bundled master; pass one loaded with the JPX or
+    EDINET list to recognise every TSE code).
+
+    >>> [(m.value, m.surface, m.by) for m in extract("楽天で勝手に香港株の00700を買われた")]
+    [('楽天証券', '楽天', None), ('0700.HK', '00700', 'code')]
+    >>> [m.value for m in extract("楽天市場で2000円の買い物、暗証番号1234")]
+    []
+    >>> [(m.value, m.by) for m in extract("ＳＢＩ証券でテンセントとトヨタ(7203)を売られた $TSLA も")]
+    [('SBI証券', None), ('0700.HK', 'name'), ('7203.T', 'name'), ('7203.T', 'code'), ('TSLA', 'code')]
+    """
+    norm = normalize(text)
+    master = master or SecuritiesMaster.bundled()
+    found = _Finder(norm, master).run()
+    mentions = []
+    for kind, value, start, end, by in found:
+        o_start, o_end = norm.span_to_original(start, end)
+        mentions.append(Mention(kind, value, text[o_start:o_end], o_start, o_end, by))
+    mentions.sort(key=lambda m: (m.start, m.end))
+    return mentions
+
+
+def brokers_of(mentions: Iterable[Mention]) -> list[str]:
+    """Canonical broker names, deduplicated in order of first appearance.
+
+    >>> brokers_of(extract("SBI証券もSBIも楽天証券も"))
+    ['SBI証券', '楽天証券']
+    """
+    return list(dict.fromkeys(m.value for m in mentions if m.kind == "broker"))
+
+
+def tickers_of(mentions: Iterable[Mention]) -> list[str]:
+    """Ticker codes, deduplicated in order of first appearance.
+
+    >>> tickers_of(extract("香港株の02269と2269.HK、中国株600519を買われた"))
+    ['2269.HK', '600519.SS']
+    """
+    return list(dict.fromkeys(m.value for m in mentions if m.kind == "ticker"))
+
+
+# --- lexicon --------------------------------------------------------------------------------------------
+
+
+def _trie_regex(words: Iterable[str]) -> str:
+    """One regex matching the longest of ``words`` at a position; Latin edges get word boundaries.
+
+    >>> re.findall(_trie_regex(["sbi", "sbi証券", "楽天"]), "sbi証券とsbiとxsbiと楽天")
+    ['sbi証券', 'sbi', '楽天']
+    """
+    trie: dict = {}
+    for word in set(words):
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = "(?![a-z0-9])" if word[-1] in _LATIN else ""
+
+    def emit(node: dict) -> str:
+        alternatives = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
+        if "" in node:
+            alternatives.append(node[""])  # the shorter word is tried last, so the longest wins
+        if len(alternatives) == 1:
+            return alternatives[0]
+        return "(?:" + "|".join(alternatives) + ")"
+
+    latin = {c: n for c, n in trie.items() if c in _LATIN}
+    other = {c: n for c, n in trie.items() if c not in _LATIN}
+    parts = []
+    if latin:
+        parts.append("(?<![a-z0-9])" + emit(latin))
+    if other:
+        parts.append(emit(other))
+    return "|".join(parts) if parts else "(?!)"
+
+
+@dataclass(frozen=True)
+class _BrokerEntry:
+    name: str | None  # None: a span that is never a broker
+    weak: bool
+    particle: bool
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    pattern: re.Pattern[str]
+    entries: dict[str, _BrokerEntry]
+    context: re.Pattern[str]
+    names: tuple[str, ...]
+
+
+def _variants(alias: str) -> list[str]:
+    out = [alias]
+    if alias.endswith("証券") and len(alias) > 2:
+        stem = alias[:-2]
+        out += [stem + "證券", stem + " 証券"]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> _Lexicon:
+    try:
+        data = json.loads(BROKER_LEXICON.read_text(encoding="utf-8"))
+        brokers = data["brokers"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(
+            f"{BROKER_LEXICON}: broker lexicon unreadable ({exc}): reinstall the package"
+        ) from exc
+    entries: dict[str, _BrokerEntry] = {}
+    blockers: list[str] = list(data.get("not_brokers", []))
+    for broker in brokers:
+        particle = broker.get("after") == "particle"
+        for alias in broker["aliases"]:
+            for variant in _variants(normalize(alias).text):
+                entries.setdefault(variant, _BrokerEntry(broker["name"], False, False))
+        for alias in broker.get("weak", []):
+            entries.setdefault(normalize(alias).text, _BrokerEntry(broker["name"], True, particle))
+        for alias in [*broker["aliases"], *broker.get("weak", [])]:
+            blockers += [alias + follower for follower in broker.get("not_followed_by", [])]
+            blockers += [before + alias for before in broker.get("not_preceded_by", [])]
+    for blocker in blockers:
+        entries[normalize(blocker).text] = _BrokerEntry(None, False, False)
+    context = re.compile("|".join(re.escape(normalize(w).text) for w in data["context"]))
+    return _Lexicon(re.compile(_trie_regex(entries)), entries, context, tuple(b["name"] for b in brokers))
+
+
+#: Canonical broker names (DESIGN.md), in lexicon order.
+BROKERS: tuple[str, ...] = _lexicon().names
+
+
+@lru_cache(maxsize=4)
+def _name_matcher(master: SecuritiesMaster) -> tuple[re.Pattern[str], dict[str, Security]]:
+    names = master.bundled_names()
+    return re.compile(_trie_regex(names)), names
+
+
+# --- context cues ---------------------------------------------------------------------------------------
+
+# A particle or punctuation after a weak alias that is also a surname or a place (野村で, 大和の).
+_PARTICLE = re.compile(r"(?:の|で|に|は|が|も|から|と|へ|って|や|経由|[、。,.!? ()「」『』【】\[\]/・]|$)")
+# Numbers: the digits with an optional market suffix. Letters and digits around them make them part of a
+# word (id1234, 7203a5); separators make them part of a date, time, decimal, phone number or range.
+_NUMBER = re.compile(
+    r"(?<![0-9a-z.,/\-_¥$#%+~〜×])(?<![0-9]:)"
+    r"(?P<code>[1-9][0-9]{2}[ac-hj-np-uw-y]|[0-9]{1,6})"
+    r"(?:\.(?P<suffix>t|jp|hk|ss|sh|sz))?"
+    r"(?![0-9a-z])(?![.,:/\-~〜][0-9])"
+)
+_CASHTAG = re.compile(
+    r"(?<![a-z0-9$])\$(?P<sym>[a-z]{1,5}(?:\.[a-z])?)(?![a-z0-9])"
+    r"|(?<![a-z])(?:nasdaq|nyse|amex|nyse arca)\s?:\s?(?P<exsym>[a-z]{1,5})(?![a-z0-9])"
+)
+_UNIT_AFTER = re.compile(
+    r"(?:つ|年|月|日|時|分|秒|円|万|億|千|百|兆|ドル|元|株|口|枚|件|人|名|回|個|本|歳|才|%|パーセント|倍|位|番|号|階|点|台|"
+    r"通|社|銘柄|ヶ|ヵ|か月|カ月|週|行|文字|桁|代|期|次|周年|泊|票|箇所|ヶ所|条|項|頁|ページ|話|巻|ポイント|pt|bp|"
+    r"円台|ドル台|時間|度|°|キロ|メートル|グラム|リットル|ミリ|センチ|m|g|kg|km|cm|mm|gb|mb|kb|ml|l)"
+)
+_NEG_BEFORE = re.compile(
+    r"(?:暗証|(?<![a-z])pin|パスワード|パス|認証|確認コード|ワンタイム|(?<![a-z])otp|電話|(?<![a-z])tel|番号|郵便|〒|(?<![a-z])id|"
+    r"部屋|第|(?<![a-z])no\.?|約(?!定)|(?<!会)計|残高|損失|"
+    r"利益|評価額|価格|株価|終値|始値|高値|安値|値段|単価|平均|指値|成行|金額|総額|差額|手数料|被害額|時価|"
+    r"(?<![a-z])ver|バージョン|型番|品番|ロット|定員|人口|身長|体重|順位|背番号|残り|あと|ポイント|コード送信)"
+    r"[^0-9]{0,6}$"
+)
+_CODE_CUE = re.compile(
+    r"(?:銘柄コード|証券コード|コード|銘柄|code|ticker|ティッカー|東証[^0-9\s]{0,6}|tse|jp|日本株)"
+    r"\s?[:=]?\s?(?:は|の|:)?\s?$"
+)
+# A code in brackets, alone or in a list: (7203), 【2667・5010・3779】
+_BRACKET_BEFORE = re.compile(r"[(【\[「『<](?:[0-9a-z]{4,6}\s?[・、/]\s?)*$")
+_BRACKET_AFTER = re.compile(r"(?:\s?[・、/]\s?[0-9a-z]{4,6})*[)】\]」』>]")
+# What follows a number up to a case particle or a stop belongs to it (1715と1218、どっちも香港株);
+# past that it is another phrase (7203を売られて香港株を).
+_CLAUSE_END = re.compile(r"[をが。!?\n]")
+_HK_CUE = re.compile(r"香港|hk|港股|h株|恒生|ハンセン|レッドチップ|中国株")
+_CN_CUE = re.compile(
+    r"中国株|中国本土|上海|深セン|深圳|深せん|a株|人民元|創業板|科創板|滬|沪|本土株|上証|深証"
+)
+_STOCK = re.compile(
+    r"株|銘柄|買われ|売られ|買わ|売ら|買付|買い付け|購入|売却|約定|保有|損切|含み損|上場|東証|ストップ高|s高|爆上げ|急騰|暴落|"
+    r"決算|配当|優待|現物|信用|取引|注文|ナンピン|利確|コード|出来高|nisa|板|チャート|含み益"
+)
+_STOCK_STRICT = re.compile(
+    r"(?<!式会)株(?!式会社)|銘柄|株価|上場|東証|決算|配当|優待|ストップ高|現物|信用取引|ナンピン|利確|損切|含み損"
+)
+_TRADE_AFTER = re.compile(
+    r"\s?(?:を|が|は|も)?\s?(?:勝手に|知らない間に|知らぬ間に|大量に|全部|全て|すべて)?\s?"
+    r"(?:の)?(?:買わ|売ら|買い|売り|購入|売却|約定|買付|買い付け|保有|損切|ナンピン|爆上げ|急騰|暴落|ストップ高|s高|出来高)"
+)
+_PLACEHOLDER = re.compile(r"<url[^>]*>|@user")
+
+
+class _Finder:
+    """One pass over one normalized text."""
+
+    def __init__(self, norm: Normalized, master: SecuritiesMaster) -> None:
+        self.text = norm.text
+        self.master = master
+        self.found: list[tuple[str, str, int, int, str | None]] = []
+        self.masked = (
+            [m.span() for m in _PLACEHOLDER.finditer(self.text)]
+            if ("<url" in self.text or "@user" in self.text)
+            else []
+        )
+
+    def run(self) -> list[tuple[str, str, int, int, str | None]]:
+        if not self.text:
+            return []
+        brokers = self._brokers()
+        all_names = self._names()
+        codes = self._codes(all_names) if any(c.isdigit() for c in self.text) else []
+        # A name right next to its own code (茅台 600519) is a stock mention even without a stock word.
+        names = [
+            n[:5]
+            for n in all_names
+            if n[5] or any(n[1] == c[1] and (c[2] - n[3] <= 2 and n[2] - c[3] <= 2) for c in codes)
+        ]
+        # A company name that contains a broker word (マネックスグループ) is the company, not the broker.
+        brokers = [
+            b
+            for b in brokers
+            if not any(n[2] <= b[2] and b[3] <= n[3] and (n[3] - n[2]) > (b[3] - b[2]) for n in names)
+        ]
+        cashtags = self._cashtags() if ("$" in self.text or ":" in self.text) else []
+        return [m for m in (*brokers, *names, *codes, *cashtags) if not self._is_masked(m[2], m[3])]
+
+    def _is_masked(self, start: int, end: int) -> bool:
+        return any(s < end and start < e for s, e in self.masked)
+
+    def _window(self, start: int, end: int, size: int = _WINDOW) -> str:
+        return self.text[max(0, start - size) : start] + " " + self.text[end : end + size]
+
+    # brokers
+
+    def _brokers(self) -> list:
+        lexicon = _lexicon()
+        hits = []
+        for match in lexicon.pattern.finditer(self.text):
+            entry = lexicon.entries[match.group()]
+            if entry.name is not None:
+                hits.append((entry, *match.span()))
+        out = []
+        text_has_context = None
+        for entry, start, end in hits:
+            if entry.weak:
+                if entry.particle and not _PARTICLE.match(self.text, end):
+                    continue
+                if not lexicon.context.search(self._window(start, end)):
+                    # 「楽天、SBI、野村で被害」: a list of brokers in a text about securities
+                    listed = any(
+                        other is not entry
+                        and (0 <= o_start - end <= _NEIGHBOUR or 0 <= start - o_end <= _NEIGHBOUR)
+                        for other, o_start, o_end in hits
+                    )
+                    if text_has_context is None:
+                        text_has_context = bool(lexicon.context.search(self.text))
+                    if not (listed and text_has_context):
+                        continue
+            out.append(("broker", entry.name, start, end, None))
+        return out
+
+    # tickers by name
+
+    def _names(self) -> list:
+        """Every bundled company name in the text; the 6th field says whether a stock word is near."""
+        pattern, names = _name_matcher(self.master)
+        out = []
+        for match in pattern.finditer(self.text):
+            sec = names[match.group()]
+            start, end = match.span()
+            window = self._window(start, end, 25)
+            cue = _STOCK_STRICT if sec.context == "stock" else _STOCK
+            near = bool(cue.search(window) or (_HK_CUE.search(window) and sec.market in ("HK", "SS", "SZ")))
+            out.append(("ticker", sec.code, start, end, "name", near))
+        return out
+
+    # tickers by code
+
+    def _cashtags(self) -> list:
+        out = []
+        for match in _CASHTAG.finditer(self.text):
+            symbol = normalize_code(match.group("sym") or match.group("exsym"), "US")
+            if symbol:
+                out.append(("ticker", symbol, match.start(), match.end(), "code"))
+        return out
+
+    def _codes(self, names: list) -> list:
+        out = []
+        for match in _NUMBER.finditer(self.text):
+            code = self._classify(match, names)
+            if code:
+                out.append(("ticker", code, match.start(), match.end(), "code"))
+        return out
+
+    def _sentence_before(self, start: int, size: int) -> str:
+        before = self.text[max(0, start - size) : start]
+        stops = [m.end() for m in _SENTENCE_END.finditer(before)]
+        return before[stops[-1] :] if stops else before
+
+    def _classify(self, match: re.Match[str], names: list) -> str | None:
+        text = self.text
+        raw, suffix = match.group("code"), match.group("suffix")
+        start, end = match.span()
+        if _UNIT_AFTER.match(text, end):
+            return None
+        before = self._sentence_before(start, 14)
+        if _NEG_BEFORE.search(before):
+            return None
+        if suffix:
+            market = {"t": "T", "jp": "T", "hk": "HK", "ss": "SS", "sh": "SS", "sz": "SZ"}[suffix]
+            return normalize_code(raw, market)
+        named = self._adjacent_name(start, end, names)
+        if named is not None and named.rsplit(".", 1)[0].lstrip("0") == raw.lstrip("0"):
+            return named  # テンセント(00700), トヨタ7203: the name says which market
+        size = len(raw)
+        bracketed = bool(
+            _BRACKET_BEFORE.search(text, max(0, start - 30), start) and _BRACKET_AFTER.match(text, end)
+        )
+        line_start = start == 0 or text[start - 1] == "\n"  # 5ch style: 「7992 出来高すごい」
+        strong = bracketed or named is not None or bool(_CODE_CUE.search(before))
+        stock = bool(_STOCK.search(self._window(start, end)))
+        trade = bool(_TRADE_AFTER.match(text, end))
+        clause_after = _CLAUSE_END.split(text[end : end + 14], maxsplit=1)[0]
+        if size == 6 and raw.isdigit():
+            market = "SS" if raw[:2] in ("60", "68") else "SZ" if raw[:2] in ("00", "30") else None
+            if market is None:
+                return None
+            code = f"{raw}.{market}"
+            near = self._sentence_before(start, 20) + " " + clause_after
+            if (
+                _CN_CUE.search(near)
+                or strong
+                or trade
+                or (stock and (line_start or self.master.is_listed(code)))
+            ):
+                return code
+            return None
+        hk_near = bool(_HK_CUE.search(self._sentence_before(start, 15)) or _HK_CUE.search(clause_after))
+        if size == 5:
+            if hk_near or raw[0] == "0":  # TSE codes have four characters: 0xxxx is a Hong Kong code
+                return normalize_code(raw, "HK")
+            return None
+        if size <= 3 and raw.isdigit():
+            hk_close = _HK_CUE.search(self._sentence_before(start, 8))
+            if (hk_close and (strong or stock or trade)) or (bracketed and hk_near):
+                return normalize_code(raw, "HK")
+            return None
+        # four characters
+        if raw.isdigit():
+            if raw[0] == "0":  # no TSE code starts with 0
+                return normalize_code(raw, "HK") if (hk_near or strong or stock or trade) else None
+            if hk_near and not (self.master.is_listed(f"{raw}.T") and not _HK_CUE.search(before)):
+                return normalize_code(raw, "HK")
+        code = normalize_code(raw, "T")
+        if code is None or (raw.isdigit() and int(raw) < 1300):
+            return None
+        listed = self.master.is_listed(code)
+        if raw.isdigit() and 1900 <= int(raw) <= 2099:  # a year unless the evidence is strong
+            return code if listed and (strong or (line_start and stock)) else None
+        if strong or trade or (stock and (listed or line_start)) or (line_start and listed):
+            return code
+        return None
+
+    def _adjacent_name(self, start: int, end: int, names: list) -> str | None:
+        text = self.text
+        for _, code, n_start, n_end, *_ in names:
+            gap_before = text[n_end:start]
+            gap_after = text[end:n_start]
+            if n_end <= start and len(gap_before) <= 2 and all(c in " :(【[「" for c in gap_before):
+                return code
+            if n_start >= end and len(gap_after) <= 2 and all(c in " :)】]」" for c in gap_after):
+                return code
+        return None
