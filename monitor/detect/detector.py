@@ -264,7 +264,7 @@ class Detector:
             else:
                 first_seen = shown.groups[0][0].created_at if shown.groups else None
             explanation = (
-                f"{shown.count} distinct reporters in {format_window(shown.window)} "
+                f"{shown.count} distinct reporter{'' if shown.count == 1 else 's'} in {format_window(shown.window)} "
                 f"vs {shown.expected:.2g} expected (score {shown.score:.1f})"
             )
             if by_cluster:
