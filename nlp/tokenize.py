@@ -71,6 +71,9 @@ class Tokenizer:
                 f"the Sudachi dictionary could not be loaded ({type(exc).__name__}): pip install sudachidict_core"
             ) from exc
         self._local = threading.local()
+        self._pos: dict[
+            int, tuple[str, ...]
+        ] = {}  # part-of-speech id -> tuple; shared, ids are per dictionary
         self.dictionary_version = DICTIONARY_VERSION
 
     def _sudachi(self, mode: SplitMode):
@@ -97,20 +100,15 @@ class Tokenizer:
         if not isinstance(text, str):
             raise TextError(f"tokens() needs a str, got {type(text).__name__}")
         sudachi = self._sudachi(mode)
-        # Lone surrogates cannot be encoded for Sudachi; U+FFFD keeps every offset where it was.
-        clean = _SURROGATE.sub("\ufffd", text)
+        pos_cache = self._pos
         out: list[Token] = []
-        for start, chunk in _chunks(clean):
+        for start, chunk in _chunks(_clean(text)):
             for m in sudachi.tokenize(chunk):
-                out.append(
-                    Token(
-                        m.surface(),
-                        m.normalized_form(),
-                        tuple(m.part_of_speech()),
-                        start + m.begin(),
-                        start + m.end(),
-                    )
-                )
+                pos_id = m.part_of_speech_id()
+                pos = pos_cache.get(pos_id)
+                if pos is None:
+                    pos = pos_cache[pos_id] = tuple(m.part_of_speech())
+                out.append(Token(m.surface(), m.normalized_form(), pos, start + m.begin(), start + m.end()))
         return out
 
     def normalized_words(self, text: str, mode: SplitMode) -> list[str]:
@@ -119,7 +117,20 @@ class Tokenizer:
         >>> get_tokenizer().normalized_words("ログイン できない", "C")
         ['ログイン', '出来る', 'ない']
         """
-        return [t.normalized_form for t in self.tokens(text, mode) if not t.surface.isspace()]
+        if not isinstance(text, str):
+            raise TextError(f"normalized_words() needs a str, got {type(text).__name__}")
+        sudachi = self._sudachi(mode)
+        return [
+            m.normalized_form()
+            for _, chunk in _chunks(_clean(text))
+            for m in sudachi.tokenize(chunk)
+            if not m.surface().isspace()
+        ]
+
+
+def _clean(text: str) -> str:
+    # Lone surrogates cannot be encoded for Sudachi; U+FFFD keeps every offset where it was.
+    return _SURROGATE.sub("\ufffd", text) if text and not text.isascii() else text
 
 
 def _chunks(text: str) -> list[tuple[int, str]]:
