@@ -52,6 +52,7 @@ POST_COLLECTION = "app.bsky.feed.post"
 JETSTREAM_CURSOR = "jetstream"
 # Jetstream only roughly orders by time_us, so a reconnect starts this far behind the last event read.
 DEFAULT_REWIND_US = 3_000_000
+MAX_URI_CHARS = 128  # posts.post_id / reply_to / quote_of column width (storage.models.Post)
 _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\uff66-\uff9f]")
 
 
@@ -177,18 +178,24 @@ def record_to_post(
     lang = next((x for x in langs if isinstance(x, str)), None) if isinstance(langs, list) else None
     if isinstance(langs, list) and any(isinstance(x, str) and x.lower().split("-")[0] == "ja" for x in langs):
         lang = "ja"
+    uri = f"at://{did}/{POST_COLLECTION}/{rkey}"
+    if len(uri) > MAX_URI_CHARS:
+        raise InputError(f"post {uri[:60]}...: at-uri is over the {MAX_URI_CHARS}-character id column")
     reply = record.get("reply")
+    reply_to = _uri_of(reply.get("parent")) if isinstance(reply, dict) else None
+    quote_of = quoted_uri(record.get("embed"))
     return PostRecord(
         source=SOURCE,
-        id=f"at://{did}/{POST_COLLECTION}/{rkey}",
+        id=uri,
         created_at=created_at,
         author_id=did,
         author_handle=handle,
         text=text.encode("utf-8", "replace").decode("utf-8"),
         lang=lang,
         url=post_url(did, rkey),
-        reply_to=_uri_of(reply.get("parent")) if isinstance(reply, dict) else None,
-        quote_of=quoted_uri(record.get("embed")),
+        # A reference too long for its column is dropped rather than failing the whole page's transaction.
+        reply_to=reply_to if reply_to and len(reply_to) <= MAX_URI_CHARS else None,
+        quote_of=quote_of if quote_of and len(quote_of) <= MAX_URI_CHARS else None,
         metrics=metrics or {},
     )
 
@@ -368,47 +375,46 @@ class JetstreamCollector:
                 resume = max(0, last_us - self.rewind_us) if last_us is not None else None
                 url = subscribe_url(self.config.jetstream_url, resume)
                 ws = self._connect(url, stop, result)
-                log.info("Jetstream: connected, resuming from time_us %s", resume if resume is not None else "live")
-                try:
-                    while not stop.is_set():
-                        now = time.monotonic()
-                        if now >= deadline:
-                            break
-                        if page.cursor_us is not None and (
-                            len(page.frames) >= self.page_events or now - page.started >= self.page_seconds
-                        ):
-                            self._flush(engine, page, endpoint, result)
-                        try:
-                            frame = ws.recv(timeout=min(self.recv_timeout, max(0.01, deadline - now)))
-                        except TimeoutError:
-                            continue
-                        drops = 0
-                        verdict = judge_event(frame, self.keywords, self.handles)
-                        if verdict.handle is not None:
-                            self.handles[verdict.handle[0]] = verdict.handle[1]
-                        if verdict.kind == "skipped":
-                            result.skipped += 1
-                            log.warning("Jetstream: skipped an event: %s", verdict.reason)
-                        elif verdict.kind == "post" and verdict.post is not None:
-                            page.posts.append(verdict.post)
-                            page.frames.append(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
-                        if verdict.time_us is not None and (last_us is None or verdict.time_us > last_us):
-                            last_us = verdict.time_us  # never backwards: replayed events are older
-                            page.cursor_us = verdict.time_us
-                except ConnectionClosed as exc:
-                    drops += 1
-                    self._flush(engine, page, endpoint, result)
-                    if drops >= self.policy.attempts:
-                        raise SourceError(
-                            f"Jetstream dropped the connection {drops} times in a row without sending an event "
-                            f"({exc}); check JETSTREAM_URL or try another instance"
-                        ) from None
-                    delay = self.policy.backoff(drops)
-                    log.warning("Jetstream: connection dropped (%s); reconnecting in %.1fs", exc, delay)
-                    retry.sleep(stop, min(delay, max(0.0, deadline - time.monotonic())))
-                    continue
-                finally:
-                    ws.close()
+                with ws:  # the context form also keeps websockets >= 16 from warning about legacy use
+                    log.info("Jetstream: connected, resuming from time_us %s", resume if resume is not None else "live")
+                    try:
+                        while not stop.is_set():
+                            now = time.monotonic()
+                            if now >= deadline:
+                                break
+                            if page.cursor_us is not None and (
+                                len(page.frames) >= self.page_events or now - page.started >= self.page_seconds
+                            ):
+                                self._flush(engine, page, endpoint, result)
+                            try:
+                                frame = ws.recv(timeout=min(self.recv_timeout, max(0.01, deadline - now)))
+                            except TimeoutError:
+                                continue
+                            drops = 0
+                            verdict = judge_event(frame, self.keywords, self.handles)
+                            if verdict.handle is not None:
+                                self.handles[verdict.handle[0]] = verdict.handle[1]
+                            if verdict.kind == "skipped":
+                                result.skipped += 1
+                                log.warning("Jetstream: skipped an event: %s", verdict.reason)
+                            elif verdict.kind == "post" and verdict.post is not None:
+                                page.posts.append(verdict.post)
+                                page.frames.append(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
+                            if verdict.time_us is not None and (last_us is None or verdict.time_us > last_us):
+                                last_us = verdict.time_us  # never backwards: replayed events are older
+                                page.cursor_us = verdict.time_us
+                    except ConnectionClosed as exc:
+                        drops += 1
+                        self._flush(engine, page, endpoint, result)
+                        if drops >= self.policy.attempts:
+                            raise SourceError(
+                                f"Jetstream dropped the connection {drops} times in a row without sending an event "
+                                f"({exc}); check JETSTREAM_URL or try another instance"
+                            ) from None
+                        delay = self.policy.backoff(drops)
+                        log.warning("Jetstream: connection dropped (%s); reconnecting in %.1fs", exc, delay)
+                        retry.sleep(stop, min(delay, max(0.0, deadline - time.monotonic())))
+                        continue
                 break
         except Shutdown:
             result.stopped = True
