@@ -51,7 +51,7 @@ _UNSAFE = re.compile(
     r"[^\u0020-\u0040\u005b-\u007e\u3001-\u3002\u300c-\u300f\u3010\u3011\u3041-\u3096"
     r"\u30a1-\u30fa\u30fc\u4e00-\u9fff]+"
 )
-_COLLAPSE = re.compile(r"[ \n]*\n[ \n]*| {2,}|([!?.,~ー\-=・。、〜_*/])\1+|(?<![a-z0-9])ww+(?![a-z0-9])")
+_COLLAPSE = re.compile(r"[ \n]{2,}|([!?.,~ー\-=・。、〜_*/])\1+|(?<![a-z0-9])ww+(?![a-z0-9])")
 
 
 @dataclass(frozen=True)
