@@ -16,7 +16,7 @@ Jetstream (no account needed)
 
 searchPosts (``BLUESKY_HANDLE`` + ``BLUESKY_APP_PASSWORD``)
     Per configured query, ``lang=ja``, ``sort=latest``, newest first and paginated by ``cursor``, down to
-    ``since`` = the newest post of the last completed sweep. Like the X collector, an unfinished
+    ``since`` = the newest post of the last completed sweep (less a 10-minute overlap for late indexing). Like the X collector, an unfinished
     pagination keeps its ``cursor`` in the stored cursor's ``extra``, so a restart resumes exactly there.
     Missing credentials disable only the backfill (one line naming the variable); Jetstream runs anyway.
 """
@@ -32,7 +32,7 @@ import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -52,6 +52,7 @@ POST_COLLECTION = "app.bsky.feed.post"
 JETSTREAM_CURSOR = "jetstream"
 # Jetstream only roughly orders by time_us, so a reconnect starts this far behind the last event read.
 DEFAULT_REWIND_US = 3_000_000
+MAX_HANDLES = 100_000
 MAX_URI_CHARS = 128  # posts.post_id / reply_to / quote_of column width (storage.models.Post)
 _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\uff66-\uff9f]")
 
@@ -393,6 +394,8 @@ class JetstreamCollector:
                             drops = 0
                             verdict = judge_event(frame, self.keywords, self.handles)
                             if verdict.handle is not None:
+                                if len(self.handles) >= MAX_HANDLES:  # identity events cover the whole network
+                                    self.handles.clear()
                                 self.handles[verdict.handle[0]] = verdict.handle[1]
                             if verdict.kind == "skipped":
                                 result.skipped += 1
@@ -462,6 +465,50 @@ def _translate(exc: BaseException) -> BaseException:
         reason = verdict.cause if verdict.kind == "transient" else f"{type(cause).__name__}: {cause}"
         return retry.TransientError(reason)
     return exc
+
+
+SEARCH_OVERLAP = timedelta(minutes=10)
+
+
+def _iso_z(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _overlap(since: str) -> str:
+    """The ``since`` sent: the stored mark minus :data:`SEARCH_OVERLAP`.
+
+    >>> _overlap("2025-03-19T06:00:07Z")
+    '2025-03-19T05:50:07Z'
+    """
+    try:
+        return _iso_z(parse_timestamp(since, "since") - SEARCH_OVERLAP)
+    except InputError:
+        return since
+
+
+def _sort_time(view: Any) -> str | None:
+    """When searchPosts sorts a post: the earlier of createdAt and indexedAt, never in the future.
+
+    A client with a wrong clock can write a createdAt years ahead; taken as the ``since`` mark it would
+    hide every later post, so the mark is capped at now.
+
+    >>> _sort_time({"indexedAt": "2025-03-19T06:00:09.5Z", "record": {"createdAt": "2025-03-19T06:00:07.000Z"}})
+    '2025-03-19T06:00:07Z'
+    >>> _sort_time({"indexedAt": "2025-03-19T06:00:09Z", "record": {"createdAt": "2999-01-01T00:00:00Z"}})
+    '2025-03-19T06:00:09Z'
+    """
+    if not isinstance(view, dict):
+        return None
+    record = view.get("record") if isinstance(view.get("record"), dict) else {}
+    times = []
+    for value, name in ((record.get("createdAt"), "createdAt"), (view.get("indexedAt"), "indexedAt")):
+        try:
+            times.append(parse_timestamp(value, name))
+        except InputError:
+            continue
+    if not times:
+        return None
+    return _iso_z(min(min(times), datetime.now(UTC)))
 
 
 def _search_post(view: Any) -> PostRecord:
@@ -587,7 +634,8 @@ class SearchBackfill:
         for _ in range(self.config.max_search_pages):
             params: dict[str, Any] = {"q": query, "lang": "ja", "sort": "latest", "limit": self.config.search_limit}
             if since:
-                params["since"] = since
+                # searchPosts filters on sortAt, and a post can be indexed late: overlap the last sweep.
+                params["since"] = _overlap(since)
             if next_cursor:
                 params["cursor"] = next_cursor
             page, body, url = self._page(params, stop, result)
@@ -599,9 +647,9 @@ class SearchBackfill:
                 except InputError as exc:
                     result.skipped += 1
                     log.warning("Bluesky search: skipped a post: %s", exc)
-            for record in records:
-                stamp = record.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-                if pending_newest is None or stamp > pending_newest:
+            for view in views:
+                stamp = _sort_time(view)
+                if stamp is not None and (pending_newest is None or stamp > pending_newest):
                     pending_newest = stamp
             token = page.get("cursor") if isinstance(page.get("cursor"), str) and page.get("posts") else None
             if token == next_cursor and token is not None:
