@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TextIO
 
@@ -49,10 +50,20 @@ def process_signals(
     posts (``posts``: key, text, url) its message shows. Muted events (silenced, or folded into a broker
     alert) are recorded but owe no notification.
     """
+    signals = [_bounded(s) for s in signals]
     states = load_states(session, signals, now, config)
     silences = load_silences(session, now)
     result = plan(states, signals, now, config, silences)
     return write_plan(session, result, now, config, notifiers)
+
+
+MAX_KEY_CHARS = 256  # Alert.key's column width; a longer key is cut the same way every time
+
+
+def _bounded(signal: Signal) -> Signal:
+    if len(signal.key) <= MAX_KEY_CHARS and len(signal.explanation) <= 1000:
+        return signal
+    return replace(signal, key=signal.key[:MAX_KEY_CHARS], explanation=signal.explanation[:1000])
 
 
 def build_notifiers(

@@ -332,7 +332,7 @@ def _observe(state: AlertState, signal: Signal) -> AlertState:
         expected=signal.expected,
         score=signal.score,
         tickers=tickers[:MAX_TICKERS],
-        brokers=signal.brokers or state.brokers,
+        brokers=(signal.brokers or state.brokers)[:MAX_TICKERS],
         sample_post_ids=signal.sample_post_ids or state.sample_post_ids,
         discussion_count=signal.discussion_count,
         explanation=signal.explanation or state.explanation,

@@ -37,10 +37,10 @@ from monitor.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 
-# slack_sdk logs request URLs at DEBUG; a webhook URL is a secret, so its loggers stay at WARNING even
-# when the user asks for -vv.
+# slack_sdk logs request URLs at DEBUG (a webhook URL is a secret) and repeats every failure at ERROR;
+# our own log line per failure says it once, so the SDK's logger stays quiet even under -vv.
 _SDK_LOG = logging.getLogger("monitor.alerts.slack.sdk")
-_SDK_LOG.setLevel(logging.WARNING)
+_SDK_LOG.setLevel(logging.CRITICAL)
 
 T = TypeVar("T")
 
