@@ -392,3 +392,19 @@ def test_a_service_that_keeps_dropping_ends_the_pass_with_one_line(engine: sa.En
         assert len(server.connections) == FAST.attempts
     assert f"dropped the connection {FAST.attempts} times" in str(info.value) and "JETSTREAM_URL" in str(info.value)
     assert read_cursor(engine, SOURCE, JETSTREAM_CURSOR).value == str(T0_US)  # nothing read, nothing moved
+
+
+def test_a_late_event_inside_the_rewind_window_is_kept_without_moving_the_cursor_back(engine: sa.Engine) -> None:
+    """Jetstream orders only roughly by time_us: a replay may bring an older event never seen before."""
+    events, keep = stream(10)
+    with FakeJetstream() as server:
+        save_cursor_only(engine, SOURCE, JETSTREAM_CURSOR, str(T0_US))
+        server.add(*events)
+        run_until(jetstream(jet_config(server, listen=10)), engine, lambda: bool(server.sent) and server.sent[0] >= 10)
+        assert read_cursor(engine, SOURCE, JETSTREAM_CURSOR).value == str(T0_US + 9 * STEP)
+        late = post_event(DIDS[1], "3lklate", "楽天証券 乗っ取りの続報", T0_US + 9 * STEP - STEP // 2, langs=["ja"])
+        server.add(late)
+        again = run_until(jetstream(jet_config(server, listen=10)), engine, lambda: len(server.sent) >= 2 and server.sent[1] >= 3)
+    assert set(stored(engine)) == keep | {f"at://{DIDS[1]}/app.bsky.feed.post/3lklate"}
+    assert again.new == 1
+    assert read_cursor(engine, SOURCE, JETSTREAM_CURSOR).value == str(T0_US + 9 * STEP)

@@ -301,6 +301,11 @@ class _Page:
     frames: list[str] = field(default_factory=list)
     posts: list[PostRecord] = field(default_factory=list)
     cursor_us: int | None = None  # newest time_us processed and not yet saved
+    # A replay after a reconnect can bring an older event never seen before: kept even if the cursor stays.
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.posts) or self.cursor_us is not None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -330,20 +335,21 @@ class JetstreamCollector:
         self.open_timeout = open_timeout
         self.handles: dict[str, str] = {}  # did -> handle from identity events; a pass-spanning hint only
 
-    def _flush(self, engine: Engine, page: _Page, endpoint: str, result: CollectResult) -> None:
-        if page.cursor_us is None:
+    def _flush(self, engine: Engine, page: _Page, cursor_us: int | None, endpoint: str, result: CollectResult) -> None:
+        """Store the page's posts and move the cursor to ``cursor_us`` (the newest event processed)."""
+        if not page.dirty or cursor_us is None:
             return
-        extra = {"time": datetime.fromtimestamp(page.cursor_us / 1_000_000, UTC).isoformat()}
+        extra = {"time": datetime.fromtimestamp(cursor_us / 1_000_000, UTC).isoformat()}
         if page.posts:
             new, dup = store_page(
                 engine, source=SOURCE, endpoint=endpoint, body="\n".join(page.frames), records=page.posts,
-                cursor_name=JETSTREAM_CURSOR, cursor_value=str(page.cursor_us), cursor_extra=extra,
+                cursor_name=JETSTREAM_CURSOR, cursor_value=str(cursor_us), cursor_extra=extra,
             )
             result.pages += 1
             result.new += new
             result.duplicate += dup
         else:
-            save_cursor_only(engine, SOURCE, JETSTREAM_CURSOR, str(page.cursor_us), extra)
+            save_cursor_only(engine, SOURCE, JETSTREAM_CURSOR, str(cursor_us), extra)
         page.frames.clear()
         page.posts.clear()
         page.cursor_us = None
@@ -356,8 +362,8 @@ class JetstreamCollector:
             result.requests += 1
 
         return retry.call(
-            lambda: connect(url, open_timeout=self.open_timeout, close_timeout=1, max_size=4 * 1024 * 1024,
-                            compression=None, proxy=None),
+            # Only options websockets 12 already had: pyproject allows websockets>=12.
+            lambda: connect(url, open_timeout=self.open_timeout, close_timeout=1, max_size=4 * 1024 * 1024),
             policy=self.policy, stop=stop, what="Jetstream connect", on_attempt=count,
         )
 
@@ -383,10 +389,10 @@ class JetstreamCollector:
                             now = time.monotonic()
                             if now >= deadline:
                                 break
-                            if page.cursor_us is not None and (
+                            if page.dirty and (
                                 len(page.frames) >= self.page_events or now - page.started >= self.page_seconds
                             ):
-                                self._flush(engine, page, endpoint, result)
+                                self._flush(engine, page, last_us, endpoint, result)
                             try:
                                 frame = ws.recv(timeout=min(self.recv_timeout, max(0.01, deadline - now)))
                             except TimeoutError:
@@ -408,7 +414,7 @@ class JetstreamCollector:
                                 page.cursor_us = verdict.time_us
                     except ConnectionClosed as exc:
                         drops += 1
-                        self._flush(engine, page, endpoint, result)
+                        self._flush(engine, page, last_us, endpoint, result)
                         if drops >= self.policy.attempts:
                             raise SourceError(
                                 f"Jetstream dropped the connection {drops} times in a row without sending an event "
@@ -422,7 +428,7 @@ class JetstreamCollector:
         except Shutdown:
             result.stopped = True
         finally:
-            self._flush(engine, page, endpoint, result)
+            self._flush(engine, page, last_us, endpoint, result)
         if stop.is_set():
             result.stopped = True
         return result
