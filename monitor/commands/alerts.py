@@ -1,0 +1,132 @@
+"""`alerts list`, `alerts silence`, `alerts unsilence`: see alerts and mute their notifications for a while."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.durations import parse_duration
+
+LIST_EXAMPLE = "incident-monitor alerts list --status all"
+SILENCE_EXAMPLE = ('incident-monitor alerts silence --kind broker --key 楽天証券 --for 2h '
+                   '--comment "known incident, PR statement out"')
+UNSILENCE_EXAMPLE = "incident-monitor alerts unsilence 3"
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from monitor.settings import load_settings
+    from storage.database import open_store
+
+    db = getattr(args, "db", None)
+    if db is None:
+        db = load_settings(getattr(args, "config", None)).storage.database_url
+    return open_store(db)
+
+
+def _time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def cmd_list(args: argparse.Namespace, *, out: Any = None, now: datetime | None = None) -> int:
+    from sqlmodel import Session
+
+    from monitor.alerts.silences import list_alerts, list_silences
+
+    out = out or sys.stdout
+    now = now or datetime.now(UTC)
+    engine = _engine(args)
+    with Session(engine) as session:
+        alerts = list_alerts(session, args.status, args.limit)
+        silences = list_silences(session, now)
+    if args.format == "json":
+        for alert in alerts:
+            out.write(json.dumps({
+                "id": alert.id, "kind": alert.kind, "key": alert.key, "status": alert.status,
+                "first_seen": alert.first_seen.isoformat(), "opened_at": alert.opened_at and alert.opened_at.isoformat(),
+                "resolved_at": alert.resolved_at and alert.resolved_at.isoformat(), "count": alert.count,
+                "max_count": alert.max_count, "expected": alert.expected, "tickers": alert.tickers,
+            }, ensure_ascii=False) + "\n")
+        return 0
+    if alerts:
+        out.write(f"{'id':>5}  {'status':<8}  {'kind':<7}  {'key':<20}  {'reporters':>9}  {'opened':<20}  resolved\n")
+        for a in alerts:
+            out.write(f"{a.id:>5}  {a.status:<8}  {a.kind:<7}  {a.key[:20]:<20}  {a.count:>4}/{a.max_count:<4}  "
+                      f"{_time(a.opened_at):<20}  {_time(a.resolved_at)}\n")
+    else:
+        out.write(f"no {args.status if args.status != 'all' else ''} alerts\n".replace("  ", " "))
+    if silences:
+        out.write("\nactive silences:\n")
+        for s in silences:
+            comment = f"  # {s.comment}" if s.comment else ""
+            out.write(f"{s.id:>5}  {s.kind or 'any':<7}  {s.key[:20]:<20}  until {_time(s.expires_at)}{comment}\n")
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace, *, out: Any = None, now: datetime | None = None) -> int:
+    from monitor.alerts.silences import create_silence
+    from storage.database import session_scope
+
+    out = out or sys.stdout
+    now = now or datetime.now(UTC)
+    duration = parse_duration(args.duration)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in minimal containers
+        user = ""
+    with session_scope(_engine(args)) as session:
+        silence = create_silence(session, kind=args.kind, key=args.key, duration=duration, now=now,
+                                 comment=args.comment, created_by=user)
+        out.write(f"silence {silence.id}: {silence.kind or 'any kind'} {silence.key} muted until "
+                  f"{_time(silence.expires_at)}\n")
+    return 0
+
+
+def cmd_unsilence(args: argparse.Namespace, *, out: Any = None, now: datetime | None = None) -> int:
+    from monitor.alerts.silences import expire_silence
+    from storage.database import session_scope
+
+    out = out or sys.stdout
+    now = now or datetime.now(UTC)
+    with session_scope(_engine(args)) as session:
+        silence = expire_silence(session, args.id, now)
+        out.write(f"silence {silence.id} ({silence.kind or 'any kind'} {silence.key}) ended\n")
+    return 0
+
+
+def _add(sub: Any, name: str, help_text: str, example: str, handler: Any) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=f"{help_text}. Example: {example}",
+                            description=f"{help_text}.\n\nExample: {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    alerts = subparsers.add_parser(
+        "alerts", help=f"see alerts and silence their notifications. Example: {LIST_EXAMPLE}",
+        description=f"See alerts and silence their notifications.\n\nExample: {LIST_EXAMPLE}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
+
+    p = _add(sub, "list", "list alerts (newest first) and the active silences", LIST_EXAMPLE, cmd_list)
+    p.add_argument("--status", choices=("open", "pending", "resolved", "all"), default="open",
+                   help="which alerts (default: open, i.e. firing)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many alerts (default 50)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or JSON lines")
+
+    p = _add(sub, "silence", "mute notifications for matching alerts for a while; the alerts still track, and "
+             "events planned while muted are recorded but never sent", SILENCE_EXAMPLE, cmd_silence)
+    p.add_argument("--kind", choices=("broker", "ticker", "overall"), default=None,
+                   help="alert kind to match (default: every kind)")
+    p.add_argument("--key", required=True, help="broker name or ticker code to match, or * for all")
+    p.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                   help="how long, e.g. 30m, 2h, 1d (at most 90 days)")
+    p.add_argument("--comment", default="", help="why, for the team (shown by `alerts list`)")
+
+    p = _add(sub, "unsilence", "end a silence now", UNSILENCE_EXAMPLE, cmd_unsilence)
+    p.add_argument("id", type=int, help="silence id, as shown by `alerts list`")
