@@ -163,6 +163,8 @@ def classify(exc: BaseException, now: float | None = None) -> Verdict:
     if response is not None:
         status = int(response.status_code)
         headers = getattr(response, "headers", None)
+        if 200 <= status < 300:  # a client library choked on a 2xx body (prawcore's BadJSON)
+            return Verdict("transient", "body is not complete JSON (truncated by a proxy or a dropped connection)", status=status)
         if status == 429:
             wait = wait_from_headers(headers, now)
             return Verdict("rate_limit", "rate limit reached (HTTP 429)", wait, status)

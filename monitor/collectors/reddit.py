@@ -1,0 +1,251 @@
+"""Reddit through praw: new submissions and comments of the configured subreddits, plus searches.
+
+Reddit requires approved API access (an app registered under its Data API terms); the credentials are
+``REDDIT_CLIENT_ID``, ``REDDIT_CLIENT_SECRET`` and a descriptive ``REDDIT_USER_AGENT``. Read-only,
+application-only OAuth. ``REDDIT_OAUTH_URL`` / ``REDDIT_WWW_URL`` move the API and token hosts (praw's own
+``oauth_url`` / ``reddit_url`` settings) for gateways and tests.
+
+Each listing (``new:SUB``, ``comments:SUB``, ``search:QUERY``) has a cursor ``CREATED_UTC:FULLNAME`` of the
+newest item stored. Listings come newest first; a pass walks pages (``after``) until it reaches items at or
+below the cursor. Like X, the cursor value only advances once the walk is complete; mid-walk the
+``after`` token sits in the cursor's extra, so a restart resumes the walk instead of leaving a gap.
+Pages are stored as praw hands them over (parsed JSON, re-serialized) - praw gives no access to the bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from monitor.collectors import retry
+from monitor.collectors.base import CollectResult, read_cursor, store_page
+from monitor.collectors.config import RedditConfig
+from monitor.collectors.retry import RetryPolicy, Shutdown
+from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
+from monitor.records import PostRecord, _clean_text
+
+log = logging.getLogger(__name__)
+SOURCE = "reddit"
+MAX_PAGES = 5
+
+
+def _id_number(fullname: str) -> int:
+    """Reddit ids are base-36 and grow over time; compare them as numbers.
+
+    >>> _id_number("t3_zz") > _id_number("t3_100")
+    False
+    """
+    return int(fullname.rpartition("_")[2] or "0", 36)
+
+
+def cursor_key(created_utc: float, fullname: str) -> tuple[float, int]:
+    return float(created_utc), _id_number(fullname)
+
+
+def parse_cursor(value: str | None) -> tuple[float, int] | None:
+    """``"1742364131.0:t3_1jes8k2"`` -> sortable key; None when absent or unreadable."""
+    if not value or ":" not in value:
+        return None
+    created, _, fullname = value.partition(":")
+    try:
+        return cursor_key(float(created), fullname)
+    except ValueError:
+        return None
+
+
+def thing_to_record(thing: dict[str, Any]) -> PostRecord:
+    """A listing child (``t3`` submission or ``t1`` comment) as a Post record."""
+    kind = thing.get("kind") if isinstance(thing, dict) else None
+    data = thing.get("data") if isinstance(thing, dict) else None
+    if kind not in ("t1", "t3") or not isinstance(data, dict):
+        raise InputError(f"Reddit listing item of kind {kind!r} is not a submission or comment")
+    name = data.get("name") or (f"{kind}_{data['id']}" if data.get("id") else None)
+    created = data.get("created_utc")
+    if not name or not isinstance(created, int | float):
+        raise InputError(f"Reddit {kind} {name or '?'} lacks 'name' or 'created_utc'")
+    if kind == "t3":
+        title = str(data.get("title") or "")
+        body = str(data.get("selftext") or "")
+        text = f"{title}\n{body}".strip() if body else title
+    else:
+        text = str(data.get("body") or "")
+    if not text:
+        raise InputError(f"Reddit {kind} {name} has no text")
+    author = data.get("author") or "[deleted]"
+    permalink = data.get("permalink")
+    parent = data.get("parent_id") if kind == "t1" else None
+    metrics = {k: data[k] for k in ("score", "num_comments") if isinstance(data.get(k), int)}
+    return PostRecord(
+        source=SOURCE,
+        id=str(name),
+        created_at=datetime.fromtimestamp(float(created), UTC),
+        author_id=str(data.get("author_fullname") or author),
+        author_handle=str(author),
+        text=_clean_text(text),
+        lang=None,
+        url=f"https://www.reddit.com{permalink}" if permalink else None,
+        reply_to=str(parent) if parent else None,
+        repost_of=str(data["crosspost_parent"]) if data.get("crosspost_parent") else None,
+        metrics=metrics,
+    )
+
+
+class RedditCollector:
+    source = SOURCE
+
+    def __init__(self, config: RedditConfig, policy: RetryPolicy | None = None, *, reddit: Any = None) -> None:
+        for variable, value in (("REDDIT_CLIENT_ID", config.client_id), ("REDDIT_CLIENT_SECRET", config.client_secret)):
+            if not value:
+                raise CredentialsError(variable)
+        if len(config.user_agent.strip()) < 7:
+            raise CredentialsError(
+                "REDDIT_USER_AGENT", "set REDDIT_USER_AGENT to a descriptive User-Agent, e.g. 'incident-monitor/0.1 by u/you'"
+            )
+        self.config = config
+        self.policy = policy or RetryPolicy()
+        self.reddit = reddit or self._client(config)
+
+    @staticmethod
+    def _client(config: RedditConfig) -> Any:
+        import praw
+
+        reddit = praw.Reddit(
+            client_id=config.client_id.reveal(),  # type: ignore[union-attr]
+            client_secret=config.client_secret.reveal(),  # type: ignore[union-attr]
+            user_agent=config.user_agent,
+            oauth_url=config.oauth_url.rstrip("/"),
+            reddit_url=config.www_url.rstrip("/"),
+            timeout=config.timeout_seconds,
+            check_for_updates=False,
+            check_for_async=False,
+        )
+        # prawcore retries failures itself after a 2-4 s time.sleep that no shutdown can interrupt; keep
+        # one immediate retry (it also renews an expired token) and leave backoff to the retry policy.
+        for core in {id(c): c for c in (reddit._core, reddit._read_only_core)}.values():
+            core._retry_strategy_class = _immediate_retry_class()
+        return reddit
+
+    def listings(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(cursor name, API path, params) for every listing this pass reads."""
+        found = []
+        for sub in self.config.subreddits:
+            found.append((f"new:{sub}", f"/r/{sub}/new", {}))
+            if self.config.include_comments:
+                found.append((f"comments:{sub}", f"/r/{sub}/comments", {}))
+        if self.config.search_queries and self.config.subreddits:
+            subs = "+".join(self.config.subreddits)
+            for query in self.config.search_queries:
+                found.append((f"search:{query}"[:250], f"/r/{subs}/search",
+                              {"q": query, "restrict_sr": "1", "sort": "new", "type": "link"}))
+        return found
+
+    def _get(self, path: str, params: dict[str, Any], result: CollectResult, stop: threading.Event) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            page = self.reddit.request(method="GET", path=path, params=params)
+            if not isinstance(page, dict) or not isinstance(page.get("data"), dict):
+                raise retry.TransientError(f"Reddit {path}: answer is not a Listing")
+            return page
+
+        def count() -> None:
+            result.requests += 1
+
+        return retry.call(attempt, policy=self.policy, stop=stop, what=f"Reddit {path}",
+                          credential_hint="REDDIT_CLIENT_ID/REDDIT_CLIENT_SECRET", on_attempt=count)
+
+    def collect_listing(self, engine: Engine, name: str, path: str, params: dict[str, Any],
+                        result: CollectResult, stop: threading.Event) -> None:
+        cursor = read_cursor(engine, SOURCE, name)
+        floor = parse_cursor(cursor.value)
+        after = cursor.extra.get("after")
+        pending = cursor.extra.get("pending")
+        for _ in range(MAX_PAGES):
+            query = {**params, "limit": self.config.limit, "raw_json": 1}
+            if after:
+                query["after"] = after
+            page = self._get(path, query, result, stop)
+            retrieved = datetime.now(UTC)
+            children = page["data"].get("children") or []
+            records, reached_floor = [], False
+            for child in children:
+                data = child.get("data") if isinstance(child, dict) else None
+                try:
+                    record = thing_to_record(child)
+                except InputError as exc:
+                    result.skipped += 1
+                    log.warning("Reddit %s: skipped an item: %s", path, exc)
+                    continue
+                key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
+                if floor is not None and key <= floor:
+                    reached_floor = True
+                    continue
+                records.append(record)
+                if pending is None or key > parse_cursor(pending):  # type: ignore[operator]
+                    pending = f"{float(data['created_utc'])}:{record.id}"  # type: ignore[index]
+            next_after = page["data"].get("after")
+            done = reached_floor or not next_after or not children
+            if done:
+                value, extra = pending or cursor.value or "", {}
+            else:
+                value, extra = cursor.value or "", {"after": next_after, "pending": pending}
+            new, dup = store_page(
+                engine, source=SOURCE, endpoint=f"{self.config.oauth_url.rstrip('/')}{path}?{_query(query)}",
+                body=json.dumps(page, ensure_ascii=False), records=records, cursor_name=name,
+                cursor_value=value, cursor_extra=extra, retrieved_at=retrieved,
+            )
+            result.pages += 1
+            result.new += new
+            result.duplicate += dup
+            if done:
+                return
+            after = next_after
+            if stop.is_set():
+                raise Shutdown()
+        result.notes.append(f"{name}: page limit reached; the next pass continues")
+
+    def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
+        result = CollectResult(SOURCE)
+        failures: list[str] = []
+        listings = self.listings()
+        try:
+            for name, path, params in listings:
+                if stop.is_set():
+                    result.stopped = True
+                    break
+                try:
+                    self.collect_listing(engine, name, path, params, result, stop)
+                except SourceError as exc:
+                    if isinstance(exc, CredentialsError | RateLimited):
+                        raise  # the account or the whole API is blocked: end the pass
+                    # One missing or private subreddit must not stop the others.
+                    log.warning("Reddit %s: %s", name, exc)
+                    failures.append(str(exc))
+        except Shutdown:
+            result.stopped = True
+        if failures and len(failures) == len(listings):
+            raise SourceError(f"every Reddit listing failed; first: {failures[0]}")
+        result.notes.extend(failures[:3])
+        return result
+
+
+def _immediate_retry_class() -> type:
+    from prawcore.sessions import FiniteRetryStrategy
+
+    class ImmediateRetryOnce(FiniteRetryStrategy):
+        def __init__(self, retries: int = 1) -> None:
+            super().__init__(retries=retries)
+
+        def _sleep_seconds(self) -> float | None:
+            return None
+
+    return ImmediateRetryOnce
+
+
+def _query(params: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(sorted((k, str(v)) for k, v in params.items()))

@@ -1,0 +1,218 @@
+"""Commands of the collectors: ``collect SOURCE --once``, ``status`` and ``run`` (the live bot)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from monitor.errors import ConfigError, CredentialsError, SourceError
+
+log = logging.getLogger(__name__)
+SOURCES = ("x", "reddit", "bluesky")
+
+
+def _settings_and_engine(args: argparse.Namespace) -> tuple[Any, Any]:
+    from monitor.settings import load_settings
+    from storage.database import open_store
+
+    settings = load_settings(getattr(args, "config", None))
+    engine = open_store(getattr(args, "db", None) or settings.storage.database_url)
+    return settings, engine
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM / SIGINT set the stop event (the current page still commits); a second one exits hard."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("%s received: finishing the current page and stopping", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from monitor.collectors import health
+    from monitor.collectors.registry import build_collector
+
+    settings, engine = _settings_and_engine(args)
+    section = getattr(settings, args.source)
+    if not section.enabled:
+        raise ConfigError(f"{args.source} is disabled in the config: set [{args.source}] enabled = true")
+    try:
+        collector = build_collector(args.source, settings)
+    except CredentialsError as exc:
+        health.record_error(engine, args.source, str(exc), disabled=True)
+        raise
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    interval = int(getattr(settings.scheduler, f"{args.source}_seconds", 300))
+    status = 0
+    while True:
+        try:
+            result = collector.collect(engine, stop)
+        except CredentialsError as exc:
+            health.record_error(engine, args.source, str(exc), disabled=True)
+            raise
+        except SourceError as exc:
+            health.record_error(engine, args.source, str(exc))
+            if args.once:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+        else:
+            health.record_pass(engine, result)
+            print(result.summary())
+        if args.once or stop.wait(interval):
+            return status
+
+
+def _fmt(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    ago = now - moment
+    minutes = int(ago.total_seconds() // 60)
+    if minutes < 60:
+        return f"{moment:%Y-%m-%d %H:%M}Z ({minutes} min ago)"
+    return f"{moment:%Y-%m-%d %H:%M}Z ({minutes // 60} h ago)"
+
+
+def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disabled: dict[str, str] | None = None) -> int:
+    """Per-source health and open alerts; returns how many sources need attention."""
+    from sqlmodel import select
+
+    from monitor.collectors.health import health_report
+    from storage.database import session_scope
+    from storage.models import Alert
+
+    silent_after = timedelta(minutes=settings.scheduler.silent_after_minutes)
+    views = {v.source: v for v in health_report(engine, now, silent_after)}
+    attention = 0
+    print("sources:", file=out)
+    for source in sorted(set(SOURCES) | set(views)):
+        view = views.get(source)
+        reason = (disabled or {}).get(source)
+        if view is None:
+            print(f"  {source}: never ran" + (f" - {reason}" if reason else ""), file=out)
+            continue
+        spend = f", spend today ~${view.spend_today_usd:.2f}"
+        if source == "x":
+            spend += f" of ${settings.x.daily_budget_usd:.2f} budget"
+        print(f"  {source}: last success {_fmt(view.last_success_at, now)}, {view.posts_collected} posts collected, "
+              f"{view.requests} requests{spend}", file=out)
+        if view.last_error:
+            print(f"    last error {_fmt(view.last_error_at, now)}: {view.last_error}", file=out)
+        if view.disabled_reason or reason:
+            attention += 1
+            print(f"    DISABLED: {view.disabled_reason or reason}", file=out)
+        elif view.silent:
+            attention += 1
+            print(f"    WARNING: no new post for over {settings.scheduler.silent_after_minutes} min "
+                  f"(last new post {_fmt(view.last_post_at, now)}); check its queries and credentials", file=out)
+    with session_scope(engine) as session:
+        alerts = session.exec(
+            select(Alert).where(Alert.status.in_(("pending", "firing"))).order_by(Alert.first_seen)
+        ).all()
+        print(f"open alerts: {len(alerts)}", file=out)
+        for alert in alerts:
+            print(f"  [{alert.status}] {alert.kind} {alert.key}: {alert.count} reporters "
+                  f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.opened_at or alert.first_seen, now)}",
+                  file=out)
+    return attention
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.collectors.registry import build_collectors
+
+    settings, engine = _settings_and_engine(args)
+    _, disabled = build_collectors(settings)
+    print_status(engine, settings, datetime.now(UTC), sys.stdout, disabled)
+    return 0
+
+
+def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
+    """The analyze -> detect -> alert cycle, imported lazily so collectors run even if it cannot load."""
+    try:
+        from monitor import pipeline
+        from monitor.alerts import build_notifiers
+    except ImportError as exc:
+        log.error("the pipeline cannot be imported (%s); collecting only", exc)
+        return None
+    ctx = pipeline.Pipeline(engine, settings)
+    ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)
+    module_level = getattr(pipeline, "run_cycle", None)
+    if callable(module_level):
+        return lambda now: module_level(ctx, now)
+    return ctx.run_cycle
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.collectors.registry import build_collectors
+    from monitor.scheduler import Bot
+
+    settings, engine = _settings_and_engine(args)
+    collectors, disabled = build_collectors(settings)
+    for line in disabled.values():
+        print(line, file=sys.stderr)
+    if not collectors:
+        raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop)
+    bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
+    print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    bot.run_until_stopped()
+    print("stopped", file=sys.stderr)
+    return 0
+
+
+def _add(sub: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = _add(subparsers, "collect", "run collection passes of one source (X, Reddit or Bluesky)",
+             "incident-monitor collect x --once")
+    p.add_argument("source", choices=SOURCES, help="which source")
+    p.add_argument("--once", action="store_true", help="one pass, then exit (default: repeat at the source's interval)")
+    p.set_defaults(handler=cmd_collect)
+
+    p = _add(subparsers, "status", "per source: last success, posts collected, last error, spend; open alerts",
+             "incident-monitor status")
+    p.set_defaults(handler=cmd_status)
+
+    p = _add(subparsers, "run", "the live bot: every configured source plus the alert cycle, until SIGTERM/Ctrl-C",
+             "incident-monitor run")
+    p.add_argument("--no-cycle", action="store_true", help="collect only; do not run the analyze/detect/alert cycle")
+    p.set_defaults(handler=cmd_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """These commands alone (used by tests that must not depend on the whole CLI)."""
+    from monitor.errors import MonitorError
+    from storage.errors import StorageError
+
+    parser = argparse.ArgumentParser(prog="incident-monitor")
+    parser.add_argument("--db", default=argparse.SUPPRESS)
+    parser.add_argument("--config", default=argparse.SUPPRESS)
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except (MonitorError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
