@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,77 @@ class TfidfSpec:
         )  # fmt: skip
 
 
+class CharNgramTfidf:
+    """TF-IDF of char 1..3-grams, vectorized with numpy: the same matrix as scikit-learn's transform.
+
+    scikit-learn builds every n-gram as a Python string; here a text becomes an array of code points and
+    each n-gram an exact 63-bit key (code points + 1 fit in 21 bits, three of them in 63), looked up in
+    the sorted keys of the vocabulary. No hashing collisions: a key is the n-gram itself.
+
+    >>> v = CharNgramTfidf(["a", "ab", "b", "abc"], np.ones(4))
+    >>> v.transform(["ab  ab", ""]).toarray().astype(float).round(3).tolist()
+    [[0.577, 0.577, 0.577, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    """
+
+    MAX_N = 3
+    _SPACES = re.compile(r"\s\s+")  # scikit-learn collapses whitespace runs before char n-grams
+
+    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray, sublinear_tf: bool = True) -> None:
+        keys = np.array([self._key(term) for term in vocabulary], dtype=np.uint64)
+        order = np.argsort(keys)
+        self._keys = keys[order]
+        self._columns = order.astype(np.int64)
+        self._idf = np.asarray(idf, dtype=np.float32)
+        self._sublinear = sublinear_tf
+        self.n_features = len(vocabulary)
+
+    @staticmethod
+    def _key(term: str) -> int:
+        if not 1 <= len(term) <= CharNgramTfidf.MAX_N:
+            raise ModelLoadError(f"tfidf vocabulary term {term!r} is not a char 1..3-gram; retrain the model")
+        key = 0
+        for ch in term:
+            key = (key << 21) | (ord(ch) + 1)
+        return key
+
+    def transform(self, texts: Sequence[str]):
+        from scipy.sparse import csr_matrix
+
+        n_docs = len(texts)
+        docs = [self._SPACES.sub(" ", t) for t in texts]
+        lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n_docs)
+        # One array for the whole batch; an n-gram is kept only when it starts and ends in the same post.
+        codes = np.frombuffer("".join(docs).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes = codes.astype(np.uint64) + np.uint64(1)
+        doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        keys, rows = [codes], [doc]
+        for n in range(2, self.MAX_N + 1):
+            if len(codes) < n:
+                break
+            same = doc[: len(doc) - n + 1] == doc[n - 1 :]
+            key = codes[: len(codes) - n + 1].copy()
+            for j in range(1, n):
+                key = (key << np.uint64(21)) | codes[j : len(codes) - n + 1 + j]
+            keys.append(key[same])
+            rows.append(doc[: len(doc) - n + 1][same])
+        all_keys, all_rows = np.concatenate(keys), np.concatenate(rows)
+        pos = np.searchsorted(self._keys, all_keys)
+        pos[pos == len(self._keys)] = 0
+        hit = self._keys[pos] == all_keys if len(self._keys) else np.zeros(len(all_keys), dtype=bool)
+        cols = self._columns[pos[hit]]
+        x = csr_matrix(
+            (np.ones(len(cols), dtype=np.float32), (all_rows[hit], cols)), shape=(n_docs, self.n_features)
+        )
+        x.sum_duplicates()
+        if self._sublinear:
+            np.log(x.data, out=x.data)
+            x.data += 1.0
+        x = x.multiply(self._idf).tocsr()
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return csr_matrix(x.multiply(1.0 / norms[:, None]))
+
+
 class TfidfLogReg:
     """Char n-gram TF-IDF and a multinomial logistic regression, stored as arrays (no pickle)."""
 
@@ -110,8 +182,13 @@ class TfidfLogReg:
                  intercept: np.ndarray, labels: Sequence[str] = LABELS) -> None:  # fmt: skip
         self.spec = spec
         self.labels = tuple(labels)
-        self._vectorizer = spec.vectorizer({term: i for i, term in enumerate(vocabulary)})
-        self._vectorizer.idf_ = np.asarray(idf, dtype=np.float32)
+        self._vocabulary = list(vocabulary)
+        self._idf = np.asarray(idf, dtype=np.float32)
+        if spec.analyzer == "char" and spec.ngram_min == 1 and spec.ngram_max <= CharNgramTfidf.MAX_N:
+            self._vectorizer = CharNgramTfidf(self._vocabulary, self._idf, spec.sublinear_tf)
+        else:  # other specs keep scikit-learn's (slower, pure Python) analyzer
+            self._vectorizer = spec.vectorizer({term: i for i, term in enumerate(self._vocabulary)})
+            self._vectorizer.idf_ = self._idf
         order = _label_order(self.labels, Path("tfidf"))
         self._coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float32)[order].T)
         self._intercept = np.asarray(intercept, dtype=np.float32)[order]
@@ -127,9 +204,8 @@ class TfidfLogReg:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        vocab = sorted(self._vectorizer.vocabulary_, key=self._vectorizer.vocabulary_.get)
         np.savez_compressed(
-            directory / "weights.npz", vocabulary=np.array(vocab, dtype=str), idf=self._vectorizer.idf_,
+            directory / "weights.npz", vocabulary=np.array(self._vocabulary, dtype=str), idf=self._idf,
             coef=self._coef_t.T, intercept=self._intercept,
         )  # fmt: skip
         meta = {"kind": self.kind, "labels": list(LABELS), "spec": self.spec.__dict__}

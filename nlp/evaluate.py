@@ -113,17 +113,16 @@ def evaluate(
     main = load_classifier(model)
     result = EvalResult(split=split, n=len(examples))
     pred = best_labels(main.predict_proba(texts))
-    result.models[f"shipped: {main.model_version} ({main.use})"] = label_report(gold, pred)
+    result.models[f"shipped {main.model_version}: {_DESCRIPTION.get(main.use, main.use)}"] = label_report(
+        gold, pred
+    )
     result.errors = [(ex.id, g, p) for ex, g, p in zip(examples, gold, pred, strict=True) if g != p]
     if compare and main.use != "hf-torch":
         for use in ("tfidf", "transformer", "ensemble"):
             if use == main.use or not _has_candidate(main.path, use):
                 continue
             other = load_classifier(main.path, use=use)
-            name = {
-                "tfidf": "baseline: TF-IDF + logistic regression",
-                "transformer": "transformer (ONNX)",
-            }.get(use, "ensemble")
+            name = f"beside it: {_DESCRIPTION[use]}"
             result.models[name] = label_report(gold, best_labels(other.predict_proba(texts)))
     if entities:
         from nlp.entities import brokers_of, extract
@@ -137,6 +136,14 @@ def evaluate(
             [{m.value for m in ms if m.kind == "ticker" and m.by == "code"} for ms in mentions],
         )
     return result
+
+
+_DESCRIPTION = {
+    "tfidf": "TF-IDF + logistic regression (baseline)",
+    "transformer": "tiny BERT / fine-tuned transformer (ONNX)",
+    "ensemble": "ensemble of baseline and transformer",
+    "hf-torch": "Hugging Face checkpoint (torch)",
+}
 
 
 def _has_candidate(directory: Path, use: str) -> bool:

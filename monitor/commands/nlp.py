@@ -1,0 +1,286 @@
+"""`incident-monitor nlp classify | train | eval`: the NLP stage from the command line.
+
+``classify`` follows the JSONL contract of DESIGN.md: one output line per input line, in order; a line
+that is not JSON or lacks ``id``/``text`` becomes ``{"id": ..., "error": "..."}`` and the run goes on;
+the exit status is 1 at the end when any line failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from monitor.errors import InputError, ModelError
+
+CLASSIFY_EXAMPLE = "Example: incident-monitor nlp classify posts.jsonl > labels.jsonl"
+TRAIN_EXAMPLE = "Example: incident-monitor nlp train --output models/victim-clf --epochs 12"
+EVAL_EXAMPLE = "Example: incident-monitor nlp eval --split test"
+# Posts per analyze_batch call: amortizes the classifier call while keeping output latency low on a pipe.
+CLASSIFY_BATCH = 256
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    nlp_parser = subparsers.add_parser(
+        "nlp",
+        help="classify posts, train and evaluate the classifier. " + CLASSIFY_EXAMPLE,
+        description="The Japanese NLP stage: classify posts, train and evaluate the classifier. "
+        + CLASSIFY_EXAMPLE,
+    )
+    sub = nlp_parser.add_subparsers(dest="nlp_command", metavar="COMMAND", required=True)
+
+    classify = sub.add_parser(
+        "classify",
+        help="label JSONL posts (id, text) and extract brokers and tickers. " + CLASSIFY_EXAMPLE,
+        description=(
+            "Read JSONL objects with `id` and `text` (stdin by default) and write one JSON result per input "
+            "line, in order: label, score, scores, brokers, tickers, mentions, model. A bad line gives "
+            '{"id": ..., "error": "..."} and the run goes on; the exit status is 1 if any line failed. '
+            + CLASSIFY_EXAMPLE
+        ),
+    )
+    classify.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSONL input (default: stdin)")
+    classify.add_argument(
+        "--model", metavar="DIR", default=None, help="model directory (default: the bundled one)"
+    )
+    classify.add_argument(
+        "--batch",
+        type=int,
+        default=CLASSIFY_BATCH,
+        metavar="N",
+        help=f"posts per batch (default {CLASSIFY_BATCH})",
+    )
+    classify.set_defaults(handler=run_classify)
+
+    train = sub.add_parser(
+        "train",
+        help="train the classifier on the labeled corpus and write a model directory. " + TRAIN_EXAMPLE,
+        description=(
+            "Fit the TF-IDF + logistic-regression baseline and a small transformers model on the train split, "
+            "compare them on the dev split (never test), and write a model directory that uses the better one "
+            "(or their ensemble). Needs the train extra: pip install 'incident-monitor[train]'. "
+            + TRAIN_EXAMPLE
+        ),
+    )
+    train.add_argument(
+        "--corpus", nargs="+", metavar="PATH", default=None,
+        help="labeled JSONL files or directories (default: the bundled nlp/corpus/)",
+    )  # fmt: skip
+    train.add_argument(
+        "--base", metavar="MODEL", default=None,
+        help="Hugging Face model id or local checkpoint to fine-tune (default: a tiny BERT trained from scratch)",
+    )  # fmt: skip
+    train.add_argument(
+        "--output",
+        metavar="DIR",
+        default="victim-clf",
+        help="model directory to write (default ./victim-clf)",
+    )
+    train.add_argument(
+        "--epochs", type=int, default=None, metavar="N", help="transformer epochs (default 12)"
+    )
+    train.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default 13)")
+    train.add_argument(
+        "--candidates", default="tfidf,transformer", metavar="LIST",
+        help="which candidates to fit, comma-separated: tfidf, transformer (default both)",
+    )  # fmt: skip
+    train.set_defaults(handler=run_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="per-class precision/recall/F1, baseline beside it, broker and ticker micro-F1. " + EVAL_EXAMPLE,
+        description=(
+            "Score a model on the dev or test split of the corpus, or on any labeled JSONL file: per-class "
+            "precision, recall and F1 of the shipped choice and of every candidate stored beside it (the "
+            "TF-IDF baseline, the transformer), broker micro-F1 and ticker-by-code micro-F1. " + EVAL_EXAMPLE
+        ),
+    )
+    ev.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the bundled one)")
+    ev.add_argument(
+        "--split", choices=("dev", "test"), default="dev", help="corpus split to score (default dev)"
+    )
+    ev.add_argument("--corpus", nargs="+", metavar="PATH", default=None, help="corpus files or directories")
+    ev.add_argument(
+        "--file", metavar="FILE", default=None, help="a labeled JSONL file to score whole instead"
+    )
+    ev.add_argument("--errors", type=int, default=0, metavar="N", help="also list up to N misclassified ids")
+    ev.set_defaults(handler=run_eval)
+
+
+# --------------------------------------------------------------------------------------------------
+# classify
+
+
+def _open_input(name: str) -> IO[bytes]:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror or exc}); check the path", path=name) from None
+
+
+def _parse_line(raw: bytes) -> tuple[Any, str | None, str | None]:
+    """Returns (id, text, error)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, None, f"not UTF-8 (byte {exc.start})"
+    if not line.strip():
+        return None, None, "empty line; expected a JSON object with id and text"
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(obj, dict):
+        return None, None, f"expected a JSON object, got {type(obj).__name__}"
+    post_id = obj.get("id")
+    if post_id is None or (isinstance(post_id, str) and not post_id):
+        return None, None, "missing 'id'"
+    if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
+        return post_id, None, "'id' must be a string or an integer"
+    if "text" not in obj or obj["text"] is None:
+        return post_id, None, "missing 'text'"
+    if not isinstance(obj["text"], str):
+        return post_id, None, f"'text' must be a string, got {type(obj['text']).__name__}"
+    return post_id, obj["text"], None
+
+
+def _load_analyzer(model: str | None):
+    from nlp.errors import NLPError
+    from nlp.pipeline import Analyzer
+
+    try:
+        return Analyzer.load(model)
+    except NLPError as exc:
+        raise ModelError(str(exc)) from None
+
+
+def classify_stream(
+    stream: IO[bytes], out: IO[str], analyzer, batch: int = CLASSIFY_BATCH
+) -> tuple[int, int]:
+    """Classify every line of ``stream`` into ``out``; returns (lines, failed lines)."""
+    from nlp.errors import NLPError
+
+    lines = failed = 0
+    pending: list[tuple[Any, str | None, str | None]] = []  # (id, text, error) in input order
+
+    def flush() -> None:
+        nonlocal failed
+        good = [i for i, (_, text, err) in enumerate(pending) if err is None]
+        results: dict[int, dict] = {}
+        try:
+            for i, analysis in zip(good, analyzer.analyze_batch([pending[i][1] for i in good]), strict=True):
+                results[i] = analysis.to_json(pending[i][0])
+        except NLPError:
+            # One bad post must not sink its batch: redo it post by post to find the culprit.
+            for i in good:
+                try:
+                    results[i] = analyzer.analyze(pending[i][1]).to_json(pending[i][0])
+                except NLPError as exc:
+                    results[i] = {"id": pending[i][0], "error": str(exc)}
+        for i, (post_id, _, err) in enumerate(pending):
+            row = results.get(i) if err is None else {"id": post_id, "error": err}
+            if "error" in row:
+                failed += 1
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+        pending.clear()
+
+    for lineno, raw in enumerate(stream, start=1):
+        lines += 1
+        post_id, text, err = _parse_line(raw)
+        pending.append((post_id, text, f"line {lineno}: {err}" if err else None))
+        if len(pending) >= max(1, batch):
+            flush()
+    if pending:
+        flush()
+    return lines, failed
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    analyzer = _load_analyzer(args.model)
+    stream = _open_input(args.file)
+    try:
+        lines, failed = classify_stream(stream, sys.stdout, analyzer, args.batch)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    if failed:
+        print(f'{failed} of {lines} lines failed; see their "error" fields', file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# train / eval
+
+
+def _corpus_error(exc: Exception) -> InputError:
+    return InputError(str(exc))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from nlp.corpus import CorpusError
+    from nlp.errors import NLPError
+    from nlp.train import TrainConfig, TrainError, train
+
+    cfg = TrainConfig()
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise InputError("--epochs must be 1 or more")
+        cfg = replace(cfg, epochs=args.epochs)
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+    unknown = [c for c in candidates if c not in ("tfidf", "transformer")]
+    if unknown or not candidates:
+        raise InputError(f"--candidates: unknown {unknown or 'empty list'}; use tfidf, transformer or both")
+    try:
+        report = train(
+            args.output, corpus=args.corpus, base=args.base, cfg=cfg, candidates=candidates,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )  # fmt: skip
+    except CorpusError as exc:
+        raise _corpus_error(exc) from None
+    except TrainError as exc:
+        raise ModelError(str(exc)) from None
+    except NLPError as exc:
+        raise ModelError(str(exc)) from None
+    print(
+        f"wrote {report.output} (uses {report.use}, version {report.version}); see {Path(report.output) / 'model_card.md'}"
+    )
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from nlp.corpus import CorpusError, load_corpus
+    from nlp.errors import NLPError
+    from nlp.evaluate import evaluate
+
+    try:
+        if args.file:
+            examples = load_corpus(paths=[args.file])
+            split = args.file
+        else:
+            examples = load_corpus(args.split, paths=args.corpus)
+            split = args.split
+    except CorpusError as exc:
+        raise _corpus_error(exc) from None
+    if not examples:
+        raise InputError(f"no labeled posts in {split}; check --corpus / --file")
+    try:
+        result = evaluate(examples, args.model, split=split)
+    except NLPError as exc:
+        raise ModelError(str(exc)) from None
+    print(result.format())
+    if args.errors:
+        print("")
+        print("misclassified (id, gold, predicted):")
+        for ex_id, gold, pred in result.errors[: args.errors]:
+            print(f"  {ex_id}\t{gold}\t{pred}")
+    return 0

@@ -1,0 +1,102 @@
+"""The NLP stage in one call: normalize, classify, extract brokers and tickers.
+
+>>> from nlp import Analyzer
+>>> analyzer = Analyzer.load()                                   # the bundled model, offline
+>>> a = analyzer.analyze("楽天証券の口座に不正ログインされて、保有株を勝手に売られた")
+>>> a.label in LABELS, a.brokers
+(True, ['楽天証券'])
+>>> sorted(a.to_json("p1"))
+['brokers', 'id', 'label', 'mentions', 'model', 'score', 'scores', 'tickers']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nlp.classify import TextClassifier, load_classifier
+from nlp.corpus import LABELS
+from nlp.entities import Mention, brokers_of, extract, tickers_of
+from nlp.errors import TextError
+from nlp.normalize import normalize
+from nlp.tokenize import DICTIONARY_VERSION
+
+# Scores are rounded for the JSON line: more digits carry no information and bloat every output line.
+SCORE_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The NLP annotation of one post."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+    brokers: list[str]
+    tickers: list[str]
+    mentions: list[Mention] = field(default_factory=list)
+    model: str = ""
+    dictionary: str = ""
+
+    def to_json(self, id: str) -> dict:  # noqa: A002 - the contract's field name
+        """Exactly one ``nlp classify`` output line (DESIGN.md), ready for json.dumps."""
+        return {
+            "id": id,
+            "label": self.label,
+            "score": self.score,
+            "scores": dict(self.scores),
+            "brokers": list(self.brokers),
+            "tickers": list(self.tickers),
+            "mentions": [m.to_json() for m in self.mentions],
+            "model": self.model,
+        }
+
+
+def _check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise TextError(f"text must be a string, got {type(text).__name__}; pass the post's text field")
+    return text
+
+
+class Analyzer:
+    """Normalizer, classifier and extractor bound together; create once with :meth:`load`."""
+
+    def __init__(self, classifier: TextClassifier) -> None:
+        self.classifier = classifier
+        self.model_version = classifier.model_version
+        self.dictionary_version = DICTIONARY_VERSION
+
+    @classmethod
+    def load(cls, model: str | Path | None = None) -> Analyzer:
+        """The bundled model (``None``) or a model directory from ``incident-monitor nlp train``."""
+        return cls(load_classifier(model))
+
+    def analyze(self, text: str) -> Analysis:
+        return self.analyze_batch([text])[0]
+
+    def analyze_batch(self, texts: Sequence[str]) -> list[Analysis]:
+        """Analyze many posts at once: one classifier call for the whole batch is the fast path."""
+        texts = [_check_text(t) for t in texts]
+        normalized = [normalize(t).text for t in texts]
+        probs = self.classifier.predict_proba(normalized) if texts else np.zeros((0, len(LABELS)))
+        out: list[Analysis] = []
+        for text, row in zip(texts, probs, strict=True):
+            best = int(np.argmax(row))
+            scores = {lab: round(float(p), SCORE_DIGITS) for lab, p in zip(LABELS, row, strict=True)}
+            mentions = extract(text)
+            out.append(
+                Analysis(
+                    label=LABELS[best],
+                    score=scores[LABELS[best]],
+                    scores=scores,
+                    brokers=brokers_of(mentions),
+                    tickers=tickers_of(mentions),
+                    mentions=mentions,
+                    model=self.model_version,
+                    dictionary=self.dictionary_version,
+                )  # fmt: skip
+            )
+        return out

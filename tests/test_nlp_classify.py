@@ -1,0 +1,249 @@
+"""The corpus split, the classifiers and training: contracts, not figures."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nlp
+from nlp.classify import BUNDLED_MODEL, TfidfLogReg, TfidfSpec, load_classifier
+from nlp.corpus import LABELS, CorpusError, Example, load_corpus, parse_record, read_jsonl, split_of
+from nlp.errors import ModelLoadError
+from nlp.evaluate import label_report, set_micro
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_import_nlp_resolves_to_this_repository():
+    # A stray `nlp` on sys.path (spaCy's old name, a notebook folder) must not shadow ours.
+    assert Path(nlp.__file__).resolve().parent == REPO / "nlp"
+    assert nlp.LABELS == ("victim_report", "incident_discussion", "irrelevant")
+
+
+# --------------------------------------------------------------------------------------------------
+# corpus
+
+
+def test_split_is_a_pure_function_of_the_id_with_70_15_15_proportions():
+    ids = [f"post-{i}" for i in range(20000)]
+    counts = Counter(split_of(i) for i in ids)
+    assert abs(counts["train"] / 20000 - 0.70) < 0.02
+    assert abs(counts["dev"] / 20000 - 0.15) < 0.02
+    assert abs(counts["test"] / 20000 - 0.15) < 0.02
+    assert [split_of(i) for i in ids[:50]] == [split_of(i) for i in ids[:50]]
+
+
+def _write(tmp_path: Path, name: str, rows: list) -> Path:
+    path = tmp_path / name
+    path.write_text(
+        "\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows) + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+GOOD = {
+    "id": "t-1",
+    "text": "楽天証券で勝手に株を売られた",
+    "label": "victim_report",
+    "style": "x",
+    "brokers": ["楽天証券"],
+}
+
+
+def test_bad_records_are_reported_with_file_and_line(tmp_path):
+    path = _write(
+        tmp_path,
+        "a.jsonl",
+        [
+            GOOD,
+            '{"id": "t-2", "text": ',  # truncated JSON
+            {**GOOD, "id": "t-3", "label": "spam"},
+            {**GOOD, "id": "t-4", "brokers": ["楽天"]},  # alias, not the canonical name
+            {**GOOD, "id": "t-5", "tickers": ["700"]},  # not normalized
+            {**GOOD, "id": "t-1"},  # duplicate
+        ],
+    )
+    examples, problems = read_jsonl(path)
+    assert [e.id for e in examples] == ["t-1", "t-1"]
+    assert [p.split(": ")[0] for p in problems] == [f"{path}:{n}" for n in (2, 3, 4, 5)]
+    with pytest.raises(CorpusError) as err:
+        load_corpus(paths=[path])
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:2: invalid JSON") and "more problems" in msg and "\n" not in msg
+
+
+def test_load_corpus_filters_by_split_and_names_a_missing_path(tmp_path):
+    rows = [{**GOOD, "id": f"t-{i}"} for i in range(40)]
+    path = _write(tmp_path, "b.jsonl", rows)
+    by_split = {s: load_corpus(s, paths=[tmp_path]) for s in ("train", "dev", "test")}
+    assert sum(len(v) for v in by_split.values()) == 40
+    assert all(ex.split == s for s, v in by_split.items() for ex in v)
+    assert {ex.source.split(":")[0] for ex in by_split["train"]} == {str(path)}
+    with pytest.raises(CorpusError, match="not found"):
+        load_corpus(paths=[tmp_path / "missing.jsonl"])
+    with pytest.raises(CorpusError, match="unknown split"):
+        load_corpus("validation", paths=[path])
+
+
+def test_parse_record_accepts_the_documented_format():
+    ex = parse_record(
+        {"id": "vr-1", "text": "香港株(00700)を買われた", "label": "victim_report", "style": "5ch",
+         "brokers": ["SBI証券"], "tickers": ["0700.HK", "130A.T", "600519.SS", "300750.SZ", "TSLA"],
+         "ticker_names": ["9988.HK"], "note": "own account"}
+    )  # fmt: skip
+    assert ex.tickers[1] == "130A.T" and ex.ticker_names == ("9988.HK",) and ex.note == "own account"
+    with pytest.raises(ValueError, match="'text'"):
+        parse_record({"id": "x", "text": "  ", "label": "irrelevant"})
+
+
+# --------------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_label_report_counts_by_hand():
+    gold = ["victim_report", "victim_report", "irrelevant", "incident_discussion"]
+    pred = ["victim_report", "irrelevant", "irrelevant", "victim_report"]
+    rep = label_report(gold, pred)
+    assert rep["victim_report"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert rep["irrelevant"]["precision"] == 0.5 and rep["irrelevant"]["recall"] == 1.0
+    assert rep["accuracy"]["f1"] == 0.5
+    assert set_micro([{"楽天証券"}], [{"楽天証券"}])["f1"] == 1.0
+    assert set_micro([set()], [set()])["f1"] == 0.0  # nothing to find, nothing found: no credit either way
+
+
+# --------------------------------------------------------------------------------------------------
+# classifiers
+
+
+def _tiny_tfidf() -> TfidfLogReg:
+    from sklearn.linear_model import LogisticRegression
+
+    texts = ["勝手に売られた", "ニュースで見た", "ランチ美味しい"] * 4
+    labels = list(LABELS) * 4
+    spec = TfidfSpec(ngram_max=2)
+    vec = spec.vectorizer()
+    lr = LogisticRegression(max_iter=500).fit(vec.fit_transform(texts), labels)
+    order = [list(lr.classes_).index(lab) for lab in LABELS]
+    vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+    return TfidfLogReg(spec, vocab, vec.idf_, lr.coef_[order], lr.intercept_[order])
+
+
+def test_tfidf_weights_round_trip_without_pickle(tmp_path):
+    model = _tiny_tfidf()
+    model.save(tmp_path / "tfidf")
+    with np.load(tmp_path / "tfidf" / "weights.npz", allow_pickle=False) as arrays:
+        assert arrays["vocabulary"].dtype.kind == "U"  # strings as a plain array, not pickled objects
+    loaded = TfidfLogReg.load(tmp_path / "tfidf")
+    texts = ["勝手に売られた", "ランチ", "", "無関係な文"]
+    assert np.allclose(loaded.predict_proba(texts), model.predict_proba(texts), atol=1e-6)
+    probs = loaded.predict_proba(texts)
+    assert probs.shape == (4, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert loaded.predict_proba([]).shape == (0, 3)
+
+
+def test_broken_model_directories_give_one_line_errors(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_classifier(tmp_path / "nope")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "classifier.json").write_text('{"format": 1, "use": "tfidf"}', encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="tfidf.json: missing"):
+        load_classifier(tmp_path / "m")
+    _tiny_tfidf().save(tmp_path / "m" / "tfidf")
+    (tmp_path / "m" / "tfidf" / "weights.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError) as err:
+        load_classifier(tmp_path / "m")
+    assert "weights.npz" in str(err.value) and "\n" not in str(err.value)
+
+
+CLEAR = [
+    ("楽天証券の口座に不正ログインされて、保有してた株を全部勝手に売られた。知らない中国株を大量に買われてる。", "victim_report"),
+    ("昨夜SBI証券から身に覚えのない約定メールが来て、確認したら私の口座で香港株が買われてた。今サポートに電話してる", "victim_report"),
+    ("金融庁によると、証券口座の乗っ取りによる不正取引は2月から4月で1454件に上った。各社は多要素認証の必須化を進めている。", "incident_discussion"),
+    ("証券口座の乗っ取りが増えてるらしいので、皆さん二段階認証は必ず設定しましょう。", "incident_discussion"),
+    ("今日のランチはラーメン。午後から会議。", "irrelevant"),
+    ("楽天市場のお買い物マラソンでポイント10倍だった", "irrelevant"),
+]  # fmt: skip
+
+
+def test_bundled_model_loads_offline_and_gets_clear_cases_right(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    clf = load_classifier()
+    assert clf.path == BUNDLED_MODEL
+    assert clf.model_version.startswith("victim-clf@")
+    probs = clf.predict_proba([nlp_normalize(t) for t, _ in CLEAR])
+    assert [LABELS[i] for i in probs.argmax(axis=1)] == [label for _, label in CLEAR]
+
+
+def nlp_normalize(text: str) -> str:
+    from nlp.normalize import normalize
+
+    return normalize(text).text
+
+
+def test_bundled_model_card_says_which_candidate_ships_and_why():
+    cfg = json.loads((BUNDLED_MODEL / "classifier.json").read_text(encoding="utf-8"))
+    card = (BUNDLED_MODEL / "model_card.md").read_text(encoding="utf-8")
+    assert cfg["use"] in ("tfidf", "transformer", "ensemble")
+    assert "dev split" in card and "test split was not used" in card
+    size = sum(p.stat().st_size for p in BUNDLED_MODEL.rglob("*") if p.is_file())
+    assert size < 8_000_000, f"bundled model is {size} bytes; keep it a few MB"
+
+
+def _slice() -> list[Example]:
+    rows = []
+    phrases = {
+        "victim_report": [
+            "口座を乗っ取られて株を勝手に売られた",
+            "知らない香港株を買われてた",
+            "身に覚えのない出金があった",
+        ],
+        "incident_discussion": [
+            "乗っ取りのニュースを見た",
+            "二段階認証を設定しよう",
+            "被害が増えているらしい",
+        ],
+        "irrelevant": ["今日は雨", "ラーメン食べた", "楽天市場で買い物"],
+    }
+    for lab, texts in phrases.items():
+        for i in range(12):
+            rows.append(Example(id=f"{lab}-{i}", text=f"{texts[i % 3]} {i}", label=lab))
+    return rows
+
+
+@pytest.mark.slow
+def test_training_a_tiny_model_for_one_epoch_writes_a_loadable_directory(tmp_path):
+    pytest.importorskip("torch")
+    from nlp.train import TrainConfig, train
+
+    cfg = TrainConfig(epochs=1, vocab_size=120, hidden_size=32, layers=1, max_length=32, batch_size=16)
+    data = _slice()
+    assert {e.split for e in data} >= {"train", "dev"}
+    report = train(tmp_path / "m", examples=data, cfg=cfg, log=lambda _: None)
+    assert report.use in ("tfidf", "transformer", "ensemble")
+    for use in ("tfidf", "transformer"):
+        clf = load_classifier(tmp_path / "m", use=use)
+        probs = clf.predict_proba(["口座を乗っ取られた", "今日は雨"])
+        assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert (tmp_path / "m" / "transformer" / "model.onnx").exists()
+    assert (tmp_path / "m" / "transformer" / "tokenizer.json").exists()
+    assert "dev split" in (tmp_path / "m" / "model_card.md").read_text(encoding="utf-8")
+
+
+def test_fast_char_ngrams_equal_scikit_learn_exactly():
+    from nlp.classify import CharNgramTfidf
+
+    train = ["楽天証券で勝手に売られた", "ニュース  で見た\t話", "ランチ美味しい😋", "ｗｗｗ abc ABC"] * 3
+    spec = TfidfSpec()
+    vec = spec.vectorizer(min_df=1)
+    vec.fit(train)
+    vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+    fast = CharNgramTfidf(vocab, vec.idf_)
+    probe = [*train, "", " ", "未知の文字列だけ", "売られた売られた売られた", "\ud800 surrogate", "a  \n  b"]
+    assert abs(vec.transform(probe) - fast.transform(probe)).max() < 1e-6
+    assert fast.transform([]).shape == (0, len(vocab))

@@ -1,0 +1,94 @@
+"""Analyzer: the `nlp classify` output contract and robustness on any string."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nlp import LABELS, Analysis, Analyzer
+from nlp.errors import TextError
+
+CONTRACT_KEYS = ["brokers", "id", "label", "mentions", "model", "score", "scores", "tickers"]
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    return Analyzer.load()
+
+
+def _check(a: Analysis) -> None:
+    assert a.label in LABELS
+    assert set(a.scores) == set(LABELS)
+    assert a.score == a.scores[a.label] == max(a.scores.values())
+    assert abs(sum(a.scores.values()) - 1.0) < 1e-3
+    assert all(0.0 <= v <= 1.0 for v in a.scores.values())
+
+
+def test_to_json_is_exactly_the_contract_line(analyzer):
+    text = "楽天証券の口座が乗っ取られて、香港株(00700)を勝手に買われた"
+    a = analyzer.analyze(text)
+    row = a.to_json("x:190234")
+    assert sorted(row) == CONTRACT_KEYS
+    assert row["id"] == "x:190234" and row["model"] == analyzer.model_version
+    assert "@" in row["model"] and a.dictionary == analyzer.dictionary_version
+    assert row["brokers"] == ["楽天証券"] and row["label"] == "victim_report"
+    for m in row["mentions"]:
+        assert m["kind"] in ("broker", "ticker")
+        assert text[m["start"] : m["end"]] == m["surface"]  # spans point into the original text
+        assert ("by" in m) == (m["kind"] == "ticker")
+    _check(a)
+
+
+def test_batch_matches_single_calls_and_keeps_order(analyzer):
+    texts = ["今日は雨", "SBI証券で身に覚えのない約定があった、私の口座です", "", "二段階認証を設定しよう"]
+    batch = analyzer.analyze_batch(texts)
+    assert [b.to_json("i") for b in batch] == [analyzer.analyze(t).to_json("i") for t in texts]
+    assert analyzer.analyze_batch([]) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "😱😱😱🔥" * 50,
+        "\ud800 lone surrogate \udfff",
+        "\u202e\u202dbidi\u200f\u200e marks\u2066",
+        "\x00\x01\x07\x1b[31m control \x7f",
+        "&amp;&#x6e2f;&#26666; &lt;script&gt;",
+        "あ" * 1_000_000,
+        "ｗ" * 10_000,
+        "\n" * 5000,
+    ],
+    ids=[
+        "empty",
+        "space",
+        "emoji",
+        "surrogates",
+        "bidi",
+        "control",
+        "entities",
+        "1MB",
+        "laughter",
+        "newlines",
+    ],
+)
+def test_hostile_strings_give_a_result(analyzer, text):
+    _check(analyzer.analyze(text))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(max_size=300), min_size=1, max_size=5))
+def test_any_strings_give_results_in_order(analyzer, texts):
+    results = analyzer.analyze_batch(texts)
+    assert len(results) == len(texts)
+    for a in results:
+        _check(a)
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"bytes", ["list"]])
+def test_non_strings_give_one_clear_error(analyzer, bad):
+    with pytest.raises(TextError) as err:
+        analyzer.analyze(bad)  # type: ignore[arg-type]
+    assert "string" in str(err.value) and "\n" not in str(err.value)
