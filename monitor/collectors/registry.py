@@ -33,6 +33,8 @@ def build_collector(source: str, settings: Any, policy: RetryPolicy | None = Non
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
     except ImportError as exc:
+        if getattr(exc, "name", None) == module_name:
+            raise ConfigError(f"{source}: this build has no {source} collector yet; set [{section}] enabled = false") from exc
         raise ConfigError(f"{source}: its client library cannot be imported ({exc}); reinstall with `pip install -e .`") from exc
     policy = policy or RetryPolicy.from_config(settings.scheduler)
     return cls(getattr(settings, section), policy)
