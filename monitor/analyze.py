@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -86,19 +86,28 @@ def analyze_pending(engine: sa.Engine, analyzer: AnalyzerLike, *, batch: int = 2
     return done
 
 
-def load_reports(session: Session, model: str, since: datetime, until: datetime) -> list[Report]:
-    """Victim reports and incident discussion created in [since, until], as the detector sees them."""
-    rows = session.exec(
+def load_reports(session: Session, model: str, since: datetime | None = None, until: datetime | None = None,
+                 *, after_annotation: int | None = None) -> list[Report]:
+    """Victim reports and incident discussion created in [since, until] (and, when given, annotated after
+    annotation id ``after_annotation``), as the detector sees them."""
+    return [report for _, report in _load_reports(session, model, since, until, after_annotation)]
+
+
+def _load_reports(session: Session, model: str, since: datetime | None, until: datetime | None,
+                  after_annotation: int | None) -> list[tuple[int, Report]]:
+    stmt = (
         select(Post, Annotation)
         .join(Annotation, Annotation.post_pk == Post.id)
-        .where(
-            Annotation.model == model,
-            Annotation.label.in_(DETECTED_LABELS),  # type: ignore[attr-defined]
-            Post.created_at >= since,
-            Post.created_at <= until,
-        )
+        .where(Annotation.model == model, Annotation.label.in_(DETECTED_LABELS))  # type: ignore[attr-defined]
         .order_by(Post.created_at, Post.id)  # type: ignore[arg-type]
-    ).all()
+    )
+    if since is not None:
+        stmt = stmt.where(Post.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Post.created_at <= until)
+    if after_annotation is not None:
+        stmt = stmt.where(Annotation.id > after_annotation)  # type: ignore[operator]
+    rows = session.exec(stmt).all()
     if not rows:
         return []
     mentions: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"broker": [], "ticker": []})
@@ -116,7 +125,7 @@ def load_reports(session: Session, model: str, since: datetime, until: datetime)
     reports = []
     for post, annotation in rows:
         found = mentions.get(annotation.id, {})  # type: ignore[arg-type]
-        reports.append(
+        reports.append((annotation.id,
             Report(
                 post_key=f"{post.source}:{post.post_id}",
                 source=post.source,
@@ -128,6 +137,38 @@ def load_reports(session: Session, model: str, since: datetime, until: datetime)
                 tickers=tuple(found.get("ticker", ())),
                 repost_of=post.repost_of,
                 url=post.url,
-            )
-        )
+            ),
+        ))
     return reports
+
+
+class ReportWindow:
+    """The detector's reports kept in memory and topped up with what was annotated since the last call.
+
+    Annotations are written only by this process's analyze stage, in id order, and never change, so
+    "annotation id greater than the last one seen" finds exactly the new reports; the first call (and
+    the first after a restart) loads the lookback window. Reports older than the lookback are dropped.
+    """
+
+    def __init__(self, model: str, lookback: timedelta) -> None:
+        self.model = model
+        self.lookback = lookback
+        self._reports: dict[str, Report] = {}
+        self._last_annotation: int | None = None
+
+    def refresh(self, session: Session, now: datetime) -> list[Report]:
+        since = now - self.lookback
+        if self._last_annotation is None:
+            rows = _load_reports(session, self.model, since, None, None)
+            self._last_annotation = 0
+        else:
+            rows = _load_reports(session, self.model, None, None, self._last_annotation)
+        for annotation_id, report in rows:
+            self._last_annotation = max(self._last_annotation, annotation_id)
+            self._reports[report.post_key] = report
+        stale = [k for k, r in self._reports.items() if r.created_at < since]
+        for key in stale:
+            del self._reports[key]
+        window = [r for r in self._reports.values() if r.created_at <= now]
+        window.sort(key=lambda r: (r.created_at, r.post_key))
+        return window

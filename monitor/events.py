@@ -81,8 +81,12 @@ class AlertEvent:
         return f"{self.kind}:{self.key}"
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's JSON object (times in ISO 8601 with their offset)."""
-        return {
+        """The contract's JSON object (times in ISO 8601 with their offset).
+
+        Beyond the contract's fields (an extension DESIGN.md allows): ``notified`` says whether the event
+        paged anyone, and ``muted_by`` names the open alert it was folded into or the silence that muted it.
+        """
+        data: dict[str, Any] = {
             "event": self.event,
             "kind": self.kind,
             "key": self.key,
@@ -94,6 +98,14 @@ class AlertEvent:
             "tickers": list(self.tickers),
             "sample_post_ids": list(self.sample_post_ids),
         }
+        if "notified" in self.extra:
+            data["notified"] = bool(self.extra["notified"])
+        folded = self.extra.get("inhibited_by")
+        if folded:
+            data["muted_by"] = ",".join(folded) if isinstance(folded, list | tuple) else str(folded)
+        elif self.extra.get("silence_id"):
+            data["muted_by"] = f"silence:{self.extra['silence_id']}"
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AlertEvent:

@@ -134,3 +134,8 @@ def label_counts(session: Session) -> dict[str, int]:
         .group_by(Annotation.label)
     ).all()
     return {label: int(n) for label, n in rows}
+
+
+def has_active_alerts(session: Session) -> bool:
+    """Whether any alert is pending or firing (so a quiet cycle still has lifecycle work to do)."""
+    return session.exec(select(Alert.id).where(Alert.status != "resolved").limit(1)).first() is not None

@@ -33,8 +33,10 @@ def print_demo_summary(pipeline: Any, imported: Any, events: list[AlertEvent], *
       f"{sum(e.event == 'resolve' for e in events)} resolved\n")
     for e in events:
         tickers = f"  tickers {', '.join(e.tickers)}" if e.tickers else ""
+        muted = e.to_json().get("muted_by")
+        note = f"  (folded into {muted}, not paged)" if muted else ""
         w(f"  {_fmt_time(e):<14} {e.event:<8} {e.kind}:{e.key:<14} {e.count} distinct reporters "
-          f"(expected {e.expected:.2f}, score {e.score:.1f}){tickers}\n")
+          f"(expected {e.expected:.2f}, score {e.score:.1f}){tickers}{note}\n")
     w("\nWhere the data went:\n")
     w(f"  store        {redact(db)}\n")
     w(f"  alert events {events_path}\n")
