@@ -140,13 +140,14 @@ def store_records(
         unique.setdefault((record.source, record.id), record)
     if unique:
         table = Post.__table__
+        # One statement sent as executemany: SQLAlchemy compiles it once and batches the rows itself
+        # ("insertmanyvalues"), where a per-page multi-VALUES insert was recompiled for every page.
         stmt = (
             _insert(session, table)
-            .values([post_row_values(r, raw_id, now) for r in unique.values()])
             .on_conflict_do_nothing(index_elements=["source", "post_id"])
             .returning(table.c.source, table.c.post_id)
         )
-        inserted = session.execute(stmt).all()
+        inserted = session.execute(stmt, [post_row_values(r, raw_id, now) for r in unique.values()]).all()
         result.new = len(inserted)
         result.new_keys = [f"{s}:{p}" for s, p in inserted]
     result.duplicate = len(records) - result.new
