@@ -92,6 +92,17 @@ class TfidfSpec:
     ngram_min: int = 1
     ngram_max: int = 3
     sublinear_tf: bool = True
+    # Each view is featurized separately and the blocks are concatenated: "text" is the whole post,
+    # "frame" the post with quoted speech collapsed to 「」, so a news story that quotes a victim in the
+    # first person still reads as a story about someone else.
+    views: tuple[str, ...] = ("text",)
+
+    def view(self, name: str, texts: Sequence[str]) -> list[str]:
+        if name == "text":
+            return list(texts)
+        if name == "frame":
+            return [frame_view(t) for t in texts]
+        raise ModelLoadError(f"unknown tfidf view {name!r}; retrain the model")
 
     def vectorizer(self, vocabulary: dict[str, int] | None = None, **kwargs):
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -100,6 +111,20 @@ class TfidfSpec:
             analyzer=self.analyzer, ngram_range=(self.ngram_min, self.ngram_max),
             sublinear_tf=self.sublinear_tf, lowercase=False, vocabulary=vocabulary, dtype=np.float32, **kwargs,
         )  # fmt: skip
+
+
+_QUOTED = re.compile(
+    r"「[^「」]{0,400}」|『[^『』]{0,400}』|“[^“”]{0,400}”|《[^《》]{0,400}》|\"[^\"\n]{0,400}\""
+)
+
+
+def frame_view(text: str) -> str:
+    """The text around quotations: what the writer says in their own voice.
+
+    >>> frame_view('被害者の男性は「勝手に売られた」と話す')
+    '被害者の男性は「」と話す'
+    """
+    return _QUOTED.sub("「」", text)
 
 
 class CharNgramTfidf:
@@ -178,24 +203,42 @@ class TfidfLogReg:
 
     kind = "tfidf"
 
-    def __init__(self, spec: TfidfSpec, vocabulary: Sequence[str], idf: np.ndarray, coef: np.ndarray,
+    def __init__(self, spec: TfidfSpec, blocks: Sequence[tuple[Sequence[str], np.ndarray]], coef: np.ndarray,
                  intercept: np.ndarray, labels: Sequence[str] = LABELS) -> None:  # fmt: skip
+        """``blocks`` holds one (vocabulary, idf) pair per view of ``spec.views``, in order."""
+        if len(blocks) != len(spec.views):
+            raise ModelLoadError(
+                f"tfidf: {len(blocks)} feature blocks for views {spec.views}; retrain the model"
+            )
         self.spec = spec
         self.labels = tuple(labels)
-        self._vocabulary = list(vocabulary)
-        self._idf = np.asarray(idf, dtype=np.float32)
-        if spec.analyzer == "char" and spec.ngram_min == 1 and spec.ngram_max <= CharNgramTfidf.MAX_N:
-            self._vectorizer = CharNgramTfidf(self._vocabulary, self._idf, spec.sublinear_tf)
-        else:  # other specs keep scikit-learn's (slower, pure Python) analyzer
-            self._vectorizer = spec.vectorizer({term: i for i, term in enumerate(self._vocabulary)})
-            self._vectorizer.idf_ = self._idf
+        self._blocks = [(list(vocab), np.asarray(idf, dtype=np.float32)) for vocab, idf in blocks]
+        self._vectorizers = [self._vectorizer(vocab, idf) for vocab, idf in self._blocks]
         order = _label_order(self.labels, Path("tfidf"))
         self._coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float32)[order].T)
         self._intercept = np.asarray(intercept, dtype=np.float32)[order]
+        if self._coef_t.shape[0] != sum(len(v) for v, _ in self._blocks):
+            raise ModelLoadError("tfidf: coefficient rows disagree with the vocabularies; retrain the model")
+
+    def _vectorizer(self, vocab: list[str], idf: np.ndarray):
+        spec = self.spec
+        if spec.analyzer == "char" and spec.ngram_min == 1 and spec.ngram_max <= CharNgramTfidf.MAX_N:
+            return CharNgramTfidf(vocab, idf, spec.sublinear_tf)
+        vec = spec.vectorizer({term: i for i, term in enumerate(vocab)})  # slower, pure-Python analyzer
+        vec.idf_ = idf
+        return vec
+
+    def features(self, texts: Sequence[str]):
+        from scipy.sparse import hstack
+
+        mats = [
+            vec.transform(self.spec.view(v, texts))
+            for v, vec in zip(self.spec.views, self._vectorizers, strict=True)
+        ]
+        return mats[0] if len(mats) == 1 else hstack(mats).tocsr()
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        x = self._vectorizer.transform(texts)
-        return np.asarray(x @ self._coef_t) + self._intercept
+        return np.asarray(self.features(texts) @ self._coef_t) + self._intercept
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
@@ -204,20 +247,30 @@ class TfidfLogReg:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            directory / "weights.npz", vocabulary=np.array(self._vocabulary, dtype=str), idf=self._idf,
-            coef=self._coef_t.T, intercept=self._intercept,
-        )  # fmt: skip
-        meta = {"kind": self.kind, "labels": list(LABELS), "spec": self.spec.__dict__}
+        arrays: dict[str, np.ndarray] = {"coef": self._coef_t.T, "intercept": self._intercept}
+        for i, (vocab, idf) in enumerate(self._blocks):
+            arrays[f"vocabulary_{i}"] = np.array(vocab, dtype=str)
+            arrays[f"idf_{i}"] = idf
+        np.savez_compressed(directory / "weights.npz", **arrays)
+        spec = {**self.spec.__dict__, "views": list(self.spec.views)}
+        meta = {"kind": self.kind, "labels": list(LABELS), "spec": spec}
         (directory / "tfidf.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path) -> TfidfLogReg:
         meta = _read_json(directory / "tfidf.json")
+        try:
+            raw = dict(meta.get("spec", {}))
+            raw["views"] = tuple(raw.get("views", ("text",)))
+            spec = TfidfSpec(**raw)
+        except TypeError as exc:
+            raise ModelLoadError(f"{directory / 'tfidf.json'}: bad spec ({exc}); retrain the model") from None
         path = directory / "weights.npz"
         try:
             with np.load(path, allow_pickle=False) as arrays:
-                vocab, idf = arrays["vocabulary"].tolist(), arrays["idf"]
+                blocks = [
+                    (arrays[f"vocabulary_{i}"].tolist(), arrays[f"idf_{i}"]) for i in range(len(spec.views))
+                ]
                 coef, intercept = arrays["coef"], arrays["intercept"]
         except FileNotFoundError:
             raise ModelLoadError(f"{path}: missing; retrain with `incident-monitor nlp train`") from None
@@ -225,13 +278,9 @@ class TfidfLogReg:
             raise ModelLoadError(
                 f"{path}: unreadable weights ({exc}); retrain with `incident-monitor nlp train`"
             ) from None
-        try:
-            spec = TfidfSpec(**meta.get("spec", {}))
-        except TypeError as exc:
-            raise ModelLoadError(f"{directory / 'tfidf.json'}: bad spec ({exc}); retrain the model") from None
-        if coef.shape != (len(meta.get("labels", LABELS)), len(vocab)) or idf.shape != (len(vocab),):
+        if any(idf.shape != (len(vocab),) for vocab, idf in blocks):
             raise ModelLoadError(f"{path}: array shapes disagree with the vocabulary; retrain the model")
-        return cls(spec, vocab, idf, coef, intercept, meta.get("labels", LABELS))
+        return cls(spec, blocks, coef, intercept, meta.get("labels", LABELS))
 
 
 # --------------------------------------------------------------------------------------------------

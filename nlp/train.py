@@ -48,8 +48,19 @@ class TrainConfig:
     batch_size: int = field(default=32, metadata={"help": "transformer training batch size"})
     learning_rate: float = field(default=0.0, metadata={"help": "0 = 1e-3 from scratch, 3e-5 with --base"})
     tfidf_ngram_max: int = field(default=3, metadata={"help": "longest char n-gram of the baseline"})
-    tfidf_max_features: int = field(default=40000, metadata={"help": "vocabulary cap of the baseline"})
+    tfidf_max_features: int = field(
+        default=40000, metadata={"help": "vocabulary cap of the baseline, per view"}
+    )
+    tfidf_views: tuple[str, ...] = field(
+        default=("text", "frame"), metadata={"help": "baseline feature views: text, frame (quotes collapsed)"}
+    )
     threads: int = field(default=2, metadata={"help": "CPU threads for torch during training"})
+    augment_ratio: float = field(
+        default=0.5,
+        metadata={
+            "help": "reported-speech variants of train victim reports, as a fraction of them (0 = none)"
+        },
+    )
     min_speed_ratio: float = field(
         default=0.5,
         metadata={"help": "a candidate must classify at least this fraction of the baseline's posts/s"},
@@ -70,18 +81,65 @@ def _seed_everything(seed: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# reported speech: the commonest false alarm on real pages
+
+# A victim's own words, quoted by a news story, a summary blog, a hearsay post or a repost, are not a
+# victim report (docs/labeling-guide.md). Real pages do this all the time and the hand-written corpus does
+# it rarely, so the train split is extended with such frames around its own victim reports. Only train
+# posts are used, so dev and test stay untouched.
+_FRAMES = (
+    "{place}{age}の{who}は「{q}」と話す。",
+    "取材に応じた{place}{age}{who}は「{q}」と振り返った。同様の被害は各地で相次いでいる。",
+    "「{q}」\nこうした投稿がSNSで相次いでいる。{broker}は注意を呼びかけている。",
+    "被害に遭った{who}({age})\n「{q}」",
+    "RT @{handle}: {q}",
+    "これ怖すぎる… QT {q}",
+    "TLで見たけど「{q}」って人がいるらしい。みんな二段階認証しといて",
+    "ある{age}の{who}は{broker}の口座で被害に遭い、「{q}」と証言している。",
+    "【被害者の声】「{q}」\n他人事ではありません。今すぐできる対策をまとめました。",
+    "ネットで見た体験談:「{q}」 自分の口座も確認したけど大丈夫だった",
+)
+_AGES = ("20代", "30代", "40代", "50代", "60代", "70代")
+_WHO = ("男性", "女性", "会社員の男性", "パート勤務の女性", "自営業の男性", "投資家")
+_PLACES = ("", "東京都内の", "大阪府の", "関東在住の", "愛知県の", "福岡市の")
+_BROKERS = ("楽天証券", "SBI証券", "マネックス証券", "野村證券", "松井証券", "証券会社")
+
+
+def reported_speech(examples: Sequence[Example], ratio: float, seed: int) -> list[Example]:
+    """incident_discussion variants that quote (or repost) randomly chosen victim reports."""
+    victims = [ex for ex in examples if ex.label == "victim_report"]
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for i in range(int(len(victims) * max(0.0, ratio))):
+        ex = rng.choice(victims)
+        quote = " ".join(ex.text.split())[:160].replace("「", "『").replace("」", "』")
+        frame = rng.choice(_FRAMES)
+        text = frame.format(
+            q=quote, age=rng.choice(_AGES), who=rng.choice(_WHO), place=rng.choice(_PLACES),
+            broker=rng.choice(_BROKERS), handle=f"user{rng.randrange(10_000)}",
+        )  # fmt: skip
+        out.append(Example(id=f"aug-{i}-{ex.id}", text=text, label="incident_discussion", style="news"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # baseline
 
 
 def fit_tfidf(train_texts: Sequence[str], y: Sequence[str], dev_texts: Sequence[str], y_dev: Sequence[str],
               cfg: TrainConfig, log: Log = print) -> TfidfLogReg:  # fmt: skip
     """Char n-gram TF-IDF + multinomial logistic regression; C picked on dev."""
+    from scipy.sparse import hstack
     from sklearn.linear_model import LogisticRegression
 
-    spec = TfidfSpec(ngram_max=cfg.tfidf_ngram_max)
-    vec = spec.vectorizer(min_df=2, max_features=cfg.tfidf_max_features)
-    x = vec.fit_transform(train_texts)
-    x_dev = vec.transform(dev_texts)
+    spec = TfidfSpec(ngram_max=cfg.tfidf_ngram_max, views=tuple(cfg.tfidf_views))
+    vecs = [spec.vectorizer(min_df=2, max_features=cfg.tfidf_max_features) for _ in spec.views]
+    x = hstack(
+        [vec.fit_transform(spec.view(v, train_texts)) for v, vec in zip(spec.views, vecs, strict=True)]
+    ).tocsr()
+    x_dev = hstack(
+        [vec.transform(spec.view(v, dev_texts)) for v, vec in zip(spec.views, vecs, strict=True)]
+    ).tocsr()
     best: tuple[tuple[float, float], float, object] | None = None
     for c in (1.0, 3.0, 10.0, 30.0):
         lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=cfg.seed)
@@ -94,8 +152,8 @@ def fit_tfidf(train_texts: Sequence[str], y: Sequence[str], dev_texts: Sequence[
     assert best is not None
     lr = best[2]
     order = [list(lr.classes_).index(lab) for lab in LABELS]
-    vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
-    return TfidfLogReg(spec, vocab, vec.idf_, lr.coef_[order], lr.intercept_[order], LABELS)
+    blocks = [(sorted(vec.vocabulary_, key=vec.vocabulary_.get), vec.idf_) for vec in vecs]
+    return TfidfLogReg(spec, blocks, lr.coef_[order], lr.intercept_[order], LABELS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,10 +430,11 @@ def train(
         )
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    x_tr = [normalize(ex.text).text for ex in tr]
+    extra = reported_speech(tr, cfg.augment_ratio, cfg.seed)
+    x_tr = [normalize(ex.text).text for ex in (*tr, *extra)]
     x_dv = [normalize(ex.text).text for ex in dv]
-    y_tr, y_dv = [ex.label for ex in tr], [ex.label for ex in dv]
-    log(f"train {len(tr)} posts, dev {len(dv)} posts -> {out}")
+    y_tr, y_dv = [ex.label for ex in (*tr, *extra)], [ex.label for ex in dv]
+    log(f"train {len(tr)} posts (+{len(extra)} reported-speech variants), dev {len(dv)} posts -> {out}")
 
     models: dict[str, object] = {}
     probs: dict[str, np.ndarray] = {}
@@ -421,7 +480,7 @@ def train(
         "candidates": sorted(models), "dev": {c: {"victim_report_f1": round(v[0], 4), "macro_f1": round(v[1], 4)}
                                               for c, v in dev.items()},
         "ensemble_weights": weights, "base": base or "scratch", "train_posts": len(tr), "dev_posts": len(dv),
-        "seed": cfg.seed, "posts_per_s": {c: round(v) for c, v in speed.items()}, "eligible": sorted(eligible),
+        "seed": cfg.seed, "augmented_posts": len(extra), "posts_per_s": {c: round(v) for c, v in speed.items()}, "eligible": sorted(eligible),
     }  # fmt: skip
     (out / CONFIG_NAME).write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     _write_card(out, config)

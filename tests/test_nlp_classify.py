@@ -130,14 +130,14 @@ def _tiny_tfidf() -> TfidfLogReg:
     lr = LogisticRegression(max_iter=500).fit(vec.fit_transform(texts), labels)
     order = [list(lr.classes_).index(lab) for lab in LABELS]
     vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
-    return TfidfLogReg(spec, vocab, vec.idf_, lr.coef_[order], lr.intercept_[order])
+    return TfidfLogReg(spec, [(vocab, vec.idf_)], lr.coef_[order], lr.intercept_[order])
 
 
 def test_tfidf_weights_round_trip_without_pickle(tmp_path):
     model = _tiny_tfidf()
     model.save(tmp_path / "tfidf")
     with np.load(tmp_path / "tfidf" / "weights.npz", allow_pickle=False) as arrays:
-        assert arrays["vocabulary"].dtype.kind == "U"  # strings as a plain array, not pickled objects
+        assert arrays["vocabulary_0"].dtype.kind == "U"  # strings as a plain array, not pickled objects
     loaded = TfidfLogReg.load(tmp_path / "tfidf")
     texts = ["勝手に売られた", "ランチ", "", "無関係な文"]
     assert np.allclose(loaded.predict_proba(texts), model.predict_proba(texts), atol=1e-6)
