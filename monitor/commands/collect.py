@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -129,10 +130,29 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
     return attention
 
 
+def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
+    """For container health checks: 0 when the store answers and the live cycle is not stale."""
+    from monitor.pipeline import LIVE_SCOPE
+    from storage.database import session_scope
+    from storage.models import StateEntry
+
+    limit = timedelta(seconds=max(5 * settings.pipeline.cycle_seconds, 300))
+    with session_scope(engine) as session:
+        entry = session.get(StateEntry, f"detector:{LIVE_SCOPE}")
+        last = entry.updated_at if entry is not None else None
+    if last is not None and now - last > limit:
+        print(f"unhealthy: the last analyze/detect cycle ran {_fmt(last, now)}; check the bot's log", file=out)
+        return 1
+    print("ok: store reachable" + (f", last cycle {_fmt(last, now)}" if last else ", no cycle yet"), file=out)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
 
     settings, engine = _settings_and_engine(args)
+    if args.check:
+        return check_health(engine, settings, datetime.now(UTC), sys.stdout)
     _, disabled = build_collectors(settings)
     print_status(engine, settings, datetime.now(UTC), sys.stdout, disabled)
     return 0
@@ -146,7 +166,11 @@ def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
     except ImportError as exc:
         log.error("the pipeline cannot be imported (%s); collecting only", exc)
         return None
-    ctx = pipeline.Pipeline(engine, settings)
+    def log_event(event: Any) -> None:
+        # The alert-event contract, one JSON object per log line, as DESIGN.md promises for `run`.
+        log.info("alert event %s", json.dumps(event.to_json(), ensure_ascii=False))
+
+    ctx = pipeline.Pipeline(engine, settings, event_sinks=[log_event])
     ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)
     module_level = getattr(pipeline, "run_cycle", None)
     if callable(module_level):
@@ -188,6 +212,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = _add(subparsers, "status", "per source: last success, posts collected, last error, spend; open alerts",
              "incident-monitor status")
+    p.add_argument("--check", action="store_true",
+                   help="health check: exit 1 when the store is unreachable or the live cycle is stale")
     p.set_defaults(handler=cmd_status)
 
     p = _add(subparsers, "run", "the live bot: every configured source plus the alert cycle, until SIGTERM/Ctrl-C",

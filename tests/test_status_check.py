@@ -1,0 +1,40 @@
+"""`status --check` is the container health check: store reachable and the live cycle not stale."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from monitor.cli import main
+from storage.database import open_store, session_scope
+from storage.models import StateEntry
+
+
+def _heartbeat(db_url: str, at: datetime) -> None:
+    engine = open_store(db_url)
+    with session_scope(engine) as session:
+        session.add(StateEntry(key="detector:live", value={"version": 1}, updated_at=at))
+    engine.dispose()
+
+
+def test_healthy_before_the_first_cycle(sqlite_url, capsys):
+    assert main(["status", "--check", "--db", sqlite_url]) == 0
+    assert "no cycle yet" in capsys.readouterr().out
+
+
+def test_recent_cycle_is_healthy_and_stale_one_is_not(db_url, capsys):
+    _heartbeat(db_url, datetime.now(UTC) - timedelta(minutes=1))
+    assert main(["status", "--check", "--db", db_url]) == 0
+    engine = open_store(db_url)
+    with session_scope(engine) as session:
+        entry = session.get(StateEntry, "detector:live")
+        entry.updated_at = datetime.now(UTC) - timedelta(hours=2)
+        session.add(entry)
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["status", "--check", "--db", db_url]) == 1
+    assert "unhealthy: the last analyze/detect cycle ran" in capsys.readouterr().out
+
+
+def test_unreachable_store_fails_the_check(capsys):
+    assert main(["status", "--check", "--db", "postgresql://nobody@127.0.0.1:1/none"]) == 1
+    assert "cannot reach the database" in capsys.readouterr().err
