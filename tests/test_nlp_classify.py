@@ -247,3 +247,54 @@ def test_fast_char_ngrams_equal_scikit_learn_exactly():
     probe = [*train, "", " ", "未知の文字列だけ", "売られた売られた売られた", "\ud800 surrogate", "a  \n  b"]
     assert abs(vec.transform(probe) - fast.transform(probe)).max() < 1e-6
     assert fast.transform([]).shape == (0, len(vocab))
+
+
+@pytest.mark.slow
+def test_base_accepts_a_local_checkpoint_and_exports_it_to_onnx(tmp_path):
+    pytest.importorskip("torch")
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from nlp.train import TrainConfig, train, train_tokenizer
+
+    # A local checkpoint as any Hugging Face model directory looks: config, weights, fast tokenizer.
+    data = _slice()
+    raw = train_tokenizer([e.text for e in data], 120, 32)
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+    base = tmp_path / "base"
+    BertForSequenceClassification(
+        BertConfig(
+            vocab_size=raw.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )  # fmt: skip
+    ).save_pretrained(str(base))
+    tok.save_pretrained(str(base))
+    cfg = TrainConfig(epochs=1, max_length=32, batch_size=16)
+    report = train(
+        tmp_path / "m",
+        examples=data,
+        base=str(base),
+        cfg=cfg,
+        candidates=("transformer",),
+        log=lambda _: None,
+    )
+    assert report.use == "transformer"
+    meta = json.loads((tmp_path / "m" / "transformer" / "transformer.json").read_text(encoding="utf-8"))
+    assert meta["base"] == str(base)
+    probs = load_classifier(tmp_path / "m").predict_proba(["口座を乗っ取られた"])
+    assert probs.shape == (1, 3)
+
+
+def test_unknown_base_model_offline_is_one_clear_error(monkeypatch, tmp_path):
+    pytest.importorskip("torch")
+    from nlp.train import TrainConfig, TrainError, train
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TrainError) as err:
+        train(tmp_path / "m", examples=_slice(), base="no-such-org/no-such-model", cfg=TrainConfig(epochs=1),
+              candidates=("transformer",), log=lambda _: None)  # fmt: skip
+    assert "no-such-org/no-such-model" in str(err.value) and "\n" not in str(err.value)
