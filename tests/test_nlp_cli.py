@@ -7,6 +7,8 @@ import io
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from monitor.cli import main
 from monitor.commands import nlp as nlp_commands
@@ -119,3 +121,36 @@ def test_classify_stream_isolates_a_post_that_breaks_its_batch():
 def test_train_rejects_bad_options_before_training(argv, capsys, tmp_path):
     code, _, err = _run(capsys, [*argv, "--output", str(tmp_path / "m")])
     assert code == 1 and err.startswith("error: --")
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    from nlp.pipeline import Analyzer
+
+    return Analyzer.load()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=80),
+            st.builds(
+                lambda i, t: json.dumps({"id": i, "text": t}), st.text(max_size=8), st.text(max_size=80)
+            ),
+            st.builds(
+                lambda i, t: json.dumps({"id": i, "text": t}, ensure_ascii=False), st.integers(), st.text()
+            ),
+        ),
+        max_size=8,
+    )
+)
+def test_any_input_bytes_give_one_json_line_per_line(analyzer, items):
+    data = b"\n".join(i.encode("utf-8", "surrogatepass") if isinstance(i, str) else i for i in items)
+    expected = len(io.BytesIO(data).readlines())
+    out = io.StringIO()
+    lines, failed = nlp_commands.classify_stream(io.BytesIO(data), out, analyzer, batch=3)
+    rows = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert lines == len(rows) == expected
+    assert failed == sum("error" in r for r in rows)
+    assert all(("error" in r) != ("label" in r) for r in rows)
