@@ -473,7 +473,8 @@ def load_classifier(model: str | Path | None = None, *, use: str | None = None) 
             f"{directory / CONFIG_NAME}: format {cfg.get('format')!r} is not {FORMAT_VERSION}; retrain"
         )
     choice = use or cfg.get("use")
-    weights: dict = cfg.get("weights") or {}
+    # "weights" is set when the directory ships the ensemble; "ensemble_weights" lets eval try it anyway.
+    weights: dict = cfg.get("weights") or cfg.get("ensemble_weights") or {}
     if choice == "ensemble":
         if not weights:
             raise ModelLoadError(f"{directory / CONFIG_NAME}: an ensemble needs 'weights'; retrain the model")

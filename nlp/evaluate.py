@@ -154,5 +154,6 @@ def _has_candidate(directory: Path, use: str) -> bool:
             cfg = json.loads((directory / "classifier.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
-        return bool(cfg.get("weights")) and all((directory / c).is_dir() for c in cfg["weights"])
+        weights = cfg.get("weights") or cfg.get("ensemble_weights") or {}
+        return bool(weights) and all((directory / c).is_dir() for c in weights)
     return (directory / use).is_dir()
