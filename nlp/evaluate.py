@@ -88,11 +88,16 @@ class EvalResult:
             ("broker micro-F1", self.brokers),
             ("ticker-by-code micro-F1", self.tickers_by_code),
         ):
-            if row is not None:
-                lines.append("")
-                lines.append(
-                    f"{title}: P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}  (gold mentions {int(row['support'])})"
-                )
+            if row is None:
+                continue
+            lines.append("")
+            if not row["support"]:
+                lines.append(f"{title}: not scored (no gold mentions in these posts)")
+                continue
+            lines.append(
+                f"{title}: P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}"
+                f"  (gold mentions {int(row['support'])})"
+            )
         return "\n".join(lines)
 
 
