@@ -298,3 +298,21 @@ def test_unknown_base_model_offline_is_one_clear_error(monkeypatch, tmp_path):
         train(tmp_path / "m", examples=_slice(), base="no-such-org/no-such-model", cfg=TrainConfig(epochs=1),
               candidates=("transformer",), log=lambda _: None)  # fmt: skip
     assert "no-such-org/no-such-model" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_inference_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nlp.pipeline import Analyzer\n"
+        "from nlp.classify import load_classifier\n"
+        "Analyzer.load().analyze_batch(['楽天証券で勝手に売られた', '今日は雨'])\n"
+        "for use in ('transformer', 'ensemble'):\n"
+        "    load_classifier(use=use).predict_proba(['口座を乗っ取られた'])\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
