@@ -7,7 +7,6 @@ everything with the new one without touching the old rows.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from sqlmodel import Session, select
 
 from monitor.events import Report
 from storage.models import Annotation, Mention, Post
+from storage.queries import mentions_by_annotation
 
 DETECTED_LABELS = ("victim_report", "incident_discussion")
 
@@ -110,18 +110,7 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
     rows = session.exec(stmt).all()
     if not rows:
         return []
-    mentions: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"broker": [], "ticker": []})
-    annotation_ids = [a.id for _, a in rows]
-    for chunk_start in range(0, len(annotation_ids), 500):
-        chunk = annotation_ids[chunk_start : chunk_start + 500]
-        for ann_id, kind, value in session.exec(
-            select(Mention.annotation_id, Mention.kind, Mention.value)
-            .where(Mention.annotation_id.in_(chunk))  # type: ignore[attr-defined]
-            .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
-        ).all():
-            bucket = mentions[ann_id].setdefault(kind, [])
-            if value not in bucket:
-                bucket.append(value)
+    mentions = mentions_by_annotation(session, [a.id for _, a in rows])  # type: ignore[misc]
     reports = []
     for post, annotation in rows:
         found = mentions.get(annotation.id, {})  # type: ignore[arg-type]

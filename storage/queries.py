@@ -79,21 +79,26 @@ def iter_post_views(session: Session, *, label: str | None = None, since: dateti
         rows = session.exec(stmt).all()
         if not rows:
             return
-        ann_ids = [a.id for _, a in rows if a is not None]
-        found: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"broker": [], "ticker": []})
-        if ann_ids:
-            for ann_id, kind, value in session.exec(
-                select(Mention.annotation_id, Mention.kind, Mention.value)
-                .where(Mention.annotation_id.in_(ann_ids))  # type: ignore[attr-defined]
-                .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
-            ).all():
-                values = found[ann_id].setdefault(kind, [])
-                if value not in values:
-                    values.append(value)
+        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None])
         for post, annotation in rows:
             entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
             yield PostView(post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])))
         last_id = rows[-1][0].id  # type: ignore[assignment]
+
+
+def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: int = 500) -> dict[int, dict[str, list[str]]]:
+    """Broker and ticker values per annotation id, deduplicated, in order of appearance in the text."""
+    found: dict[int, dict[str, list[str]]] = defaultdict(lambda: {"broker": [], "ticker": []})
+    for start in range(0, len(annotation_ids), chunk):
+        for ann_id, kind, value in session.exec(
+            select(Mention.annotation_id, Mention.kind, Mention.value)
+            .where(Mention.annotation_id.in_(annotation_ids[start : start + chunk]))  # type: ignore[attr-defined]
+            .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
+        ).all():
+            values = found[ann_id].setdefault(kind, [])
+            if value not in values:
+                values.append(value)
+    return found
 
 
 def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
