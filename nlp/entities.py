@@ -70,11 +70,14 @@ class Mention:
         return out
 
 
-def extract(text: str, master: SecuritiesMaster | None = None) -> list[Mention]:
+def extract(
+    text: str, master: SecuritiesMaster | None = None, *, normalized: Normalized | None = None
+) -> list[Mention]:
     """Brokers and tickers mentioned in ``text``, sorted by start (spans in ``text`` coordinates).
 
     ``master`` decides which codes are listed (default: the bundled master; pass one loaded with the JPX or
-    EDINET list to recognise every TSE code).
+    EDINET list to recognise every TSE code). ``normalized`` is ``normalize(text)`` when the caller has it
+    already (the pipeline normalizes each post once for the classifier and the extractor).
 
     >>> [(m.value, m.surface, m.by) for m in extract("楽天で勝手に香港株の00700を買われた")]
     [('楽天証券', '楽天', None), ('0700.HK', '00700', 'code')]
@@ -83,7 +86,7 @@ def extract(text: str, master: SecuritiesMaster | None = None) -> list[Mention]:
     >>> [(m.value, m.by) for m in extract("ＳＢＩ証券でテンセントとトヨタ(7203)を売られた $TSLA も")]
     [('SBI証券', None), ('0700.HK', 'name'), ('7203.T', 'name'), ('7203.T', 'code'), ('TSLA', 'code')]
     """
-    norm = normalize(text)
+    norm = normalized if normalized is not None else normalize(text)
     master = master or SecuritiesMaster.bundled()
     found = _Finder(norm, master).run()
     mentions = []

@@ -22,6 +22,7 @@ from nlp.corpus import LABELS
 from nlp.entities import Mention, brokers_of, extract, tickers_of
 from nlp.errors import TextError
 from nlp.normalize import normalize
+from nlp.securities import SecuritiesMaster
 from nlp.tokenize import DICTIONARY_VERSION
 
 # Scores are rounded for the JSON line: more digits carry no information and bloat every output line.
@@ -64,15 +65,22 @@ def _check_text(text: object) -> str:
 class Analyzer:
     """Normalizer, classifier and extractor bound together; create once with :meth:`load`."""
 
-    def __init__(self, classifier: TextClassifier) -> None:
+    def __init__(self, classifier: TextClassifier, master: SecuritiesMaster | None = None) -> None:
         self.classifier = classifier
+        self.master = master or SecuritiesMaster.bundled()
         self.model_version = classifier.model_version
         self.dictionary_version = DICTIONARY_VERSION
 
     @classmethod
-    def load(cls, model: str | Path | None = None) -> Analyzer:
-        """The bundled model (``None``) or a model directory from ``incident-monitor nlp train``."""
-        return cls(load_classifier(model))
+    def load(cls, model: str | Path | None = None, securities: Sequence[str | Path] = ()) -> Analyzer:
+        """The bundled model (``None``) or a model directory from ``incident-monitor nlp train``.
+
+        ``securities`` names official listed-company files (JPX ``data_j.xls``, the EDINET code list CSV,
+        HK / Shanghai / Shenzhen lists) read once here, beside the bundled master, so every TSE code counts
+        as listed when tickers are extracted.
+        """
+        master = SecuritiesMaster.load(*securities) if securities else SecuritiesMaster.bundled()
+        return cls(load_classifier(model), master)
 
     def analyze(self, text: str) -> Analysis:
         return self.analyze_batch([text])[0]
@@ -80,13 +88,18 @@ class Analyzer:
     def analyze_batch(self, texts: Sequence[str]) -> list[Analysis]:
         """Analyze many posts at once: one classifier call for the whole batch is the fast path."""
         texts = [_check_text(t) for t in texts]
-        normalized = [normalize(t).text for t in texts]
-        probs = self.classifier.predict_proba(normalized) if texts else np.zeros((0, len(LABELS)))
+        # Normalized once: the classifier reads the text, the extractor the text and its offsets.
+        normalized = [normalize(t) for t in texts]
+        probs = (
+            self.classifier.predict_proba([n.text for n in normalized])
+            if texts
+            else np.zeros((0, len(LABELS)))
+        )
         out: list[Analysis] = []
-        for text, row in zip(texts, probs, strict=True):
+        for text, norm, row in zip(texts, normalized, probs, strict=True):
             best = int(np.argmax(row))
             scores = {lab: round(float(p), SCORE_DIGITS) for lab, p in zip(LABELS, row, strict=True)}
-            mentions = extract(text)
+            mentions = extract(text, self.master, normalized=norm)
             out.append(
                 Analysis(
                     label=LABELS[best],

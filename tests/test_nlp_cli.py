@@ -61,6 +61,27 @@ def test_missing_input_file_and_model_are_one_line_errors(tmp_path, capsys):
     assert code == 1 and "classifier.json" in err and err.count("\n") == 1
 
 
+def test_classify_reads_official_securities_files_once(tmp_path, capsys):
+    from pathlib import Path
+
+    edinet = Path(__file__).resolve().parents[1] / ".." / "shared" / "real" / "tickers"
+    edinet = edinet / "edinet_listed_companies_2026-04-10.csv"
+    if not edinet.exists():
+        pytest.skip(f"../shared not found: {edinet}")
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        json.dumps({"id": "1", "text": "今日は1375が強い。株は難しい"}, ensure_ascii=False) + "\n"
+    )
+    code, out, _ = _run(capsys, ["nlp", "classify", str(posts)])
+    assert code == 0 and json.loads(out)["tickers"] == []
+    code, out, _ = _run(capsys, ["nlp", "classify", "--securities", str(edinet), "--", str(posts)])
+    assert code == 0 and json.loads(out)["tickers"] == ["1375.T"]
+    code, _, err = _run(
+        capsys, ["nlp", "classify", "--securities", str(tmp_path / "data_j.xls"), "--", str(posts)]
+    )
+    assert code == 1 and "data_j.xls" in err and err.count("\n") == 1
+
+
 def test_eval_on_a_labeled_file_prints_every_figure(tmp_path, capsys):
     rows = [
         {"id": "a", "text": "楽天証券の口座を乗っ取られて保有株を勝手に売られた。香港株00700を買われた",

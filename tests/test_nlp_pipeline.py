@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nlp import LABELS, Analysis, Analyzer
-from nlp.errors import TextError
+from nlp.errors import ModelLoadError, TextError
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+EDINET = SHARED / "real" / "tickers" / "edinet_listed_companies_2026-04-10.csv"
 
 CONTRACT_KEYS = ["brokers", "id", "label", "mentions", "model", "score", "scores", "tickers"]
 
@@ -92,3 +97,41 @@ def test_non_strings_give_one_clear_error(analyzer, bad):
     with pytest.raises(TextError) as err:
         analyzer.analyze(bad)  # type: ignore[arg-type]
     assert "string" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_official_securities_files_widen_the_listed_codes(analyzer):
+    if not EDINET.exists():
+        pytest.skip(f"../shared not found: {EDINET}")
+    # 1375 is listed (EDINET) but not in the bundled master: with only a stock word nearby, the code counts
+    # as a ticker once the official list says it is listed.
+    text = "今日は1375が強い。株は難しい"
+    wide = Analyzer.load(securities=[EDINET])
+    assert "1375.T" not in analyzer.master and "1375.T" in wide.master
+    assert analyzer.analyze(text).tickers == []
+    assert wide.analyze(text).tickers == ["1375.T"]
+    assert wide.model_version == analyzer.model_version
+
+
+def test_a_missing_securities_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError) as err:
+        Analyzer.load(securities=[tmp_path / "data_j.xls"])
+    assert "not found" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_pipeline_normalizes_each_post_once(analyzer, monkeypatch):
+    import nlp.entities
+    import nlp.pipeline
+
+    calls = []
+    real = nlp.pipeline.normalize
+
+    def counting(text):
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(nlp.pipeline, "normalize", counting)
+    monkeypatch.setattr(nlp.entities, "normalize", counting)
+    texts = ["楽天証券で勝手に00700を買われた", "今日は雨"]
+    results = analyzer.analyze_batch(texts)
+    assert calls == texts
+    assert results[0].brokers == ["楽天証券"] and results[0].tickers == ["0700.HK"]

@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", metavar="DIR", default=None, help="model directory (default: the bundled one)"
     )
     classify.add_argument(
+        "--securities", nargs="+", metavar="FILE", default=(),
+        help="official listed-company files read once beside the bundled master (JPX data_j.xls, EDINET code "
+        "list CSV, HK/Shanghai/Shenzhen lists) so every listed code counts",
+    )  # fmt: skip
+    classify.add_argument(
         "--batch",
         type=int,
         default=CLASSIFY_BATCH,
@@ -148,12 +153,12 @@ def _parse_line(raw: bytes) -> tuple[Any, str | None, str | None]:
     return post_id, obj["text"], None
 
 
-def _load_analyzer(model: str | None):
+def _load_analyzer(model: str | None, securities=()):
     from nlp.errors import NLPError
     from nlp.pipeline import Analyzer
 
     try:
-        return Analyzer.load(model)
+        return Analyzer.load(model, securities)
     except NLPError as exc:
         raise ModelError(str(exc)) from None
 
@@ -201,7 +206,7 @@ def classify_stream(
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    analyzer = _load_analyzer(args.model)
+    analyzer = _load_analyzer(args.model, getattr(args, "securities", ()) or ())
     stream = _open_input(args.file)
     try:
         lines, failed = classify_stream(stream, sys.stdout, analyzer, args.batch)
