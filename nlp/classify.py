@@ -30,6 +30,7 @@ import numpy as np
 
 from nlp.corpus import LABELS
 from nlp.errors import ModelLoadError
+from nlp.features import FEATURE_NAMES, frame_view, voice_features
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED_MODEL = MODELS_DIR / "victim-clf"
@@ -96,6 +97,24 @@ class TfidfSpec:
     # "frame" the post with quoted speech collapsed to 「」, so a news story that quotes a victim in the
     # first person still reads as a story about someone else.
     views: tuple[str, ...] = ("text",)
+    # Dense blocks appended after the TF-IDF views: "voice" = nlp.features.voice_features (who experienced
+    # the event), multiplied by dense_scale so their strength against the L2-normalized TF-IDF rows is a
+    # setting chosen on dev rather than an accident of units.
+    dense: tuple[str, ...] = ()
+    dense_scale: float = 1.0
+
+    def dense_width(self) -> int:
+        return sum(len(FEATURE_NAMES) for _ in self.dense)
+
+    def dense_block(self, texts: Sequence[str]):
+        from scipy.sparse import csr_matrix
+
+        blocks = []
+        for name in self.dense:
+            if name != "voice":
+                raise ModelLoadError(f"unknown dense feature block {name!r}; retrain the model")
+            blocks.append(voice_features(texts) * np.float32(self.dense_scale))
+        return csr_matrix(np.hstack(blocks)) if blocks else None
 
     def view(self, name: str, texts: Sequence[str]) -> list[str]:
         if name == "text":
@@ -111,20 +130,6 @@ class TfidfSpec:
             analyzer=self.analyzer, ngram_range=(self.ngram_min, self.ngram_max),
             sublinear_tf=self.sublinear_tf, lowercase=False, vocabulary=vocabulary, dtype=np.float32, **kwargs,
         )  # fmt: skip
-
-
-_QUOTED = re.compile(
-    r"「[^「」]{0,400}」|『[^『』]{0,400}』|“[^“”]{0,400}”|《[^《》]{0,400}》|\"[^\"\n]{0,400}\""
-)
-
-
-def frame_view(text: str) -> str:
-    """The text around quotations: what the writer says in their own voice.
-
-    >>> frame_view('被害者の男性は「勝手に売られた」と話す')
-    '被害者の男性は「」と話す'
-    """
-    return _QUOTED.sub("「」", text)
 
 
 class CharNgramTfidf:
@@ -217,7 +222,7 @@ class TfidfLogReg:
         order = _label_order(self.labels, Path("tfidf"))
         self._coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float32)[order].T)
         self._intercept = np.asarray(intercept, dtype=np.float32)[order]
-        if self._coef_t.shape[0] != sum(len(v) for v, _ in self._blocks):
+        if self._coef_t.shape[0] != sum(len(v) for v, _ in self._blocks) + spec.dense_width():
             raise ModelLoadError("tfidf: coefficient rows disagree with the vocabularies; retrain the model")
 
     def _vectorizer(self, vocab: list[str], idf: np.ndarray):
@@ -235,6 +240,9 @@ class TfidfLogReg:
             vec.transform(self.spec.view(v, texts))
             for v, vec in zip(self.spec.views, self._vectorizers, strict=True)
         ]
+        dense = self.spec.dense_block(texts)
+        if dense is not None:
+            mats.append(dense)
         return mats[0] if len(mats) == 1 else hstack(mats).tocsr()
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
@@ -252,8 +260,10 @@ class TfidfLogReg:
             arrays[f"vocabulary_{i}"] = np.array(vocab, dtype=str)
             arrays[f"idf_{i}"] = idf
         np.savez_compressed(directory / "weights.npz", **arrays)
-        spec = {**self.spec.__dict__, "views": list(self.spec.views)}
+        spec = {**self.spec.__dict__, "views": list(self.spec.views), "dense": list(self.spec.dense)}
         meta = {"kind": self.kind, "labels": list(LABELS), "spec": spec}
+        if self.spec.dense:
+            meta["dense_features"] = list(FEATURE_NAMES)
         (directory / "tfidf.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -262,9 +272,15 @@ class TfidfLogReg:
         try:
             raw = dict(meta.get("spec", {}))
             raw["views"] = tuple(raw.get("views", ("text",)))
+            raw["dense"] = tuple(raw.get("dense", ()))
             spec = TfidfSpec(**raw)
         except TypeError as exc:
             raise ModelLoadError(f"{directory / 'tfidf.json'}: bad spec ({exc}); retrain the model") from None
+        if spec.dense and meta.get("dense_features") != list(FEATURE_NAMES):
+            raise ModelLoadError(
+                f"{directory / 'tfidf.json'}: trained with other voice features than nlp/features.py has; "
+                "retrain with `incident-monitor nlp train`"
+            )
         path = directory / "weights.npz"
         try:
             with np.load(path, allow_pickle=False) as arrays:
@@ -436,13 +452,29 @@ class TextClassifier:
     use: str
     model: ProbabilisticClassifier
     path: Path
+    # Added to the victim_report log-probability before the argmax: the decision threshold chosen on the
+    # dev split by `nlp train` (0 = plain argmax). Scores stay probabilities and the label stays their argmax.
+    victim_bias: float = 0.0
 
     @property
     def model_version(self) -> str:
         return f"{self.name}@{self.version}"
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.model.predict_proba(texts)
+        return shift_victim(self.model.predict_proba(texts), self.victim_bias)
+
+
+def shift_victim(probs: np.ndarray, bias: float) -> np.ndarray:
+    """Probabilities with ``bias`` added to the victim_report log-odds (a prior / threshold shift).
+
+    >>> shift_victim(np.array([[0.5, 0.25, 0.25]]), float(np.log(1 / 3))).round(3).tolist()
+    [[0.25, 0.375, 0.375]]
+    """
+    if not bias or len(probs) == 0:
+        return probs
+    logp = np.log(np.clip(probs, 1e-12, 1.0))
+    logp[:, LABELS.index("victim_report")] += bias
+    return softmax(logp).astype(np.float32)
 
 
 def load_candidate(directory: Path, candidate: str) -> ProbabilisticClassifier:
@@ -485,6 +517,11 @@ def load_classifier(model: str | Path | None = None, *, use: str | None = None) 
         clf = load_candidate(directory, choice)
     else:
         raise ModelLoadError(f"{directory / CONFIG_NAME}: 'use' is missing; retrain the model")
+    # The threshold was chosen for the directory's own choice; a candidate asked for by `use` runs plain.
+    bias = cfg.get("victim_bias", 0.0) if choice == cfg.get("use") else 0.0
+    if not isinstance(bias, (int, float)) or isinstance(bias, bool) or not np.isfinite(bias):
+        raise ModelLoadError(f"{directory / CONFIG_NAME}: 'victim_bias' must be a number; retrain the model")
     return TextClassifier(
-        str(cfg.get("name", directory.name)), str(cfg.get("version", "0")), choice, clf, directory
-    )
+        str(cfg.get("name", directory.name)), str(cfg.get("version", "0")), choice, clf, directory,
+        float(bias),
+    )  # fmt: skip

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp.classify import CONFIG_NAME, FORMAT_VERSION, Ensemble, OnnxTransformer, TfidfLogReg, TfidfSpec
+from nlp.classify import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    Ensemble,
+    OnnxTransformer,
+    TfidfLogReg,
+    TfidfSpec,
+    shift_victim,
+)  # fmt: skip
 from nlp.corpus import LABELS, Example, load_corpus
 from nlp.errors import NLPError
 from nlp.evaluate import best_labels, label_report
@@ -54,11 +63,30 @@ class TrainConfig:
     tfidf_views: tuple[str, ...] = field(
         default=("text", "frame"), metadata={"help": "baseline feature views: text, frame (quotes collapsed)"}
     )
+    tfidf_dense: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "dense feature blocks beside the baseline's TF-IDF: voice (who experienced the event)"
+        },
+    )
+    tfidf_dense_scale: float = field(
+        default=1.0, metadata={"help": "weight of the dense block against the L2-normalized TF-IDF rows"}
+    )
     threads: int = field(default=2, metadata={"help": "CPU threads for torch during training"})
     augment_ratio: float = field(
         default=0.5,
         metadata={
             "help": "reported-speech variants of train victim reports, as a fraction of them (0 = none)"
+        },
+    )
+    tune_victim_bias: bool = field(
+        default=True,
+        metadata={"help": "choose the victim_report decision threshold (a log-odds shift) on the dev split"},
+    )
+    third_person_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "third-person retellings of first-person train victim reports, as a fraction of them (0 = none)"
         },
     )
     min_speed_ratio: float = field(
@@ -122,6 +150,46 @@ def reported_speech(examples: Sequence[Example], ratio: float, seed: int) -> lis
     return out
 
 
+# The same event told about someone else: a victim report whose first-person words are swapped for a
+# third-person subject is a story about another person's case (incident_discussion), the commonest false
+# alarm on real news and blog pages. Only posts with an explicit first-person word are rewritten: a post
+# whose subject is dropped would come out unchanged under the opposite label.
+_FIRST_PERSON = re.compile(r"私|わたし|僕|ぼく|ボク|俺|おれ|オレ|自分|ワイ|あたし")
+_THIRD_SUBJECTS = (
+    "男性",
+    "女性",
+    "この男性",
+    "その女性",
+    "Aさん",
+    "相談者",
+    "投稿者",
+    "この投資家",
+    "被害者",
+)
+_NEWS_LEADS = (
+    "",
+    "",
+    "{age}の{who}によると、",
+    "取材によると、",
+    "記者が話を聞いた{who}の場合、",
+    "ある{who}のケース。",
+)
+
+
+def third_person(examples: Sequence[Example], ratio: float, seed: int) -> list[Example]:
+    """incident_discussion variants of first-person victim reports retold about a third person."""
+    victims = [ex for ex in examples if ex.label == "victim_report" and _FIRST_PERSON.search(ex.text)]
+    rng = random.Random(seed + 1)
+    out: list[Example] = []
+    for i in range(min(len(victims), int(len(victims) * max(0.0, ratio)))):
+        ex = victims[i] if ratio >= 1 else rng.choice(victims)
+        who = rng.choice(_THIRD_SUBJECTS)
+        lead = rng.choice(_NEWS_LEADS).format(age=rng.choice(_AGES), who=rng.choice(_WHO))
+        text = lead + _FIRST_PERSON.sub(who, ex.text)
+        out.append(Example(id=f"tp-{i}-{ex.id}", text=text, label="incident_discussion", style="news"))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # baseline
 
@@ -132,14 +200,17 @@ def fit_tfidf(train_texts: Sequence[str], y: Sequence[str], dev_texts: Sequence[
     from scipy.sparse import hstack
     from sklearn.linear_model import LogisticRegression
 
-    spec = TfidfSpec(ngram_max=cfg.tfidf_ngram_max, views=tuple(cfg.tfidf_views))
+    spec = TfidfSpec(
+        ngram_max=cfg.tfidf_ngram_max, views=tuple(cfg.tfidf_views), dense=tuple(cfg.tfidf_dense),
+        dense_scale=cfg.tfidf_dense_scale,
+    )  # fmt: skip
     vecs = [spec.vectorizer(min_df=2, max_features=cfg.tfidf_max_features) for _ in spec.views]
-    x = hstack(
-        [vec.fit_transform(spec.view(v, train_texts)) for v, vec in zip(spec.views, vecs, strict=True)]
-    ).tocsr()
-    x_dev = hstack(
-        [vec.transform(spec.view(v, dev_texts)) for v, vec in zip(spec.views, vecs, strict=True)]
-    ).tocsr()
+    x = [vec.fit_transform(spec.view(v, train_texts)) for v, vec in zip(spec.views, vecs, strict=True)]
+    x_dev = [vec.transform(spec.view(v, dev_texts)) for v, vec in zip(spec.views, vecs, strict=True)]
+    if spec.dense:
+        x.append(spec.dense_block(train_texts))
+        x_dev.append(spec.dense_block(dev_texts))
+    x, x_dev = hstack(x).tocsr(), hstack(x_dev).tocsr()
     best: tuple[tuple[float, float], float, object] | None = None
     for c in (1.0, 3.0, 10.0, 30.0):
         lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=cfg.seed)
@@ -373,6 +444,29 @@ def _throughput(models: dict, texts: Sequence[str]) -> dict[str, float]:
     return speed
 
 
+# Log-odds shifts tried for victim_report: from "needs 3x the evidence" to "needs a third of it".
+BIAS_GRID = tuple(round(float(b), 2) for b in np.arange(-1.0, 1.01, 0.25))
+# Dev F1 differences below this are one or two posts: noise, not a better threshold.
+BIAS_F1_TOLERANCE = 0.005
+
+
+def choose_victim_bias(gold: Sequence[str], probs: np.ndarray) -> tuple[float, list[dict[str, float]]]:
+    """The victim_report log-odds shift best on dev, and the precision / recall of every shift tried.
+
+    Among shifts whose dev F1 is within BIAS_F1_TOLERANCE of the best, the one with the highest precision
+    wins: a false victim report can page a team at night, and dev cannot tell those shifts apart anyway.
+    """
+    rows = []
+    for b in BIAS_GRID:
+        rep = label_report(gold, best_labels(shift_victim(probs, b)))["victim_report"]
+        rows.append({"bias": b, "precision": round(rep["precision"], 4), "recall": round(rep["recall"], 4),
+                     "f1": round(rep["f1"], 4)})  # fmt: skip
+    top = max(r["f1"] for r in rows)
+    near = [r for r in rows if r["f1"] >= top - BIAS_F1_TOLERANCE]
+    best = max(near, key=lambda r: (r["precision"], -abs(r["bias"])))
+    return best["bias"], rows
+
+
 def _eligible(speed: dict[str, float], cfg: TrainConfig) -> set[str]:
     """Candidates fast enough for the NLP stage budget, judged against the baseline in the same run.
 
@@ -430,7 +524,9 @@ def train(
         )
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    extra = reported_speech(tr, cfg.augment_ratio, cfg.seed)
+    extra = reported_speech(tr, cfg.augment_ratio, cfg.seed) + third_person(
+        tr, cfg.third_person_ratio, cfg.seed
+    )
     x_tr = [normalize(ex.text).text for ex in (*tr, *extra)]
     x_dv = [normalize(ex.text).text for ex in dv]
     y_tr, y_dv = [ex.label for ex in (*tr, *extra)], [ex.label for ex in dv]
@@ -473,6 +569,11 @@ def train(
         log(f"dev {cand:<12} victim_report F1 {dev[cand][0]:.3f}  macro F1 {dev[cand][1]:.3f}  "
             f"{speed[cand]:.0f} posts/s{note}")  # fmt: skip
     log(f"selected: {use}")
+    chosen = sum(w * probs[c] for c, w in weights.items()) if use == "ensemble" else probs[use]
+    bias, tradeoff = choose_victim_bias(y_dv, chosen) if cfg.tune_victim_bias else (0.0, [])
+    for row in tradeoff:
+        log(f"  victim bias {row['bias']:+.2f}: dev P {row['precision']:.3f} R {row['recall']:.3f} "
+            f"F1 {row['f1']:.3f}{'  <- chosen' if row['bias'] == bias else ''}")  # fmt: skip
     version = _data_version(data, cfg.seed)
     config = {
         "format": FORMAT_VERSION, "name": name, "version": version, "use": use,
@@ -480,6 +581,9 @@ def train(
         "candidates": sorted(models), "dev": {c: {"victim_report_f1": round(v[0], 4), "macro_f1": round(v[1], 4)}
                                               for c, v in dev.items()},
         "ensemble_weights": weights, "base": base or "scratch", "train_posts": len(tr), "dev_posts": len(dv),
+        "victim_bias": bias, "victim_tradeoff": tradeoff,
+        "tfidf_spec": {**models["tfidf"].spec.__dict__, "views": list(models["tfidf"].spec.views),
+                       "dense": list(models["tfidf"].spec.dense)} if "tfidf" in models else {},
         "seed": cfg.seed, "augmented_posts": len(extra), "posts_per_s": {c: round(v) for c, v in speed.items()}, "eligible": sorted(eligible),
     }  # fmt: skip
     (out / CONFIG_NAME).write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -515,6 +619,30 @@ def _write_card(out: Path, config: dict) -> None:
             + f" against {speed[use]} posts/s"
         )
     why += "; the test split was not used to choose."
+    tradeoff = config.get("victim_tradeoff") or []
+    threshold = (
+        "No victim_report decision threshold was tuned: the label is the plain argmax."
+        if not tradeoff
+        else "The victim_report decision threshold is a shift of its log-odds chosen on the dev split (the best "
+        "dev F1; within 0.005 of it, the highest precision, since a false report can page a team at night): "
+        f"{config['victim_bias']:+.2f}. Precision / recall on dev for every shift tried:\n\n"
+        "| shift | dev precision | dev recall | dev F1 |\n| --- | --- | --- | --- |\n"
+        + "\n".join(
+            f"| {r['bias']:+.2f}{' (chosen)' if r['bias'] == config['victim_bias'] else ''} | {r['precision']:.3f} "
+            f"| {r['recall']:.3f} | {r['f1']:.3f} |"
+            for r in tradeoff
+        )
+    )
+    spec = config.get("tfidf_spec") or {}
+    features = (
+        f"Baseline features: char 1-{spec.get('ngram_max', 3)}-gram TF-IDF of the views {', '.join(spec.get('views', []))}"
+        + (
+            f", plus the dense '{', '.join(spec['dense'])}' block (nlp/features.py) x{spec.get('dense_scale', 1.0)}"
+            if spec.get("dense")
+            else ""
+        )  # fmt: skip
+        + f"; train split extended with {config['augmented_posts']} generated reported-speech / third-person posts."
+    )
     card = f"""# {config["name"]}@{config["version"]}
 
 {why}
@@ -525,6 +653,10 @@ Trained by `incident-monitor nlp train` on {config["train_posts"]} posts (train 
 | candidate | dev victim_report F1 | dev macro F1 | classifier posts/s (same run) | eligible |
 | --- | --- | --- | --- | --- |
 {rows}
+
+{features}
+
+{threshold}
 
 Inference runs on numpy / scikit-learn / onnxruntime with the saved fast tokenizer: no torch. Weights are
 plain arrays (`tfidf/weights.npz`, `transformer/model.onnx`); nothing is unpickled at load time.

@@ -233,6 +233,11 @@ def test_training_a_tiny_model_for_one_epoch_writes_a_loadable_directory(tmp_pat
     assert (tmp_path / "m" / "transformer" / "model.onnx").exists()
     assert (tmp_path / "m" / "transformer" / "tokenizer.json").exists()
     assert "dev split" in (tmp_path / "m" / "model_card.md").read_text(encoding="utf-8")
+    cfg_written = json.loads((tmp_path / "m" / "classifier.json").read_text(encoding="utf-8"))
+    assert cfg_written["victim_bias"] in [r["bias"] for r in cfg_written["victim_tradeoff"]]
+    assert "victim_report decision threshold" in (tmp_path / "m" / "model_card.md").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_fast_char_ngrams_equal_scikit_learn_exactly():
@@ -316,3 +321,132 @@ def test_inference_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------------------------------
+# who experienced the event: voice features, third-person retellings, the victim threshold
+
+
+def _voice(text: str) -> dict[str, float]:
+    from nlp.features import FEATURE_NAMES, voice_features
+
+    return dict(zip(FEATURE_NAMES, voice_features([nlp_normalize(text)])[0].tolist(), strict=True))
+
+
+def test_voice_features_tell_an_own_case_from_a_story_about_someone_else():
+    own = _voice("昨日、私の楽天証券の口座で勝手に中国株を買われた。")
+    kin = _voice("母の口座から身に覚えのない出金があった")
+    news = _voice("東京都の40代の男性は、口座の株を勝手に売られたという。")
+    quoted = _voice("被害者の女性は「私の口座で勝手に売られた」と話す")
+    hypo = _voice("もし勝手に売られた場合は、すぐに証券会社へ連絡しましょう")
+    assert own["fp_event_sentence"] == 1 and own["tp_event_sentence"] == 0 and own["fp_frame"] == 1
+    assert kin["kin_event_sentence"] == 1 and kin["bank"] == 1
+    assert news["tp_event_sentence"] == 1 and news["reported"] == 1 and news["fp"] == 0
+    # The victim's own "私" inside a quotation is not the writer speaking.
+    assert quoted["fp"] == 1 and quoted["fp_frame"] == 0 and quoted["tp_without_fp"] == 0
+    assert hypo["hypo_event_sentence"] == 1 and hypo["fp_event_sentence"] == 0
+    assert all(0.0 <= v <= 1.0 for row in (own, kin, news, quoted, hypo) for v in row.values())
+
+
+def test_voice_features_never_fail_on_odd_text():
+    from nlp.features import FEATURE_NAMES, voice_features
+
+    texts = ["", "\n\n\n", "。" * 1000, "私" * 5000, "「" * 50 + "私" + "」" * 3, "\ufffd"]
+    out = voice_features(texts)
+    assert out.shape == (len(texts), len(FEATURE_NAMES)) and np.isfinite(out).all()
+    assert not out[0].any()
+
+
+def _tiny_dense_tfidf(scale: float = 1.0) -> TfidfLogReg:
+    from scipy.sparse import hstack
+    from sklearn.linear_model import LogisticRegression
+
+    texts = ["私の口座で勝手に売られた", "男性は勝手に売られたという", "ランチ美味しい"] * 4
+    labels = list(LABELS) * 4
+    spec = TfidfSpec(ngram_max=2, dense=("voice",), dense_scale=scale)
+    vec = spec.vectorizer()
+    x = hstack([vec.fit_transform(texts), spec.dense_block(texts)]).tocsr()
+    lr = LogisticRegression(max_iter=500).fit(x, labels)
+    order = [list(lr.classes_).index(lab) for lab in LABELS]
+    vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+    return TfidfLogReg(spec, [(vocab, vec.idf_)], lr.coef_[order], lr.intercept_[order])
+
+
+def test_dense_voice_block_round_trips_and_refuses_other_feature_names(tmp_path):
+    model = _tiny_dense_tfidf(scale=0.5)
+    model.save(tmp_path / "tfidf")
+    loaded = TfidfLogReg.load(tmp_path / "tfidf")
+    assert loaded.spec.dense == ("voice",) and loaded.spec.dense_scale == 0.5
+    texts = ["私の口座で勝手に売られた", "", "男性は話す"]
+    assert np.allclose(loaded.predict_proba(texts), model.predict_proba(texts), atol=1e-6)
+    meta_path = tmp_path / "tfidf" / "tfidf.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["dense_features"] = meta["dense_features"][:-1]  # a model from an older features.py
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="retrain"):
+        TfidfLogReg.load(tmp_path / "tfidf")
+
+
+def test_third_person_retellings_keep_the_event_and_drop_the_first_person():
+    from nlp.train import _FIRST_PERSON, third_person
+
+    data = [
+        Example(id="a", text="私の楽天証券の口座で勝手に株を売られた", label="victim_report"),
+        Example(id="b", text="楽天証券で勝手に株を売られた", label="victim_report"),  # no first-person word
+        Example(id="c", text="私は今日ラーメンを食べた", label="irrelevant"),
+    ]
+    out = third_person(data, 1.0, seed=3)
+    assert len(out) == 1 and out[0].label == "incident_discussion"
+    assert "勝手に株を売られた" in out[0].text and not _FIRST_PERSON.search(out[0].text)
+    assert third_person(data, 0.0, seed=3) == []
+
+
+def test_victim_bias_moves_only_the_victim_decision():
+    from nlp.classify import shift_victim
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=200).astype(np.float32)
+    base = probs.argmax(axis=1) == 0
+    up, down = shift_victim(probs, 0.7), shift_victim(probs, -0.7)
+    assert np.allclose(up.sum(axis=1), 1.0, atol=1e-5) and np.allclose(down.sum(axis=1), 1.0, atol=1e-5)
+    assert ((up.argmax(axis=1) == 0) >= base).all() and ((down.argmax(axis=1) == 0) <= base).all()
+    assert (up.argmax(axis=1) == 0).sum() > base.sum() > (down.argmax(axis=1) == 0).sum()
+    # The other two labels keep their order.
+    assert (np.argmax(up[:, 1:], axis=1) == np.argmax(probs[:, 1:], axis=1)).all()
+    assert shift_victim(probs, 0.0) is probs
+
+
+def test_victim_bias_is_chosen_by_dev_f1_and_reported_for_every_shift():
+    from nlp.train import BIAS_F1_TOLERANCE, BIAS_GRID, choose_victim_bias
+
+    rng = np.random.default_rng(1)
+    gold = [LABELS[i] for i in rng.integers(0, 3, size=300)]
+    # A model that under-calls victim reports: the chosen shift must be positive.
+    logits = np.stack([np.where(np.array(gold) == lab, 1.0, 0.0) for lab in LABELS], axis=1)
+    logits = logits + rng.normal(0, 0.6, size=logits.shape)
+    logits[:, 0] -= 1.0
+    bias, rows = choose_victim_bias(gold, nlp_softmax(logits))
+    assert bias in BIAS_GRID and [r["bias"] for r in rows] == list(BIAS_GRID)
+    assert bias > 0
+    best = max(r["f1"] for r in rows)
+    assert next(r for r in rows if r["bias"] == bias)["f1"] >= best - BIAS_F1_TOLERANCE
+
+
+def nlp_softmax(z: np.ndarray) -> np.ndarray:
+    from nlp.classify import softmax
+
+    return softmax(z)
+
+
+def test_victim_bias_in_a_model_directory_applies_to_its_choice_only(tmp_path):
+    _tiny_tfidf().save(tmp_path / "m" / "tfidf")
+    cfg = {"format": 1, "name": "t", "version": "1", "use": "tfidf", "victim_bias": 2.0}
+    (tmp_path / "m" / "classifier.json").write_text(json.dumps(cfg), encoding="utf-8")
+    texts = ["ニュースで見た", "ランチ美味しい", "勝手に売られた"]
+    shifted = load_classifier(tmp_path / "m").predict_proba(texts)
+    plain = TfidfLogReg.load(tmp_path / "m" / "tfidf").predict_proba(texts)
+    assert (shifted[:, 0] > plain[:, 0]).all()
+    cfg["victim_bias"] = "high"
+    (tmp_path / "m" / "classifier.json").write_text(json.dumps(cfg), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="victim_bias"):
+        load_classifier(tmp_path / "m")

@@ -1,0 +1,162 @@
+"""Who experienced the event: a few dense "voice" features beside the char n-gram TF-IDF.
+
+Char n-grams know the vocabulary of the wave (勝手に, 乗っ取, 売られ) but not whose account it was. On real
+pages the commonest false alarm is a story of SOMEONE ELSE's case: a news narrative in the third person
+("30代の男性は…売却されていた"), a blog retelling it, an explainer's hypothetical ("もし乗っ取られたら").
+Those texts share the event words with an own report and differ in who is the subject, in reported speech
+and in register - cues a bag of n-grams dilutes in a long text. These features say, per post:
+
+* whether first-person (私, 自分, 俺, うち…) or directly-known people (母, 夫, 友人…) are present at all, and
+  whether they share a SENTENCE with an event word (勝手に, 身に覚え, 売られ, 出金…);
+* the same for third-person subjects (男性, 女性, 30代の, (42), 被害者, 仮名…), reported speech (という,
+  によると, と話す…) and hypotheticals / advice (もし, 場合, 対策, ましょう…);
+* first-person words outside quotations only (a news story quotes the victim's "私");
+* negated own cases (被害はなかった, 大丈夫でした) and bank words (銀行, デビット, 振込) near an own event;
+* the text length, so a long text without a first-person subject can read differently from a short post.
+
+Every feature is 0/1 or a small bounded number, so a linear model can weigh them beside the TF-IDF block.
+The order of :data:`FEATURE_NAMES` is part of a saved model: a model stores the names it was trained with
+and refuses to load when they differ.
+
+>>> names = dict(zip(FEATURE_NAMES, voice_features(["私の楽天証券の口座で勝手に中国株を買われた"])[0].tolist()))
+>>> names["fp_event_sentence"], names["tp_event_sentence"]
+(1.0, 0.0)
+>>> names = dict(zip(FEATURE_NAMES, voice_features(["30代の男性は「勝手に売られた」と話す"])[0].tolist()))
+>>> names["fp_frame"], names["tp_event_sentence"], names["reported"]
+(0.0, 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["FEATURE_NAMES", "frame_view", "voice_features"]
+
+_QUOTED = re.compile(
+    r"「[^「」]{0,400}」|『[^『』]{0,400}』|“[^“”]{0,400}”|《[^《》]{0,400}》|\"[^\"\n]{0,400}\""
+)
+
+
+def frame_view(text: str) -> str:
+    """The text around quotations: what the writer says in their own voice.
+
+    >>> frame_view('被害者の男性は「勝手に売られた」と話す')
+    '被害者の男性は「」と話す'
+    """
+    return _QUOTED.sub("「」", text)
+
+
+# Patterns run on normalized text (NFKC, Latin lower-cased).
+_FIRST = re.compile(
+    r"私|わたし|わたくし|あたし|自分|俺|おれ|オレ|僕|ぼく|ボク|ワイ|当方|我が家|うち(?=の|も|は|が|で)|小生"
+)
+_KIN = re.compile(
+    r"(?<![父祖分])母(?!数|体|国|校)|(?<![祖])父(?!兄)|(?<![丈工])夫(?!婦)|(?<![夫])妻|嫁|旦那|主人|両親|親(?=の|が|は)|"
+    r"義母|義父|祖母|祖父|彼氏|彼女|友人|友達|同僚|知人|兄|姉|弟|妹|息子|娘|家族|叔母|叔父|伯母|伯父|おかん|おとん|親父|おふくろ"
+)
+_THIRD = re.compile(
+    r"男性|女性|[0-9]+代の|[0-9]+代(?=男|女|会社|主婦)|[0-9]+歳|\([0-9]{2}\)|さん\((?:仮名|[0-9])|仮名|氏(?=は|が|の|に)|"
+    r"被害者|被害に遭った人|被害にあった人|利用者|顧客|投資家|ユーザー|人(?=は|が)|方(?=は|が|も)|記者"
+)
+_REPORTED = re.compile(
+    r"という|といい|とのこと|によると|によれば|と話す|と話した|と話して|と語る|と語った|と明か|と振り返|と証言|と訴え|"
+    r"報じ|報道|明らかにした|発表|判明|相次|件数|警察庁|金融庁|証券業協会|ニュース|記事|取材|調べ"
+)
+_HYPO = re.compile(
+    r"もし|万が一|万一|場合|ような|ように|方法|対策|解説|まとめ|ましょう|ください|注意|気をつけ|お持ちの方|疑問|"
+    r"とは|について|ポイント|手口|予防|防ぐ|防止|チェック|確認しよう|おすすめ|設定しよう"
+)
+_EVENT = re.compile(
+    r"勝手に|身に覚え|覚えのない|知らない(?:間|うち|銘柄|株|取引|約定|ログイン)|知らぬ間|不正(?:ログイン|アクセス|取引|売買|出金|送金|引き出し|利用)|"
+    r"乗っ取|売られ|買われ|売却され|購入され|出金され|引き出され|振り込まれ|振込まれ|送金され|ログインされ|変更され|"
+    r"抜かれ|盗まれ|やられ|被害|約定|中国株|香港株"
+)
+_OWN_PRED = re.compile(
+    r"(?:され|られ|れ)(?:た|て|ました|ちゃ|てしま)|てしまった|ちゃった|やられ|遭いました|遭った|あった|なっていた|なってた|消えてた|消えていた"
+)
+_NEGATED = re.compile(
+    r"大丈夫でした|大丈夫だった|無事でした|無事だった|被害はなかった|被害はありません|被害は無|被害なし|セーフ|助かった|"
+    r"問題なかった|問題ありませんでした|勘違い|自分の(?:注文|逆指値|指値|設定)|気のせい"
+)
+_BANK = re.compile(r"銀行|デビット|振込|振り込|atm|ネットバンキング|預金|引き出|出金|送金|残高")
+_SENTENCE = re.compile(r"[。!?\n]+")
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "fp",
+    "fp_frame",
+    "kin",
+    "third",
+    "reported",
+    "hypo",
+    "event",
+    "own_pred",
+    "negated",
+    "bank",
+    "fp_event_sentence",
+    "kin_event_sentence",
+    "tp_event_sentence",
+    "reported_event_sentence",
+    "hypo_event_sentence",
+    "bank_own_sentence",
+    "no_fp_long",
+    "tp_without_fp",
+    "fp_share",
+    "log_length",
+)
+
+
+def _sentences_with(pattern: re.Pattern[str], text: str, bounds: np.ndarray) -> set[int]:
+    return {int(np.searchsorted(bounds, m.start(), side="right")) for m in pattern.finditer(text)}
+
+
+def _row(text: str) -> list[float]:
+    bounds = np.array([m.end() for m in _SENTENCE.finditer(text)], dtype=np.int64)
+    fp = _sentences_with(_FIRST, text, bounds)
+    kin = _sentences_with(_KIN, text, bounds)
+    third = _sentences_with(_THIRD, text, bounds)
+    reported = _sentences_with(_REPORTED, text, bounds)
+    hypo = _sentences_with(_HYPO, text, bounds)
+    event = _sentences_with(_EVENT, text, bounds)
+    own = _sentences_with(_OWN_PRED, text, bounds)
+    bank = _sentences_with(_BANK, text, bounds)
+    negated = bool(_NEGATED.search(text))
+    fp_frame = (
+        bool(fp) and bool(_FIRST.search(frame_view(text))) if "「" in text or "『" in text else bool(fp)
+    )
+    long_text = len(text) >= 120
+    n_fp, n_tp = len(_FIRST.findall(text)) + len(_KIN.findall(text)), len(_THIRD.findall(text))
+    return [
+        float(bool(fp)),
+        float(fp_frame),
+        float(bool(kin)),
+        float(bool(third)),
+        float(bool(reported)),
+        float(bool(hypo)),
+        float(bool(event)),
+        float(bool(own)),
+        float(negated),
+        float(bool(bank)),
+        float(bool(fp & event)),
+        float(bool(kin & event)),
+        float(bool(third & event)),
+        float(bool(reported & event)),
+        float(bool(hypo & event)),
+        float(bool(bank & own & (fp | kin | event))),
+        float(long_text and not fp and not kin),
+        float(bool(third) and not fp and not kin),
+        (n_fp + 0.5) / (n_fp + n_tp + 1.0),
+        min(1.0, math.log1p(len(text)) / 8.0),
+    ]
+
+
+def voice_features(texts: Sequence[str]) -> np.ndarray:
+    """One row of :data:`FEATURE_NAMES` per normalized text (float32)."""
+    out = np.zeros((len(texts), len(FEATURE_NAMES)), dtype=np.float32)
+    for i, text in enumerate(texts):
+        if text:
+            out[i] = _row(text)
+    return out
