@@ -7,7 +7,6 @@ posts' timestamps, so a backtest exercises exactly what the live bot runs.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from monitor.events import AlertEvent, Signal
 from monitor.ingest import ImportResult, import_file
 from monitor.settings import Settings, load_settings
 from storage.database import open_store, session_scope
+from storage.export import json_line
 from storage.models import StateEntry
 from storage.queries import has_active_alerts
 
@@ -217,7 +217,7 @@ def jsonl_sink(stream: TextIO) -> Callable[[AlertEvent], None]:
     """Writes each alert event as one DESIGN.md contract line, flushed at once."""
 
     def write(event: AlertEvent) -> None:
-        stream.write(json.dumps(event.to_json(), ensure_ascii=False) + "\n")
+        stream.write(json_line(event.to_json()) + "\n")
         stream.flush()
 
     return write

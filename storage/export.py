@@ -11,6 +11,24 @@ from typing import Any, TextIO
 from storage.errors import StorageError
 
 FORMATS = ("jsonl", "csv", "parquet")
+# Characters that line readers such as Python's str.splitlines treat as line breaks although JSON allows
+# them raw inside strings (json.dumps already escapes the ASCII control characters); escaping them keeps
+# "one object per line" true for every reader.
+_LINE_BREAKERS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(obj: Any) -> str:
+    r"""One JSON object as one line of JSONL: UTF-8 text kept readable, yet safe for any line splitter.
+
+    >>> json_line({"id": "a\u2028b", "text": "楽天"})
+    '{"id": "a\\u2028b", "text": "楽天"}'
+    >>> line = json_line({"t": "x\u0085y"})
+    >>> line.splitlines() == [line]
+    True
+    """
+    return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKERS)
+
+
 CSV_COLUMNS = (
     "source", "id", "created_at", "author_id", "author_handle", "text", "lang", "url", "repost_of",
     "reply_to", "quote_of", "label", "score", "brokers", "tickers", "model",
@@ -20,7 +38,7 @@ CSV_COLUMNS = (
 def write_jsonl(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
     n = 0
     for record in records:
-        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        stream.write(json_line(record) + "\n")
         n += 1
     return n
 

@@ -122,3 +122,14 @@ def test_every_command_has_help_that_ends_with_an_example():
         text = sub.format_help()
         assert "Example: incident-monitor" in text, f"{sub.prog} has no example in its help"
         assert "--db" in text, f"{sub.prog} lacks the shared --db option"
+
+
+def test_jsonl_outputs_stay_one_line_per_record_with_unicode_line_breaks(tmp_path, capsys):
+    """Regression: an id holding U+0085 (NEL) was written raw, and str.splitlines() cut the output line."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "\x85", "text": "楽天証券で勝手に売られた\u2028どうしよう"}) + "\n", encoding="utf-8")
+    assert main(["nlp", "classify", str(src)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    row = json.loads(lines[0])
+    assert row["id"] == "\x85" and row["label"] in ("victim_report", "incident_discussion", "irrelevant")

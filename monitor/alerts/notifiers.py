@@ -7,7 +7,6 @@ the outbox should try again). Notifiers never touch the database: the outbox rec
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Protocol, TextIO
 from monitor.alerts.render import render_text
 from monitor.errors import DeliveryError
 from monitor.events import AlertEvent
+from storage.export import json_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class JsonlNotifier:
         self.path = Path(path)
 
     def send(self, delivery: Delivery) -> SendResult | None:
-        line = json.dumps(delivery.event.to_json(), ensure_ascii=False)
+        line = json_line(delivery.event.to_json())
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as out:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -12,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from monitor.errors import ConfigError, CredentialsError, SourceError
+from storage.export import json_line
 
 log = logging.getLogger(__name__)
 SOURCES = ("x", "reddit", "bluesky")
@@ -168,7 +168,7 @@ def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
         return None
     def log_event(event: Any) -> None:
         # The alert-event contract, one JSON object per log line, as DESIGN.md promises for `run`.
-        log.info("alert event %s", json.dumps(event.to_json(), ensure_ascii=False))
+        log.info("alert event %s", json_line(event.to_json()))
 
     ctx = pipeline.Pipeline(engine, settings, event_sinks=[log_event])
     ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)

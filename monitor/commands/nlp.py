@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from monitor.errors import InputError, ModelError
+from storage.export import json_line
 
 CLASSIFY_EXAMPLE = "Example: incident-monitor nlp classify posts.jsonl > labels.jsonl"
 TRAIN_EXAMPLE = "Example: incident-monitor nlp train --output models/victim-clf --epochs 12"
@@ -190,7 +191,7 @@ def classify_stream(
             row = results.get(i) if err is None else {"id": post_id, "error": err}
             if "error" in row:
                 failed += 1
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(json_line(row) + "\n")
         out.flush()
         pending.clear()
 
