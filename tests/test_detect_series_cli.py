@@ -147,3 +147,16 @@ def test_series_detector_beats_the_null_detector_on_nab():
         for f in corpus
     ]
     assert normalised(scores) > 0 and scores[0].detected >= 1
+
+
+def test_no_anomaly_score_before_the_warm_up_ends():
+    """Regression: the first row scored 300 (its count against the bare prior) while alert stayed 0."""
+    from datetime import datetime, timedelta
+
+    from monitor.detect.series import detect_series, series_config
+
+    config = series_config(warmup_buckets=6)
+    times = [datetime(2015, 2, 26) + timedelta(minutes=5 * i) for i in range(12)]
+    rows = detect_series(times, [50.0] * 12, config)
+    assert [score for score, _ in rows[:6]] == [0.0] * 6
+    assert all(alert == 0 for _, alert in rows[:6])

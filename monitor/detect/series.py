@@ -72,7 +72,9 @@ class SeriesDetector:
         learned = self._model.clip(value, mu, cfg) if self._firing else float(value)
         self._model.learn(b, learned, mu, cfg)
         self._rows += 1
-        return best, int(self._firing)
+        # Before the warm-up ends there is no baseline to be surprised by: report no anomaly rather than
+        # the huge tail score a first count gets against the prior.
+        return (best if warm else 0.0), int(self._firing)
 
     def to_state(self) -> dict[str, Any]:
         return {
