@@ -90,19 +90,28 @@ def test_replay_reports_bad_lines_and_keeps_going(surge_slice, sqlite_url, tmp_p
 
 
 @pytest.mark.slow
-def test_demo_prints_an_alert_for_its_surge(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+def test_demo_prints_its_alerts_and_posts_them_to_slack(tmp_path, capsys, monkeypatch):
+    """`make demo` end to end: the surge pages once on the terminal and on a (loopback) Slack webhook,
+    updates follow, and the decoys - a news day and a login outage at SBI証券, a viral retweet - stay quiet."""
+    from slack_server import SlackServer
+
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     events = tmp_path / "events.jsonl"
-    code = main(["demo", "--db", f"sqlite:///{tmp_path / 'demo.sqlite'}", "--alerts-jsonl", str(events)])
+    with SlackServer() as slack:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.webhook_url)
+        code = main(["demo", "--db", f"sqlite:///{tmp_path / 'demo.sqlite'}", "--alerts-jsonl", str(events)])
+        posted = [call.json for call in slack.calls("webhook")]
     out = capsys.readouterr().out
     assert code == 0
-    assert "楽天証券" in out and "== Demo summary ==" in out
-    opened = [json.loads(x) for x in events.read_text(encoding="utf-8").splitlines()]
-    keys = {(e["kind"], e["key"]) for e in opened if e["event"] == "open"}
-    assert ("broker", "楽天証券") in keys
-    # the decoys must not page: the news day and the outage are about SBI証券
-    assert ("broker", "SBI証券") not in keys
+    assert "== Demo summary ==" in out and "sent to Slack" in out
+    rows = [json.loads(x) for x in events.read_text(encoding="utf-8").splitlines()]
+    opened = {(e["kind"], e["key"]) for e in rows if e["event"] == "open"}
+    assert ("broker", "楽天証券") in opened
+    assert not any(key == "SBI証券" for _, key in opened)
+    paged = [e for e in rows if e.get("notified")]
+    assert len(posted) == len(paged) >= 2  # exactly one Slack message per notified event
+    first = json.dumps(posted[0], ensure_ascii=False)
+    assert "楽天証券" in first and "https://x.com/" in first
 
 
 def test_report_window_equals_a_fresh_query_while_posts_are_annotated(surge_slice, sqlite_url):
