@@ -3,8 +3,8 @@
 Run: python benchmarks/entities_eval.py [--splits train,dev] [--errors dev] [--limit 40]
 
 Brokers are scored against the gold ``brokers`` field; tickers by code against ``tickers`` (mentions with
-``by="code"``); tickers by name against ``ticker_names`` (informational: writers fill it only when sure, so
-its precision is a lower bound). Sets per post, micro-averaged over posts. The test split is left out unless
+``by="code"``); tickers by name against ``ticker_names`` (names whose code is not also given by code;
+informational: writers fill it only when sure, so its precision is a lower bound). Sets per post, micro-averaged over posts. The test split is left out unless
 named: it is scored once, at the end, never for tuning.
 """
 
@@ -33,7 +33,8 @@ def _predict(text: str) -> tuple[set[str], set[str], set[str]]:
     mentions = extract(text)
     brokers = set(brokers_of(mentions))
     by_code = {m.value for m in mentions if m.kind == "ticker" and m.by == "code"}
-    by_name = {m.value for m in mentions if m.kind == "ticker" and m.by == "name"}
+    # Gold ticker_names holds companies named ONLY by name: a name beside its own code counts as by code.
+    by_name = {m.value for m in mentions if m.kind == "ticker" and m.by == "name"} - by_code
     return brokers, by_code, by_name
 
 
