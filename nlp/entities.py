@@ -6,14 +6,20 @@ replaced) and is mapped back with ``Normalized.span_to_original``. Matching uses
 regex scans whatever the size of the lexicons.
 
 Brokers: the canonical names of DESIGN.md, from the reviewed lexicon ``nlp/data/brokers.json``. Full names
-and unambiguous aliases (マネックス, カブコム, ネオトレ) always count; ambiguous ones (楽天, SBI, 野村, 大和, 松井)
-only with a securities word nearby, and spans such as 楽天市場, 住信SBIネット銀行, 野村さん, 大和市 never count.
+(also with 株式会社 around them) and unambiguous aliases (マネックス, カブコム, ネオトレ) always count; ambiguous ones
+(楽天, SBI, 野村, 大和, 松井, みずほ, 東海東京) only with a securities word nearby or a cue of that broker (SBIを装った
+メール, 東海東京のセミナー), and spans such as 楽天市場, 住信SBIネット銀行, 野村さん, 大和市 never count. Near a word of
+the alias's other business (みずほのATM, 楽天のポイント, 楽天で買い物) only a word that securities talk alone uses
+(株, 証券, 約定, NISA, 投資 ...) makes it the broker.
 
 Tickers by code follow DESIGN.md: ``7203.T``, ``130A.T``, ``0700.HK``, ``600519.SS``, ``000001.SZ``, ``TSLA``.
 A number is a ticker only with evidence: a code cue (銘柄, コード, brackets, ``.T``/``.HK``), a market cue (香港,
 中国株), a company name next to it, or a listed code in the securities master with a stock word nearby. Years,
 prices, amounts, times, dates, PINs, phone numbers, percentages and share counts (100株) are rejected first.
-Tickers by name resolve the bundled master's names (トヨタ, テンセント) when a stock or trade word is nearby.
+Tickers by name resolve the bundled master's names (トヨタ, テンセント) when a stock or trade word is nearby. A name
+that is also a broker (松井証券, 楽天) is the broker: it becomes a ticker only with words about its own shares
+right after it (松井証券株, 楽天の株価) or its code next to it, and then it is not the broker. An age in brackets after
+a person (男性(45), 祖母(88)) is never a code.
 """
 
 from __future__ import annotations
@@ -158,6 +164,9 @@ class _BrokerEntry:
     name: str | None  # None: a span that is never a broker
     weak: bool
     particle: bool
+    strict: bool = False  # the weak alias needs a strong (securities-only) word nearby
+    cues: re.Pattern[str] | None = None  # extra context words of this broker alone
+    other: re.Pattern[str] | None = None  # words of the alias's other senses (the bank, the shop)
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,7 @@ class _Lexicon:
     pattern: re.Pattern[str]
     entries: dict[str, _BrokerEntry]
     context: re.Pattern[str]
+    strong: re.Pattern[str]
     names: tuple[str, ...]
 
 
@@ -188,19 +198,39 @@ def _lexicon() -> _Lexicon:
     entries: dict[str, _BrokerEntry] = {}
     blockers: list[str] = list(data.get("not_brokers", []))
     for broker in brokers:
-        particle = broker.get("after") == "particle"
+        weak = _BrokerEntry(
+            broker["name"],
+            True,
+            broker.get("after") == "particle",
+            bool(broker.get("strict")),
+            _word_regex(broker.get("cues", [])),
+            _word_regex(broker.get("other_senses", [])),
+        )
         for alias in broker["aliases"]:
             for variant in _variants(normalize(alias).text):
                 entries.setdefault(variant, _BrokerEntry(broker["name"], False, False))
         for alias in broker.get("weak", []):
-            entries.setdefault(normalize(alias).text, _BrokerEntry(broker["name"], True, particle))
+            entries.setdefault(normalize(alias).text, weak)
+        # 楽天 + 株式会社 is the group, but 楽天証券株式会社 is the broker: full '証券' names take no followers.
         for alias in [*broker["aliases"], *broker.get("weak", [])]:
+            if alias.endswith(("証券", "證券")):
+                continue
             blockers += [alias + follower for follower in broker.get("not_followed_by", [])]
             blockers += [before + alias for before in broker.get("not_preceded_by", [])]
     for blocker in blockers:
         entries[normalize(blocker).text] = _BrokerEntry(None, False, False)
-    context = re.compile("|".join(re.escape(normalize(w).text) for w in data["context"]))
-    return _Lexicon(re.compile(_trie_regex(entries)), entries, context, tuple(b["name"] for b in brokers))
+    return _Lexicon(
+        re.compile(_trie_regex(entries)),
+        entries,
+        _word_regex(data["context"]) or re.compile("(?!)"),
+        _word_regex(data.get("strong_context", [])) or re.compile("(?!)"),
+        tuple(b["name"] for b in brokers),
+    )
+
+
+def _word_regex(words: Iterable[str]) -> re.Pattern[str] | None:
+    words = [normalize(w).text for w in words]
+    return re.compile("|".join(re.escape(w) for w in words if w)) if words else None
 
 
 #: Canonical broker names (DESIGN.md), in lexicon order.
@@ -257,7 +287,7 @@ _CN_CUE = re.compile(
 )
 _STOCK = re.compile(
     r"株|銘柄|買われ|売られ|買わ|売ら|買付|買い付け|購入|売却|約定|保有|損切|含み損|上場|東証|ストップ高|s高|爆上げ|急騰|暴落|"
-    r"決算|配当|優待|現物|信用|取引|注文|ナンピン|利確|コード|出来高|nisa|板|チャート|含み益"
+    r"決算|配当|優待|現物|信用|取引|注文|ナンピン|利確|コード|出来高|nisa|板|チャート|含み益|ipo"
 )
 _STOCK_STRICT = re.compile(
     r"(?<!式会)株(?!式会社)|銘柄|株価|上場|東証|決算|配当|優待|ストップ高|現物|信用取引|ナンピン|利確|損切|含み損"
@@ -266,6 +296,22 @@ _TRADE_AFTER = re.compile(
     r"\s?(?:を|が|は|も)?\s?(?:勝手に|知らない間に|知らぬ間に|大量に|全部|全て|すべて)?\s?"
     r"(?:の)?(?:買わ|売ら|買い|売り|購入|売却|約定|買付|買い付け|保有|損切|ナンピン|爆上げ|急騰|暴落|ストップ高|s高|出来高)"
 )
+# Words right after a broker's own name that are about the company's shares, not the account there.
+_OWN_SHARES = re.compile(r"\s?(?:株(?!式)|の?株価|の?株主|の?決算|の?時価総額|の?自社株|の?ipo)")
+# A name as the object or subject of a trade: アップルを買った, テンセントも少し売った, メルカリが急騰. Only
+# を/も/が: 「ZOZOの買い物」「メルカリで売られてる」 are shopping.
+_NAME_TRADED = re.compile(
+    r"\s?(?:株)?\s?(?:を|も|が)\s?(?:少し|少しずつ|少額|ちょっと|追加で|全部|全て|すべて|勝手に|知らない間に)?\s?"
+    r"(?:買っ|売っ|買う|売る|買い増|買われ|売られ|購入さ|売却さ|損切|ナンピン|爆上げ|急騰|暴落|ストップ高)"
+)
+# A person right before a bracket: the number in it is an age (男性(45), 祖母(88), aさん(67), 60代女性(62)).
+_PERSON_BEFORE = re.compile(
+    r"(?:さん|さま|様|氏|くん|君|ちゃん|容疑者|被告人?|被害者|受刑者|男性|女性|男児|女児|男|女|少年|少女|"
+    r"祖母|祖父|母親?|父親?|妻|夫|姉|兄|弟|妹|息子|娘|孫|嫁|義母|義父|叔父|叔母|伯父|伯母|おじ|おば|友人|知人|"
+    r"同僚|上司|社員|職員|店員|役員|社長|会長|代表|教員|教諭|医師|主婦|無職|自営業|パート|アルバイト|学生|"
+    r"患者|選手|高齢者|(?<![a-z])[a-z])\s?\(\s?$"
+)
+_NAME_LIST_GAP = re.compile(r"\s?(?:と|や|、|,|・|/|とか|か)\s?")
 _DIGIT = re.compile(r"[0-9]")
 _PLACEHOLDER = re.compile(r"<url[^>]*>|@user")
 
@@ -277,6 +323,8 @@ class _Finder:
         self.text = norm.text
         self.master = master
         self.found: list[tuple[str, str, int, int, str | None]] = []
+        self.broker_spans: list[tuple[int, int, bool]] = []
+        self._strong_text: bool | None = None
         self.masked = (
             [m.span() for m in _PLACEHOLDER.finditer(self.text)]
             if ("<url" in self.text or "@user" in self.text)
@@ -295,12 +343,9 @@ class _Finder:
             for n in all_names
             if n[5] or any(n[1] == c[1] and (c[2] - n[3] <= 2 and n[2] - c[3] <= 2) for c in codes)
         ]
-        # A company name that contains a broker word (マネックスグループ) is the company, not the broker.
-        brokers = [
-            b
-            for b in brokers
-            if not any(n[2] <= b[2] and b[3] <= n[3] and (n[3] - n[2]) > (b[3] - b[2]) for n in names)
-        ]
+        # A company name that contains a broker word (マネックスグループ) is the company, not the broker; so is
+        # a broker's own name kept as a ticker (松井証券の株価), as with 楽天の株価 in the lexicon.
+        brokers = [b for b in brokers if not any(n[2] <= b[2] and b[3] <= n[3] for n in names)]
         cashtags = self._cashtags() if ("$" in self.text or ":" in self.text) else []
         return [m for m in (*brokers, *names, *codes, *cashtags) if not self._is_masked(m[2], m[3])]
 
@@ -313,31 +358,58 @@ class _Finder:
     # brokers
 
     def _brokers(self) -> list:
+        """Broker mentions; ``self.broker_spans`` keeps every lexicon span: aliases counted or not, and
+        spans that are never a broker (楽天市場, 楽天の株価), flagged False."""
         lexicon = _lexicon()
         hits = []
         for match in lexicon.pattern.finditer(self.text):
             entry = lexicon.entries[match.group()]
+            self.broker_spans.append((*match.span(), entry.name is not None))
             if entry.name is not None:
                 hits.append((entry, *match.span()))
         out = []
-        text_has_context = None
         for entry, start, end in hits:
             if entry.weak:
                 if entry.particle and not _PARTICLE.match(self.text, end):
                     continue
-                if not lexicon.context.search(self._window(start, end)):
-                    # 「楽天、SBI、野村で被害」: a list of brokers in a text about securities
-                    listed = any(
-                        other is not entry
-                        and (0 <= o_start - end <= _NEIGHBOUR or 0 <= start - o_end <= _NEIGHBOUR)
-                        for other, o_start, o_end in hits
-                    )
-                    if text_has_context is None:
-                        text_has_context = bool(lexicon.context.search(self.text))
-                    if not (listed and text_has_context):
-                        continue
+                if not self._weak_counts(lexicon, entry, start, end, hits):
+                    continue
             out.append(("broker", entry.name, start, end, None))
         return out
+
+    def _weak_counts(self, lexicon: _Lexicon, entry: _BrokerEntry, start: int, end: int, hits: list) -> bool:
+        """Whether an ambiguous alias (楽天, SBI, みずほ) means the securities firm here."""
+        # 株式会社 is no stock word: 「株式会社〇〇の楽天ポイント」
+        window = self._window(start, end).replace("株式会社", "")
+        if lexicon.strong.search(window):
+            return True
+        if entry.other is not None and (
+            entry.other.search(window)
+            # a post about shopping or points that never talks securities (楽天市場 ... 楽天に連絡)
+            or (entry.other.search(self.text) and not self._text_is_strong(lexicon))
+        ):
+            return False
+        if entry.cues is not None and entry.cues.search(window):
+            return True
+        # 「楽天、SBI、野村で被害」: a list of brokers in a text about securities
+        listed = any(
+            other is not entry and (0 <= o_start - end <= _NEIGHBOUR or 0 <= start - o_end <= _NEIGHBOUR)
+            for other, o_start, o_end in hits
+        )
+        if listed and lexicon.context.search(self.text):
+            return True
+        if entry.strict:  # 口座, ログイン, 不正 fit the bank as well
+            return False
+        if lexicon.context.search(window):
+            return True
+        # A short post whose securities words sit beyond the window (「SBIのアプリから…\n…売買されてた」);
+        # not for surnames and places (野村, 松井, 大和), which need the word close by.
+        return not entry.particle and self._text_is_strong(lexicon)
+
+    def _text_is_strong(self, lexicon: _Lexicon) -> bool:
+        if self._strong_text is None:
+            self._strong_text = bool(lexicon.strong.search(self.text.replace("株式会社", "")))
+        return self._strong_text
 
     # tickers by name
 
@@ -345,13 +417,41 @@ class _Finder:
         """Every bundled company name in the text; the 6th field says whether a stock word is near."""
         pattern, names = _name_matcher(self.master)
         out = []
+        own = set()  # indexes of brokers' own names: they take no evidence from a list
         for match in pattern.finditer(self.text):
             sec = names[match.group()]
             start, end = match.span()
+            if any(
+                b_start <= start and end <= b_end and (named or end - start < b_end - b_start)
+                for b_start, b_end, named in self.broker_spans
+            ):
+                own.add(len(out))
+                # A broker's own name (松井証券, 楽天) is the broker, the shop, the bank...; its shares need words
+                # about them right after (松井証券株, 楽天の株価) or its code next to it: 「松井証券の株を売られた」
+                # is the account there.
+                out.append(("ticker", sec.code, start, end, "name", bool(_OWN_SHARES.match(self.text, end))))
+                continue
             window = self._window(start, end, 25)
             cue = _STOCK_STRICT if sec.context == "stock" else _STOCK
-            near = bool(cue.search(window) or (_HK_CUE.search(window) and sec.market in ("HK", "SS", "SZ")))
+            near = bool(
+                cue.search(window)
+                or (_HK_CUE.search(window) and sec.market in ("HK", "SS", "SZ"))
+                or _NAME_TRADED.match(self.text, end)
+            )
             out.append(("ticker", sec.code, start, end, "name", near))
+        # Names listed together share their evidence: 「アップルとテスラを全部売られて」
+        linked = [
+            i
+            for i in range(1, len(out))
+            if i not in own
+            and i - 1 not in own
+            and _NAME_LIST_GAP.fullmatch(self.text, out[i - 1][3], out[i][2])
+        ]
+        for order in (reversed(linked), linked):
+            for i in order:
+                if out[i][5] != out[i - 1][5]:
+                    out[i - 1] = (*out[i - 1][:5], True)
+                    out[i] = (*out[i][:5], True)
         return out
 
     # tickers by code
@@ -421,6 +521,8 @@ class _Finder:
                 return normalize_code(raw, "HK")
             return None
         if size <= 3 and raw.isdigit():
+            if _PERSON_BEFORE.search(text, max(0, start - 12), start):
+                return None  # 祖母(88), 男性(45), aさん(67): an age in news style, not a Hong Kong code
             hk_close = _HK_CUE.search(self._sentence_before(start, 8))
             if (hk_close and (strong or stock or trade)) or (bracketed and hk_near):
                 return normalize_code(raw, "HK")

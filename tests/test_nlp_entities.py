@@ -270,3 +270,117 @@ def test_any_string_extracts(text):
 )
 def test_huge_and_hostile_input(text):
     extract(text)
+
+
+# --- regressions reported by the corpus writers -----------------------------------------------------------
+# Each row: sentence -> (brokers, tickers by code, tickers by name).
+
+REGRESSIONS = {
+    # Bug: a broker's own listed name (松井証券 = 8628.T) became a ticker by name whenever a stock word was
+    # near, although the post talks about the account there; own shares need own-share words or the code.
+    "broker-name-is-not-its-ticker": [
+        ("松井証券で株を売られた", ["松井証券"], [], []),
+        ("松井証券の株を売られた", ["松井証券"], [], []),
+        ("松井証券の口座で香港株を買われた", ["松井証券"], [], []),
+        ("松井で勝手に株を売られた", ["松井証券"], [], []),
+        ("丸三証券で株を売られた", ["丸三証券"], [], []),
+        ("楽天で株を売られた", ["楽天証券"], [], []),
+        ("楽天証券でトヨタ株を売られた", ["楽天証券"], [], ["7203.T"]),
+        ("松井証券とトヨタを売られた", ["松井証券"], [], ["7203.T"]),
+        ("松井証券の株価が下がった", [], [], ["8628.T"]),
+        ("松井証券株を買った", [], [], ["8628.T"]),
+        ("松井証券(8628)の株主優待", [], ["8628.T"], ["8628.T"]),
+        ("楽天の株価が下がった", [], [], ["4755.T"]),
+        ("楽天市場で株の本を買った", [], [], []),
+        ("SBIホールディングスの株を買った", [], [], ["8473.T"]),
+        ("マネックスグループの株価", [], [], ["8698.T"]),
+        ("大和証券グループ本社の株、配当目当て", [], [], ["8601.T"]),
+    ],
+    # Bug: an age in brackets after a person (news style) was read as a Hong Kong code in a post about HK stocks.
+    "age-in-brackets-is-no-hk-code": [
+        ("祖母（88）の口座で香港株を買われた", [], [], []),
+        ("男性（45）が香港株を買われた", [], [], []),
+        ("Aさん(67)の口座で香港株", [], [], []),
+        ("60代女性（62）、香港株を勝手に買われた", [], [], []),
+        ("香港籍の容疑者（29）ら", [], [], []),
+        ("香港株で被害、山田太郎さん（52）", [], [], []),
+        ("香港株の銘柄（700）を買われた", [], ["0700.HK"], []),
+        ("香港株（700）を買われた", [], ["0700.HK"], []),
+    ],
+    # Bug: the company form after a full broker name (楽天証券株式会社) made a span that is never a broker.
+    "company-form-after-broker-name": [
+        ("楽天証券株式会社からのお知らせ", ["楽天証券"], [], []),
+        ("株式会社SBI証券を装ったメール", ["SBI証券"], [], []),
+        ("SBI証券株式会社", ["SBI証券"], [], []),
+        ("楽天株式会社の決算", [], [], []),
+    ],
+    # Bug: アップル was not in the master, and 「アップルを買った」 had no stock word for a product name.
+    "apple-as-a-stock": [
+        ("アップル株を買った", [], [], ["AAPL"]),
+        ("アップルを買った", [], [], ["AAPL"]),
+        ("アップルの株を売られた", [], [], ["AAPL"]),
+        ("アップルとテスラを全部売られて", [], [], ["AAPL", "TSLA"]),
+        ("アップルのiPhoneを買った", [], [], []),
+        ("アップルウォッチを購入", [], [], []),
+        ("アルファベット入りのコード、130Aとか", [], ["130A.T"], []),
+    ],
+    # Bug: phishing that impersonates SBI is about SBI証券; SBI's bank, group and insurers are not.
+    "sbi-impersonation-and-sbi-companies": [
+        ("SBIを装ったメール", ["SBI証券"], [], []),
+        ("SBIを名乗るSMSが来た", ["SBI証券"], [], []),
+        ("SBIのバックアップサイトが穴だった", ["SBI証券"], [], []),
+        (
+            "SBIのアプリから「メールアドレスが変更されました」\n俺は変えてない\n急いで電話→すでに売買されてた",
+            ["SBI証券"],
+            [],
+            [],
+        ),
+        ("SBI新生銀行を装ったメール", [], [], []),
+        ("住信SBIネット銀行を名乗るSMS", [], [], []),
+        ("SBIホールディングスの決算", [], [], ["8473.T"]),
+        ("SBIホールディングスの社長が会見", [], [], []),
+    ],
+    # Bug: みずほ / 楽天 meaning the bank, the shop or the points counted as the broker.
+    "bank-and-shop-senses": [
+        ("みずほのATMで引き出したら口座から不正に出金されてた", [], [], []),
+        ("引き落とし口座（みずほ）には影響なし", [], [], []),
+        ("ネットバンキングで不正送金、みずほ。銀行は説明してくれない", [], [], []),
+        ("楽天で買い物したらログイン通知", [], [], []),
+        ("楽天のポイントが不正利用された", [], [], []),
+        ("楽天市場で知らない注文。楽天に連絡したら発送前でキャンセル", [], [], []),
+        ("みずほ証券の口座", ["みずほ証券"], [], []),
+        ("みずほで株を売られた", ["みずほ証券"], [], []),
+        ("みずほでも被害とか…対面メインのとこも危ないのか", ["みずほ証券"], [], []),
+        ("みずほの口座に不正ログインされた", [], [], []),  # 口座, ログイン fit the bank as well
+        (
+            "大和、みずほ、三菱UFJ eスマートまで不正取引",
+            ["大和証券", "みずほ証券", "三菱UFJ eスマート証券"],
+            [],
+            [],
+        ),
+        ("楽天の証券口座", ["楽天証券"], [], []),
+        ("楽天のポイントで投資信託", ["楽天証券"], [], []),
+        ("楽天で口座乗っ取られた", ["楽天証券"], [], []),
+    ],
+    # Decision: 東海東京 names the broker with a securities word or a word of its shop-front business (セミナー,
+    # 担当者, 営業, 窓口, 支店), and only before a particle: the regions 東海 and 東京 do not hold seminars.
+    "tokai-tokyo-weak-alias": [
+        ("東海東京のセミナー行ったら年寄りばっかだった", ["東海東京証券"], [], []),
+        ("東海東京の口座で株を売られた", ["東海東京証券"], [], []),
+        ("東海東京で雨", [], [], []),
+        ("東海東京間の移動", [], [], []),
+        ("東海東京フィナンシャルのセミナー", [], [], []),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "brokers", "by_code", "by_name"),
+    [case for cases in REGRESSIONS.values() for case in cases],
+    ids=[f"{bug}-{i}" for bug, cases in REGRESSIONS.items() for i in range(len(cases))],
+)
+def test_reported_regressions(text, brokers, by_code, by_name):
+    mentions = extract(text)
+    assert brokers_of(mentions) == brokers
+    assert [m.value for m in mentions if m.kind == "ticker" and m.by == "code"] == by_code
+    assert [m.value for m in mentions if m.kind == "ticker" and m.by == "name"] == by_name
