@@ -43,15 +43,16 @@ class CycleResult:
     delivered: int = 0
 
 
-def load_analyzer(model: str | None) -> Any:
-    """The NLP stage (bundled model unless ``model`` names another), loaded once."""
+def load_analyzer(model: str | None, securities: tuple[str, ...] = ()) -> Any:
+    """The NLP stage (bundled model unless ``model`` names another; the bundled securities master plus
+    any official listed-company files), loaded once."""
     try:
         from nlp import Analyzer
         from nlp.errors import NLPError
     except ImportError as exc:  # a broken install, not a user error we can fix here
         raise ModelError(f"the nlp package cannot be imported ({exc}); reinstall with `pip install -e .`") from exc
     try:
-        return Analyzer.load(model)
+        return Analyzer.load(model, securities=securities)
     except NLPError as exc:
         raise ModelError(str(exc)) from exc
 
@@ -87,7 +88,7 @@ class Pipeline:
     @property
     def analyzer(self) -> Any:
         if self._analyzer is None:
-            self._analyzer = load_analyzer(self.settings.nlp.model)
+            self._analyzer = load_analyzer(self.settings.nlp.model, self.settings.nlp.securities_files)
         return self._analyzer
 
     @property

@@ -69,6 +69,12 @@ class PipelineConfig:
 @dataclass(frozen=True)
 class NLPConfig:
     model: str | None = field(default=None, metadata={"help": "classifier directory or model id; default the bundled model"})
+    securities_files: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "official listed-company files to load beside the bundled securities master "
+                          "(JPX data_j.xls, the EDINET code list CSV, HK/Shanghai/Shenzhen lists), so every "
+                          "listed code is recognised"},
+    )
 
 
 # Sections declared elsewhere, imported lazily so a broken optional area cannot stop `--help`.

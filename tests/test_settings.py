@@ -58,3 +58,21 @@ def test_every_setting_is_documented():
         assert f"[{name}]" in text
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"[{name}].{f.name} has no help text"
+
+
+def test_official_securities_files_reach_the_analyzer(tmp_path, shared):
+    """[nlp] securities_files loads an official list beside the bundled master: a TSE code the bundled
+    master lacks is then extracted from a bare stock context."""
+    from monitor.pipeline import load_analyzer
+    from nlp.securities import SecuritiesMaster
+
+    edinet = shared / "real" / "tickers" / "edinet_listed_companies_2026-04-10.csv"
+    bundled = SecuritiesMaster.bundled()
+    full = SecuritiesMaster.load(edinet)
+    code = next(c for c in sorted(full.by_code) if c.endswith(".T") and not bundled.is_listed(c) and c[0] == "6")
+    config = tmp_path / "incident-monitor.toml"
+    config.write_text(f'[nlp]\nsecurities_files = ["{edinet}"]\n', encoding="utf-8")
+    settings = load_settings(config, env={})
+    text = f"楽天証券で勝手に買われた銘柄 {code[:4]} を確認した"
+    with_master = load_analyzer(settings.nlp.model, settings.nlp.securities_files).analyze(text)
+    assert code in with_master.tickers
