@@ -447,23 +447,17 @@ def search_cursor_name(query: str) -> str:
 
 
 def _translate(exc: BaseException) -> BaseException:
-    """Turn atproto errors the shared policy cannot read into ones it can.
+    """Turn atproto errors into ones the shared policy reads.
 
-    Bluesky's 429 carries ``ratelimit-reset`` (epoch seconds), which the policy does not know; a transport
-    failure arrives as an atproto ``NetworkError`` without a response, whose cause is the httpx error.
+    atproto raises its own exception types: a 429 keeps its headers on ``exc.response`` (the policy reads
+    Bluesky's ``ratelimit-reset`` there), and a transport failure arrives as a ``NetworkError`` without a
+    response, whose cause is the httpx error.
     """
     response = getattr(exc, "response", None)
     if getattr(response, "status_code", None) == 429:
-        headers = getattr(response, "headers", None) or {}
-        wait = retry.wait_from_headers(headers)
-        reset = next((v for k, v in headers.items() if k.lower() == "ratelimit-reset"), None)
-        if wait is None and reset is not None:
-            try:
-                wait = max(0.0, float(reset) - time.time())
-            except ValueError:
-                wait = None
+        wait = retry.wait_from_headers(getattr(response, "headers", None) or {})
         if wait is not None:
-            return RateLimited(f"rate limit reached (HTTP 429, ratelimit-reset {reset})", wait)
+            return RateLimited(f"rate limit reached (HTTP 429, retry in {wait:.0f} s)", wait)
         return exc
     cause = exc.__cause__ or exc.__context__
     if response is None and type(exc).__name__ in ("NetworkError", "InvokeTimeoutError") and cause is not None:

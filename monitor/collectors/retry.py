@@ -77,7 +77,7 @@ def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
 
 
 def wait_from_headers(headers: Mapping[str, Any] | None, now: float | None = None) -> float | None:
-    """Seconds the service asked us to wait, from the standard and the X/Reddit headers.
+    """Seconds the service asked us to wait, from the standard and the X/Reddit/Bluesky headers.
 
     >>> wait_from_headers({"Retry-After": "7"})
     7.0
@@ -87,6 +87,8 @@ def wait_from_headers(headers: Mapping[str, Any] | None, now: float | None = Non
     42.0
     >>> wait_from_headers({"x-rate-limit-reset": "900"}, now=990.0)
     0.0
+    >>> wait_from_headers({"RateLimit-Reset": "1030"}, now=990.0)
+    40.0
     >>> wait_from_headers({}) is None
     True
     """
@@ -105,6 +107,12 @@ def wait_from_headers(headers: Mapping[str, Any] | None, now: float | None = Non
     if reset is not None:
         try:
             return max(0.0, float(reset) - now)
+        except ValueError:
+            pass
+    bluesky_reset = _header(headers, "ratelimit-reset")  # Bluesky (atproto): epoch seconds
+    if bluesky_reset is not None:
+        try:
+            return max(0.0, float(bluesky_reset) - now)
         except ValueError:
             pass
     reddit_reset = _header(headers, "x-ratelimit-reset")  # Reddit: seconds until the window resets
