@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import shared_path
-from servers import Fault
+from servers import Fault, wait_until
 from servers.bsky_api import SEARCH_POSTS, FakeBsky, post_view
 from servers.jetstream import T0_US, FakeJetstream, account_event, identity_event, like_event, post_event
 from sqlmodel import select
@@ -227,9 +227,9 @@ def test_stop_ends_a_pass_within_a_second_and_keeps_what_was_read(engine: sa.Eng
         out: dict[str, Any] = {}
         thread = threading.Thread(target=lambda: out.setdefault("r", collector.collect(engine, stop)))
         thread.start()
-        assert wait_for(lambda: bool(server.connections))
+        assert wait_until(lambda: bool(server.connections))
         server.add(*events)  # live tail
-        assert wait_for(lambda: server.sent[0] >= 9)
+        assert wait_until(lambda: server.sent[0] >= 9)
         time.sleep(0.1)
         began = time.monotonic()
         stop.set()
@@ -248,13 +248,6 @@ def test_unreachable_jetstream_gives_up_with_one_line(engine: sa.Engine) -> None
     assert "Jetstream connect" in str(info.value) and "\n" not in str(info.value)
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 # --- searchPosts backfill ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ others keep running); service trouble that outlasts the retry policy raises
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy.engine import Engine
 
 from monitor import __version__
+from monitor.collectors.retry import Shutdown
 from monitor.ingest import RawPayload, load_cursor, save_cursor, store_records
 from monitor.records import PostRecord
 from storage.database import session_scope
@@ -80,6 +81,27 @@ class Collector(Protocol):
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         """Run one pass: fetch, store page by page (see :func:`store_page`), return what happened."""
         ...
+
+
+def collect_each(
+    source: str,
+    queries: Sequence[str],
+    collect_query: Callable[[Engine, str, threading.Event, CollectResult], None],
+    engine: Engine,
+    stop: threading.Event,
+) -> CollectResult:
+    """One pass over several queries: each stores page by page; a shutdown ends the pass at once, keeping
+    every committed page (the next pass resumes from the cursors)."""
+    result = CollectResult(source)
+    try:
+        for query in queries:
+            if stop.is_set():
+                result.stopped = True
+                break
+            collect_query(engine, query, stop, result)
+    except Shutdown:
+        result.stopped = True
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, read_cursor, save_cursor_only, store_page
+from monitor.collectors.base import CollectResult, collect_each, read_cursor, save_cursor_only, store_page
 from monitor.collectors.config import BlueskyConfig
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
@@ -676,13 +676,10 @@ class SearchBackfill:
         result = CollectResult(SOURCE)
         try:
             self.login(stop, result)
-            for query in self.config.search_queries:
-                if stop.is_set():
-                    result.stopped = True
-                    break
-                self.collect_query(engine, query, stop, result)
         except Shutdown:
             result.stopped = True
+            return result
+        result.add(collect_each(SOURCE, self.config.search_queries, self.collect_query, engine, stop))
         return result
 
 

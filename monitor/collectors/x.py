@@ -35,7 +35,7 @@ import tweepy
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import health, retry
-from monitor.collectors.base import CollectResult, read_cursor, store_page
+from monitor.collectors.base import CollectResult, collect_each, read_cursor, store_page
 from monitor.collectors.config import XConfig
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import CredentialsError, InputError, SourceError
@@ -295,13 +295,4 @@ class XCollector:
     # --- the pass ---------------------------------------------------------------------------------------
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
-        result = CollectResult(SOURCE)
-        try:
-            for query in self.queries:
-                if stop.is_set():
-                    result.stopped = True
-                    break
-                self.collect_query(engine, query, stop, result)
-        except Shutdown:
-            result.stopped = True
-        return result
+        return collect_each(SOURCE, self.queries, self.collect_query, engine, stop)
