@@ -138,3 +138,26 @@ def test_report_window_equals_a_fresh_query_while_posts_are_annotated(surge_slic
         seen_any = seen_any or bool(fresh)
         now += timedelta(minutes=20)
     assert seen_any
+
+
+def test_a_restarted_bot_keeps_its_detector_baseline(surge_slice, sqlite_url):
+    """The live pipeline stores its detector state each cycle; a new process resumes from it."""
+    from datetime import timedelta
+
+    from monitor.ingest import import_file
+    from monitor.pipeline import Pipeline
+    from monitor.settings import load_settings
+
+    settings = load_settings(env={})
+    engine = open_store(sqlite_url)
+    import_file(engine, surge_slice)
+    first = Pipeline(engine, settings)
+    now = datetime.fromisoformat("2025-03-19T08:00:00+09:00")
+    for _ in range(6):
+        first.run_cycle(now)
+        now += timedelta(minutes=5)
+    restarted = Pipeline(engine, settings, analyzer=first.analyzer)
+    assert restarted.detector.to_state() == first.detector.to_state()
+    assert restarted.detector.to_state()["last_closed"] is not None
+    # and it carries on from there: the next cycle gives the same signals in both
+    assert restarted.run_cycle(now).signals == first.detect(now)
