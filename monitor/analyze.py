@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from monitor.errors import ModelError
 from monitor.events import Report
 from storage.models import Annotation, Mention, Post
 from storage.queries import mentions_by_annotation
@@ -25,6 +26,20 @@ class AnalyzerLike(Protocol):
     model_version: str
 
     def analyze_batch(self, texts: Sequence[str]) -> list[Any]: ...
+
+
+def load_analyzer(model: str | None, securities: tuple[str, ...] = ()) -> Any:
+    """The NLP stage (bundled model unless ``model`` names another; the bundled securities master plus
+    any official listed-company files), loaded once."""
+    try:
+        from nlp import Analyzer
+        from nlp.errors import NLPError
+    except ImportError as exc:  # a broken install, not a user error we can fix here
+        raise ModelError(f"the nlp package cannot be imported ({exc}); reinstall with `pip install -e .`") from exc
+    try:
+        return Analyzer.load(model, securities=securities)
+    except NLPError as exc:
+        raise ModelError(str(exc)) from exc
 
 
 def pending_posts(session: Session, model: str, limit: int) -> list[Post]:

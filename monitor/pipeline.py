@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from monitor import alerts as alerting
-from monitor.analyze import ReportWindow, analyze_pending
+from monitor.analyze import ReportWindow, analyze_pending, load_analyzer
 from monitor.detect.detector import Detector
-from monitor.errors import InputError, ModelError, MonitorError
+from monitor.errors import InputError, MonitorError
 from monitor.events import AlertEvent, Signal
 from monitor.ingest import ImportResult, import_file
 from monitor.settings import Settings, load_settings
@@ -41,20 +41,6 @@ class CycleResult:
     signals: list[Signal] = field(default_factory=list)
     events: list[AlertEvent] = field(default_factory=list)
     delivered: int = 0
-
-
-def load_analyzer(model: str | None, securities: tuple[str, ...] = ()) -> Any:
-    """The NLP stage (bundled model unless ``model`` names another; the bundled securities master plus
-    any official listed-company files), loaded once."""
-    try:
-        from nlp import Analyzer
-        from nlp.errors import NLPError
-    except ImportError as exc:  # a broken install, not a user error we can fix here
-        raise ModelError(f"the nlp package cannot be imported ({exc}); reinstall with `pip install -e .`") from exc
-    try:
-        return Analyzer.load(model, securities=securities)
-    except NLPError as exc:
-        raise ModelError(str(exc)) from exc
 
 
 class Pipeline:

@@ -118,9 +118,8 @@ def test_report_window_equals_a_fresh_query_while_posts_are_annotated(surge_slic
     """The in-memory window topped up by annotation id must see exactly what a full query sees."""
     from datetime import timedelta
 
-    from monitor.analyze import ReportWindow, analyze_pending, load_reports
+    from monitor.analyze import ReportWindow, analyze_pending, load_analyzer, load_reports
     from monitor.ingest import import_file
-    from monitor.pipeline import load_analyzer
 
     engine = open_store(sqlite_url)
     import_file(engine, surge_slice)

@@ -63,7 +63,7 @@ def test_every_setting_is_documented():
 def test_official_securities_files_reach_the_analyzer(tmp_path, shared):
     """[nlp] securities_files loads an official list beside the bundled master: a TSE code the bundled
     master lacks is then extracted from a bare stock context."""
-    from monitor.pipeline import load_analyzer
+    from monitor.analyze import load_analyzer
     from nlp.securities import SecuritiesMaster
 
     edinet = shared / "real" / "tickers" / "edinet_listed_companies_2026-04-10.csv"

@@ -9,22 +9,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.commands import add_command, settings_and_engine
 from monitor.durations import parse_duration
 
 LIST_EXAMPLE = "incident-monitor alerts list --status all"
 SILENCE_EXAMPLE = ('incident-monitor alerts silence --kind broker --key 楽天証券 --for 2h '
                    '--comment "known incident, PR statement out"')
 UNSILENCE_EXAMPLE = "incident-monitor alerts unsilence 3"
-
-
-def _engine(args: argparse.Namespace) -> Any:
-    from monitor.settings import load_settings
-    from storage.database import open_store
-
-    db = getattr(args, "db", None)
-    if db is None:
-        db = load_settings(getattr(args, "config", None)).storage.database_url
-    return open_store(db)
 
 
 def _time(value: datetime | None) -> str:
@@ -38,7 +29,7 @@ def cmd_list(args: argparse.Namespace, *, out: Any = None, now: datetime | None 
 
     out = out or sys.stdout
     now = now or datetime.now(UTC)
-    engine = _engine(args)
+    engine = settings_and_engine(args)[1]
     with Session(engine) as session:
         alerts = list_alerts(session, args.status, args.limit)
         silences = list_silences(session, now)
@@ -77,7 +68,7 @@ def cmd_silence(args: argparse.Namespace, *, out: Any = None, now: datetime | No
         user = getpass.getuser()
     except (KeyError, OSError):  # no user name in minimal containers
         user = ""
-    with session_scope(_engine(args)) as session:
+    with session_scope(settings_and_engine(args)[1]) as session:
         silence = create_silence(session, kind=args.kind, key=args.key, duration=duration, now=now,
                                  comment=args.comment, created_by=user)
         out.write(f"silence {silence.id}: {silence.kind or 'any kind'} {silence.key} muted until "
@@ -91,18 +82,10 @@ def cmd_unsilence(args: argparse.Namespace, *, out: Any = None, now: datetime | 
 
     out = out or sys.stdout
     now = now or datetime.now(UTC)
-    with session_scope(_engine(args)) as session:
+    with session_scope(settings_and_engine(args)[1]) as session:
         silence = expire_silence(session, args.id, now)
         out.write(f"silence {silence.id} ({silence.kind or 'any kind'} {silence.key}) ended\n")
     return 0
-
-
-def _add(sub: Any, name: str, help_text: str, example: str, handler: Any) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=f"{help_text}. Example: {example}",
-                            description=f"{help_text}.\n\nExample: {example}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(handler=handler)
-    return parser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,13 +96,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
 
-    p = _add(sub, "list", "list alerts (newest first) and the active silences", LIST_EXAMPLE, cmd_list)
+    p = add_command(sub, "list", "list alerts (newest first) and the active silences", LIST_EXAMPLE, cmd_list)
     p.add_argument("--status", choices=("open", "pending", "resolved", "all"), default="open",
                    help="which alerts (default: open, i.e. firing)")
     p.add_argument("--limit", type=int, default=50, help="at most this many alerts (default 50)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or JSON lines")
 
-    p = _add(sub, "silence", "mute notifications for matching alerts for a while; the alerts still track, and "
+    p = add_command(sub, "silence", "mute notifications for matching alerts for a while; the alerts still track, and "
              "events planned while muted are recorded but never sent", SILENCE_EXAMPLE, cmd_silence)
     p.add_argument("--kind", choices=("broker", "ticker", "overall"), default=None,
                    help="alert kind to match (default: every kind)")
@@ -128,5 +111,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how long, e.g. 30m, 2h, 1d (at most 90 days)")
     p.add_argument("--comment", default="", help="why, for the team (shown by `alerts list`)")
 
-    p = _add(sub, "unsilence", "end a silence now", UNSILENCE_EXAMPLE, cmd_unsilence)
+    p = add_command(sub, "unsilence", "end a silence now", UNSILENCE_EXAMPLE, cmd_unsilence)
     p.add_argument("id", type=int, help="silence id, as shown by `alerts list`")

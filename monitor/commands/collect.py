@@ -10,20 +10,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
+from monitor.commands import add_command, settings_and_engine
 from monitor.errors import ConfigError, CredentialsError, SourceError
 from storage.export import json_line
 
 log = logging.getLogger(__name__)
 SOURCES = ("x", "reddit", "bluesky")
-
-
-def _settings_and_engine(args: argparse.Namespace) -> tuple[Any, Any]:
-    from monitor.settings import load_settings
-    from storage.database import open_store
-
-    settings = load_settings(getattr(args, "config", None))
-    engine = open_store(getattr(args, "db", None) or settings.storage.database_url)
-    return settings, engine
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -44,7 +36,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from monitor.collectors import health
     from monitor.collectors.registry import build_collector
 
-    settings, engine = _settings_and_engine(args)
+    settings, engine = settings_and_engine(args)
     section = getattr(settings, args.source)
     if not section.enabled:
         raise ConfigError(f"{args.source} is disabled in the config: set [{args.source}] enabled = true")
@@ -150,7 +142,7 @@ def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
 
-    settings, engine = _settings_and_engine(args)
+    settings, engine = settings_and_engine(args)
     if args.check:
         return check_health(engine, settings, datetime.now(UTC), sys.stdout)
     _, disabled = build_collectors(settings)
@@ -182,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
     from monitor.scheduler import Bot
 
-    settings, engine = _settings_and_engine(args)
+    settings, engine = settings_and_engine(args)
     collectors, disabled = build_collectors(settings)
     for line in disabled.values():
         print(line, file=sys.stderr)
@@ -198,25 +190,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add(sub: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = _add(subparsers, "collect", "run collection passes of one source (X, Reddit or Bluesky)",
+    p = add_command(subparsers, "collect", "run collection passes of one source (X, Reddit or Bluesky)",
              "incident-monitor collect x --once")
     p.add_argument("source", choices=SOURCES, help="which source")
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: repeat at the source's interval)")
     p.set_defaults(handler=cmd_collect)
 
-    p = _add(subparsers, "status", "per source: last success, posts collected, last error, spend; open alerts",
+    p = add_command(subparsers, "status", "per source: last success, posts collected, last error, spend; open alerts",
              "incident-monitor status")
     p.add_argument("--check", action="store_true",
                    help="health check: exit 1 when the store is unreachable or the live cycle is stale")
     p.set_defaults(handler=cmd_status)
 
-    p = _add(subparsers, "run", "the live bot: every configured source plus the alert cycle, until SIGTERM/Ctrl-C",
+    p = add_command(subparsers, "run", "the live bot: every configured source plus the alert cycle, until SIGTERM/Ctrl-C",
              "incident-monitor run")
     p.add_argument("--no-cycle", action="store_true", help="collect only; do not run the analyze/detect/alert cycle")
     p.set_defaults(handler=cmd_run)

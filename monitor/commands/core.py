@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from monitor.commands import add_command, settings_and_engine
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, InputError
 
@@ -21,15 +22,6 @@ def _db(args: argparse.Namespace) -> str | None:
 
 def _config(args: argparse.Namespace) -> str | None:
     return getattr(args, "config", None)
-
-
-def _open_engine(args: argparse.Namespace) -> Any:
-    """The migrated store named by --db, else DATABASE_URL / the config, else the default SQLite file."""
-    from monitor.settings import load_settings
-    from storage.database import open_store
-
-    settings = load_settings(_config(args))
-    return open_store(_db(args) or settings.storage.database_url)
 
 
 def _error_printer(stream: Any = None) -> Any:
@@ -55,7 +47,7 @@ def _error_printer(stream: Any = None) -> Any:
 def cmd_import(args: argparse.Namespace) -> int:
     from monitor.ingest import import_file
 
-    engine = _open_engine(args)
+    engine = settings_and_engine(args)[1]
     show = _error_printer()
     result = import_file(engine, args.file, on_error=show)
     show.summary()
@@ -144,7 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from storage.export import export
     from storage.queries import iter_post_views
 
-    engine = _open_engine(args)
+    engine = settings_and_engine(args)[1]
     since = parse_timestamp(args.since, "--since") if args.since else None
     until = parse_timestamp(args.until, "--until") if args.until else None
     with Session(engine) as session:
@@ -172,7 +164,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from storage.database import current_revision, redact
 
-    engine = _open_engine(args)
+    engine = settings_and_engine(args)[1]
     print(f"{redact(str(engine.url.render_as_string(hide_password=False)))}: schema at revision {current_revision(engine)}")
     return 0
 
@@ -180,19 +172,12 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 # -- registration ----------------------------------------------------------------------------------------
 
 
-def _cmd(sub: Any, name: str, help_text: str, example: str, handler: Any) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_text, description=f"{help_text}\n\nExample: {example}",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(handler=handler)
-    return parser
-
-
 def register(subparsers: Any) -> None:
-    p = _cmd(subparsers, "demo", "replay the bundled demo stream into a fresh SQLite store and print the alerts",
+    p = add_command(subparsers, "demo", "replay the bundled demo stream into a fresh SQLite store and print the alerts",
              "incident-monitor demo", cmd_demo)
     p.add_argument("--alerts-jsonl", metavar="PATH", help="where to write the alert events (default: data dir)")
 
-    p = _cmd(subparsers, "replay", "run the whole pipeline over a JSONL file (Post records or X API v2 pages) in simulated time",
+    p = add_command(subparsers, "replay", "run the whole pipeline over a JSONL file (Post records or X API v2 pages) in simulated time",
              "incident-monitor replay posts.jsonl --alerts-jsonl -", cmd_replay)
     p.add_argument("file", help="Post JSONL or twarc2 JSONL; - for stdin")
     p.add_argument("--alerts-jsonl", metavar="PATH", help="write alert events as JSONL to PATH (- for stdout)")
@@ -200,11 +185,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tail", metavar="DURATION", default="3h", help="keep the clock running after the last post (default 3h)")
     p.add_argument("--notify", action="store_true", help="also send to the configured notifiers (Slack ...)")
 
-    p = _cmd(subparsers, "import", "store a Post JSONL or twarc2 JSONL file without alerting",
+    p = add_command(subparsers, "import", "store a Post JSONL or twarc2 JSONL file without alerting",
              "incident-monitor import posts.jsonl", cmd_import)
     p.add_argument("file", help="Post JSONL or twarc2 JSONL; - for stdin")
 
-    p = _cmd(subparsers, "export", "write stored posts with their labels, brokers and tickers",
+    p = add_command(subparsers, "export", "write stored posts with their labels, brokers and tickers",
              "incident-monitor export --format csv --output posts.csv", cmd_export)
     p.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl")
     p.add_argument("--output", metavar="PATH", help="file to write (default stdout; parquet needs a file)")
@@ -212,7 +197,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--since", metavar="ISO8601", help="only posts created at or after this time")
     p.add_argument("--until", metavar="ISO8601", help="only posts created before this time")
 
-    p = _cmd(subparsers, "init", "write a commented incident-monitor.toml to start from",
+    p = add_command(subparsers, "init", "write a commented incident-monitor.toml to start from",
              "incident-monitor init", cmd_init)
     p.add_argument("path", nargs="?", help="where to write it (default ./incident-monitor.toml)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -221,7 +206,7 @@ def register(subparsers: Any) -> None:
                                description="Database schema commands.\n\nExample: incident-monitor db upgrade",
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
-    _cmd(db_sub, "upgrade", "apply schema migrations (also done on every start)",
+    add_command(db_sub, "upgrade", "apply schema migrations (also done on every start)",
          "incident-monitor db upgrade --db postgresql://monitor@db/monitor", cmd_db_upgrade)
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from monitor.analyze import load_analyzer
 from monitor.errors import InputError, ModelError
 from storage.export import json_line
 
@@ -154,16 +155,6 @@ def _parse_line(raw: bytes) -> tuple[Any, str | None, str | None]:
     return post_id, obj["text"], None
 
 
-def _load_analyzer(model: str | None, securities=()):
-    from nlp.errors import NLPError
-    from nlp.pipeline import Analyzer
-
-    try:
-        return Analyzer.load(model, securities)
-    except NLPError as exc:
-        raise ModelError(str(exc)) from None
-
-
 def classify_stream(
     stream: IO[bytes], out: IO[str], analyzer, batch: int = CLASSIFY_BATCH
 ) -> tuple[int, int]:
@@ -207,7 +198,7 @@ def classify_stream(
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    analyzer = _load_analyzer(args.model, getattr(args, "securities", ()) or ())
+    analyzer = load_analyzer(args.model, tuple(getattr(args, "securities", ()) or ()))
     stream = _open_input(args.file)
     try:
         lines, failed = classify_stream(stream, sys.stdout, analyzer, args.batch)
