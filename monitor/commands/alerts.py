@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from monitor.commands import add_command, settings_and_engine
 from monitor.durations import parse_duration
+from storage.export import json_line
 
 LIST_EXAMPLE = "incident-monitor alerts list --status all"
 SILENCE_EXAMPLE = ('incident-monitor alerts silence --kind broker --key 楽天証券 --for 2h '
@@ -35,12 +35,12 @@ def cmd_list(args: argparse.Namespace, *, out: Any = None, now: datetime | None 
         silences = list_silences(session, now)
     if args.format == "json":
         for alert in alerts:
-            out.write(json.dumps({
+            out.write(json_line({
                 "id": alert.id, "kind": alert.kind, "key": alert.key, "status": alert.status,
                 "first_seen": alert.first_seen.isoformat(), "opened_at": alert.opened_at and alert.opened_at.isoformat(),
                 "resolved_at": alert.resolved_at and alert.resolved_at.isoformat(), "count": alert.count,
                 "max_count": alert.max_count, "expected": alert.expected, "tickers": alert.tickers,
-            }, ensure_ascii=False) + "\n")
+            }) + "\n")
         return 0
     if alerts:
         out.write(f"{'id':>5}  {'status':<8}  {'kind':<7}  {'key':<20}  {'reporters':>9}  {'opened':<20}  resolved\n")

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from datasketch import MinHash, MinHashLSH
 
+from nlp.normalize import normalize
+
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"[@＠][A-Za-z0-9_]+")
 _URL_TOKEN = re.compile(r"<url:[^>]*>")  # how nlp.normalize marks a link
@@ -22,12 +24,6 @@ def _nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
-try:  # nlp's normalizer knows Japanese variants; the detector still works before it exists
-    from nlp.normalize import normalize as _nlp_normalize  # type: ignore[attr-defined]
-except Exception:  # noqa: BLE001 - any import problem means "not there yet"
-    _nlp_normalize = None
-
-
 def normalize_text(text: str) -> str:
     """Fold a post's text so that trivially edited copies compare equal.
 
@@ -36,14 +32,8 @@ def normalize_text(text: str) -> str:
     >>> normalize_text("ＳＢＩ証券") == normalize_text("SBI証券".lower())
     True
     """
-    folded = _nfkc(text)
-    if _nlp_normalize is not None:
-        try:
-            out = getattr(_nlp_normalize(folded), "text", None)  # nlp returns Normalized(text, offsets)
-            if isinstance(out, str):
-                folded = _URL_TOKEN.sub(" ", out)
-        except Exception:  # noqa: BLE001 - a normalizer failure must not stop counting
-            pass
+    # nlp's normalizer folds Japanese variants (width, kana, repeated marks); links it marks are dropped.
+    folded = _URL_TOKEN.sub(" ", normalize(_nfkc(text)).text)
     folded = _MENTION.sub(" ", _URL.sub(" ", folded))
     return _NOISE.sub("", folded).lower()
 
