@@ -151,22 +151,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
-    """The analyze -> detect -> alert cycle, imported lazily so collectors run even if it cannot load."""
-    try:
-        from monitor import pipeline
-        from monitor.alerts import build_notifiers
-    except ImportError as exc:
-        log.error("the pipeline cannot be imported (%s); collecting only", exc)
-        return None
+    """The analyze -> detect -> alert cycle the scheduler calls with ``now``; alerts go to the terminal
+    and Slack, and each event is logged as one contract JSON line (as DESIGN.md promises for `run`)."""
+    from monitor.alerts import build_notifiers
+    from monitor.pipeline import Pipeline
+
     def log_event(event: Any) -> None:
-        # The alert-event contract, one JSON object per log line, as DESIGN.md promises for `run`.
         log.info("alert event %s", json_line(event.to_json()))
 
-    ctx = pipeline.Pipeline(engine, settings, event_sinks=[log_event])
+    ctx = Pipeline(engine, settings, event_sinks=[log_event])
     ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)
-    module_level = getattr(pipeline, "run_cycle", None)
-    if callable(module_level):
-        return lambda now: module_level(ctx, now)
     return ctx.run_cycle
 
 
