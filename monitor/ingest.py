@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,20 +221,6 @@ def raw_for_line(line: FileLine, path: str, now: datetime) -> RawPayload | None:
     endpoint = envelope.get("url") or f"file:{path}"
     return RawPayload(source="x", endpoint=str(endpoint), body=line.body, retrieved_at=retrieved,
                       collector_version=f"file-import/{__version__}")
-
-
-def count_posts(session: Session) -> int:
-    return int(session.exec(select(sa.func.count()).select_from(Post)).one())
-
-
-def existing_keys(session: Session, records: Iterable[PostRecord]) -> set[str]:
-    wanted = {(r.source, r.id) for r in records}
-    if not wanted:
-        return set()
-    rows = session.exec(
-        select(Post.source, Post.post_id).where(sa.tuple_(Post.source, Post.post_id).in_(list(wanted)))
-    ).all()
-    return {f"{s}:{p}" for s, p in rows}
 
 
 # --- importing a whole file ----------------------------------------------------------------------------

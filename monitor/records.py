@@ -7,7 +7,7 @@ reason. Reading files line by line (with line numbers) lives in :mod:`monitor.in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from monitor.errors import InputError
@@ -231,7 +231,3 @@ def parse_line_object(obj: Any) -> tuple[list[PostRecord], list[InputError], str
     if is_x_flat_tweet(obj):
         return [x_tweet_to_record(obj, {})], [], "x_flat"
     return [parse_post(obj)], [], "post"
-
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from storage.models import Alert, AlertEventRow, Annotation, Mention, Post
+from storage.models import Alert, Annotation, Mention, Post
 
 
 @dataclass
@@ -102,31 +102,12 @@ def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: i
 
 
 def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
-    """Posts by their "source:post_id" keys (missing keys are simply absent)."""
-    pairs = [tuple(k.split(":", 1)) for k in keys if ":" in k]
+    """Posts by their "source:post_id" keys (missing or malformed keys are simply absent)."""
+    pairs = list(dict.fromkeys((s, p) for s, sep, p in (k.partition(":") for k in keys) if sep and s and p))
     if not pairs:
         return {}
     rows = session.exec(select(Post).where(sa.tuple_(Post.source, Post.post_id).in_(pairs))).all()
     return {f"{p.source}:{p.post_id}": p for p in rows}
-
-
-def alerts_with_events(session: Session, status: str = "all") -> list[tuple[Alert, list[AlertEventRow]]]:
-    stmt = select(Alert).order_by(Alert.id)  # type: ignore[arg-type]
-    if status == "open":
-        stmt = stmt.where(Alert.status != "resolved")
-    elif status == "resolved":
-        stmt = stmt.where(Alert.status == "resolved")
-    alerts = session.exec(stmt).all()
-    if not alerts:
-        return []
-    events: dict[int, list[AlertEventRow]] = defaultdict(list)
-    for row in session.exec(
-        select(AlertEventRow)
-        .where(AlertEventRow.alert_id.in_([a.id for a in alerts]))  # type: ignore[attr-defined]
-        .order_by(AlertEventRow.id)  # type: ignore[arg-type]
-    ).all():
-        events[row.alert_id].append(row)
-    return [(a, events.get(a.id, [])) for a in alerts]  # type: ignore[arg-type]
 
 
 def label_counts(session: Session) -> dict[str, int]:

@@ -92,3 +92,13 @@ def test_default_url_is_a_per_user_sqlite_file(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/d")
     assert resolve_url() == "postgresql+psycopg://u@h/d"
     assert resolve_url("sqlite:///other.db") == "sqlite:///other.db"
+
+
+def test_posts_by_keys_skips_malformed_keys_and_keeps_colons_in_ids(engine):
+    from storage.queries import get_posts_by_keys
+
+    with session_scope(engine) as s:
+        store_records(s, [_post(1), _post(2, id="at://did:plc:abc/app.bsky.feed.post/3k", source="bluesky")])
+    with session_scope(engine) as s:
+        found = get_posts_by_keys(s, ["x:1", "bluesky:at://did:plc:abc/app.bsky.feed.post/3k", "nokey", "x:", ":1", "x:9"])
+    assert sorted(found) == ["bluesky:at://did:plc:abc/app.bsky.feed.post/3k", "x:1"]

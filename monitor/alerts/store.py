@@ -18,7 +18,8 @@ from monitor.alerts.config import AlertsConfig
 from monitor.alerts.planner import AlertState, Plan, SilenceRule
 from monitor.alerts.render import truncate
 from monitor.events import AlertEvent, Signal
-from storage.models import Alert, AlertEventRow, OutboxItem, Post, Silence
+from storage.models import Alert, AlertEventRow, OutboxItem, Silence
+from storage.queries import get_posts_by_keys
 
 STATE_KEYS = (
     "pending_since", "last_firing_at", "window_minutes", "brokers", "discussion_count", "explanation",
@@ -121,16 +122,6 @@ def load_silences(session: Session, now: datetime) -> list[SilenceRule]:
     return [SilenceRule(r.id, r.kind, r.key, r.created_at, r.expires_at, r.comment) for r in rows]
 
 
-def split_post_key(key: str) -> tuple[str, str] | None:
-    """``"x:190234"`` -> ``("x", "190234")``; None for a key without a source.
-
-    >>> split_post_key("x:1902:3"), split_post_key("nokey")
-    (('x', '1902:3'), None)
-    """
-    source, sep, post_id = key.partition(":")
-    return (source, post_id) if sep and source and post_id else None
-
-
 def _fallback_url(source: str, post_id: str) -> str | None:
     if source == "x" and post_id.isdigit():
         return f"https://x.com/i/web/status/{post_id}"
@@ -139,12 +130,8 @@ def _fallback_url(source: str, post_id: str) -> str | None:
 
 def load_posts(session: Session, keys: Iterable[str], sample_chars: int) -> dict[str, dict[str, Any]]:
     """The text and link of sample posts, so delivery never reads posts (they may even be purged by then)."""
-    pairs = {k: p for k in dict.fromkeys(keys) if (p := split_post_key(k))}
-    if not pairs:
-        return {}
-    condition = sa.or_(*(sa.and_(col(Post.source) == s, col(Post.post_id) == i) for s, i in pairs.values()))
     found: dict[str, dict[str, Any]] = {}
-    for post in session.exec(select(Post).where(condition)).all():
+    for post in get_posts_by_keys(session, list(keys)).values():
         text = truncate(" ".join(post.text.split()), sample_chars)
         found[post.key] = {
             "key": post.key,
