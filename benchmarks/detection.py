@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.nab import load_corpus, normalised, onsets, score_file  # noqa: E402
+from benchmarks.scenarios import Scenario, all_scenarios  # noqa: E402
 from monitor.detect.config import DetectConfig  # noqa: E402
 from monitor.detect.detector import Detector, run_detector  # noqa: E402
-from monitor.detect.nab import load_corpus, normalised, onsets, score_file  # noqa: E402
-from monitor.detect.scenarios import Scenario, all_scenarios  # noqa: E402
 from monitor.detect.series import detect_series, series_config  # noqa: E402
 
 NAB_ROOT = ROOT / ".." / "shared" / "nab"

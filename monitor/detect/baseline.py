@@ -114,7 +114,9 @@ class KeyModel:
         if not config.seasonal or self.learned < config.seasonal_min_days * 1440 / config.bucket_minutes:
             return rate
         h, d = slot_of(bucket, config)
-        k = config.seasonal_shrink * w
+        # pseudo-buckets worth at least seasonal_shrink_reports reports: at 0.001 reports a bucket, one
+        # report in an hour slot must not make that hour look seven times busier than the others
+        k = max(config.seasonal_shrink, config.seasonal_shrink_reports / max(rate, 1e-12)) * w
         fh = (self.sh[h] + k * rate) / ((self.nh[h] + k) * rate)
         # a day-of-week slot holds 24x the buckets of an hour slot: shrink it as strongly per bucket
         fd = (self.sd[d] + 24 * k * rate) / ((self.nd[d] + 24 * k) * rate)

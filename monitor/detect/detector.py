@@ -178,12 +178,10 @@ class Detector:
         model = self._models.get(key) or KeyModel()
         dispersion = model.dispersion(cfg)
         ticker_n = cfg.ticker_window_minutes // cfg.bucket_minutes
+        minutes = cfg.scored_windows_minutes
+        lengths = [m // cfg.bucket_minutes for m in minutes]
         expected = dict(
-            zip(
-                (*cfg.window_buckets, ticker_n),
-                model.expected_windows(last_bucket, [*cfg.window_buckets, ticker_n], cfg),
-                strict=True,
-            )
+            zip((*lengths, ticker_n), model.expected_windows(last_bucket, [*lengths, ticker_n], cfg), strict=True)
         )
 
         def stat(minutes: int, n: int) -> WindowStat:
@@ -202,7 +200,7 @@ class Detector:
                 tuple(counted),
             )
 
-        stats = [stat(m, n) for m, n in zip(cfg.windows_minutes, cfg.window_buckets, strict=True)]
+        stats = [stat(m, n) for m, n in zip(minutes, lengths, strict=True)]
         cluster = None
         if key[0] == "ticker":
             cluster = stat(cfg.ticker_window_minutes, ticker_n)
@@ -210,18 +208,43 @@ class Detector:
 
     def _decide(
         self, key: KeyId, stats: list[WindowStat], cluster: WindowStat | None, bucket: int
-    ) -> tuple[bool, WindowStat, bool]:
-        """(firing, the window to report, opened by the ticker-cluster rule)."""
+    ) -> tuple[bool, WindowStat, str]:
+        """(firing, the window to report, the rule that fired it when the score alone did not: "cluster",
+        "sparse" or "")."""
         cfg = self.config
         warm = self._first_bucket is not None and bucket - self._first_bucket >= cfg.warmup_buckets
         openers = [s for s in stats if s.score >= cfg.threshold and s.count >= cfg.min_reporters]
+        sparse = self._sparse_opener(stats)
         cluster_ok = cluster is not None and cluster.count >= cfg.ticker_min_reporters
         best = max(stats, key=lambda s: s.score)  # max keeps the first (shortest) window on ties
-        can_open = warm and (bool(openers) or cluster_ok)
+        can_open = warm and (bool(openers) or sparse is not None or cluster_ok)
         can_hold = best.score >= cfg.release_threshold or cluster_ok
         firing = next_firing(key in self._episodes, can_open, can_hold)
-        by_cluster = firing and cluster is not None and cluster_ok and best.score < cfg.threshold
-        return firing, (cluster if by_cluster and cluster is not None else best), by_cluster
+        if firing and best.score < cfg.threshold:
+            if cluster is not None and cluster_ok:
+                return firing, cluster, "cluster"
+            if sparse is not None:
+                return firing, sparse, "sparse"
+        return firing, best, ""
+
+    def _sparse_opener(self, stats: list[WindowStat]) -> WindowStat | None:
+        """The sparse rule: the sparse window holds ``sparse_min_reporters`` (and ``min_reporters``) distinct
+        reporters where at most ``sparse_max_expected`` were expected."""
+        cfg = self.config
+        if cfg.sparse_max_expected <= 0:
+            return None
+        window = timedelta(minutes=cfg.sparse_window_minutes)
+        s = next(s for s in stats if s.window == window)
+        enough = s.count >= max(cfg.sparse_min_reporters, cfg.min_reporters)
+        return s if enough and s.expected <= cfg.sparse_max_expected else None
+
+    def _pending(self, stats: list[WindowStat]) -> bool:
+        """A key is pending while some window holds ``min_reporters`` distinct reporters scoring at least the
+        release threshold: it may be the start of a slow build, so its buckets are not learned in full."""
+        cfg = self.config
+        return cfg.pending_learning and any(
+            s.count >= cfg.min_reporters and s.score >= cfg.release_threshold for s in stats
+        )
 
     def _close_bucket(
         self, b: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
@@ -231,9 +254,12 @@ class Detector:
         end = bucket_start(b + 1, bucket)
         horizon = end - self.lookback + bucket
         active = {k for k, kr in keyed.items() if kr.between(horizon, end, False)}
+        pending = set()
         for key in sorted(active | set(self._episodes)):
             stats, cluster = self._assess(key, keyed.get(key), end, b, neighbours, False)
             firing, shown, _ = self._decide(key, stats, cluster, b)
+            if self._pending(stats):
+                pending.add(key)
             if firing and key not in self._episodes:
                 self._episodes[key] = shown.groups[0][0].created_at if shown.groups else end
             elif not firing:
@@ -245,7 +271,7 @@ class Detector:
             kr = keyed.get(key)
             count = len(reporter_groups(kr.between(start, end, False), neighbours)) if kr else 0
             mu = model.expected(b, cfg)
-            if key in self._episodes:  # do not learn from a bucket the alert flags as anomalous
+            if key in self._episodes or key in pending:  # do not learn what may be the incident itself
                 count = model.clip(count, mu, cfg)
             model.learn(b, count, mu, cfg)
 
@@ -258,7 +284,7 @@ class Detector:
         out = []
         for key in sorted(active | set(self._episodes), key=lambda k: (_KIND_ORDER[k[0]], k[1])):
             stats, cluster = self._assess(key, keyed.get(key), now, b_now, neighbours, True)
-            firing, shown, by_cluster = self._decide(key, stats, cluster, b_now)
+            firing, shown, rule = self._decide(key, stats, cluster, b_now)
             if key in self._episodes:
                 first_seen: datetime | None = self._episodes[key]
             else:
@@ -267,7 +293,12 @@ class Detector:
                 f"{shown.count} distinct reporter{'' if shown.count == 1 else 's'} in {format_window(shown.window)} "
                 f"vs {shown.expected:.2g} expected (score {shown.score:.1f})"
             )
-            if by_cluster:
+            if rule == "sparse":
+                explanation += (
+                    f"; sparse rule: {shown.count} distinct reporters within {format_window(shown.window)} "
+                    f"where at most {cfg.sparse_max_expected:g} are expected"
+                )
+            if rule == "cluster":
                 explanation += (
                     f"; ticker named by {shown.count} distinct reporters within "
                     f"{format_window(shown.window)} (cluster rule: suspected target of unauthorized buying)"
