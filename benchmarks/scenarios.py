@@ -342,3 +342,26 @@ def all_scenarios() -> list[Scenario]:
         news_day(),
         ticker_cluster(),
     ]
+
+
+def post_records(scen: Scenario) -> list[dict]:
+    """The scenario as DESIGN.md Post records (what ``replay`` reads), for runs through the real pipeline:
+    the analyzer labels the texts itself. Every post is written as an X post (the ids are X-like)."""
+    out = []
+    for r in scen.reports:
+        pid = r.post_key.split(":", 1)[1]
+        author = r.author_key.split(":", 1)[1]
+        out.append(
+            {
+                "source": "x",
+                "id": pid,
+                "created_at": r.created_at.astimezone(JST).isoformat(),
+                "author_id": author,
+                "author_handle": author,
+                "text": r.text,
+                "lang": "ja",
+                "url": f"https://x.com/i/web/status/{pid}",
+                "repost_of": r.repost_of.split(":", 1)[-1] if r.repost_of else None,
+            }
+        )
+    return out

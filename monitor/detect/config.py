@@ -92,11 +92,12 @@ class DetectConfig:
         default=False,
         metadata={"help": "estimate phi from past residuals (for dense series; sparse counts keep Poisson)"},
     )
-    pending_learning: bool = field(
-        default=True,
+    pending_max_expected: float = field(
+        default=1.0,
         metadata={
-            "help": "also clip learning while a window scores at least release_threshold with 2+ reporters "
-            "(pending), so a slowly rising key is not learned as normal before it fires"
+            "help": "a sparse key (at most this many reporters expected in its longest window) with a window of "
+            "min_reporters scoring at least release_threshold is pending: its buckets are held back from the "
+            "baseline until it calms down, so a slow build is not learned as normal; 0 = never hold"
         },
     )
     clip_sd: float = field(
@@ -133,8 +134,10 @@ class DetectConfig:
             problems.append(
                 f"sparse_window_minutes {self.sparse_window_minutes} must be a positive multiple of bucket_minutes"
             )
-        if self.sparse_max_expected < 0 or self.seasonal_shrink < 0 or self.seasonal_shrink_reports < 0:
-            problems.append("sparse_max_expected, seasonal_shrink and seasonal_shrink_reports must be >= 0")
+        if self.sparse_max_expected < 0 or self.pending_max_expected < 0 or self.seasonal_shrink < 0 or self.seasonal_shrink_reports < 0:
+            problems.append(
+                "sparse_max_expected, pending_max_expected, seasonal_shrink and seasonal_shrink_reports must be >= 0"
+            )
         if self.prior_rate <= 0 or self.prior_buckets <= 0:
             problems.append("prior_rate and prior_buckets must be > 0")
         if self.half_life_days < 0 or self.dispersion < 0 or self.warmup_buckets < 0:
@@ -186,6 +189,6 @@ SERIES_DEFAULTS: dict[str, Any] = {
     # on the dev series, hour-of-day factors learned after a week raised false alerts and missed windows
     "seasonal": False,
     "threshold": 4.0,
-    "pending_learning": False,
+    "pending_max_expected": 0.0,
     "sparse_max_expected": 0.0,  # dense series are never near-zero; the sparse rule is for report keys
 }

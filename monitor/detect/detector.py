@@ -88,7 +88,7 @@ class Detector:
     >>> [(s.kind, s.key, s.count, s.firing) for s in signals]
     [('overall', 'overall', 5, True), ('broker', '楽天証券', 5, True)]
     >>> signals[1].explanation
-    '5 distinct reporters in 15 min vs 0.0079 expected (score 12.6)'
+    '5 distinct reporters in 15 min vs 0.0076 expected (score 12.7)'
     """
 
     def __init__(self, config: DetectConfig | None = None) -> None:
@@ -175,7 +175,7 @@ class Detector:
         inclusive_end: bool,
     ) -> tuple[list[WindowStat], WindowStat | None]:
         cfg = self.config
-        model = self._models.get(key) or KeyModel()
+        model = self._model(key, last_bucket)
         dispersion = model.dispersion(cfg)
         ticker_n = cfg.ticker_window_minutes // cfg.bucket_minutes
         minutes = cfg.scored_windows_minutes
@@ -227,6 +227,13 @@ class Detector:
                 return firing, sparse, "sparse"
         return firing, best, ""
 
+    def _model(self, key: KeyId, bucket: int) -> KeyModel:
+        """The key's model, or for a key never seen before one that saw zeros since the detector started."""
+        model = self._models.get(key)
+        if model is None:
+            model = KeyModel.quiet_since(self._first_bucket or bucket, bucket, self.config)
+        return model
+
     def _sparse_opener(self, stats: list[WindowStat]) -> WindowStat | None:
         """The sparse rule: the sparse window holds ``sparse_min_reporters`` (and ``min_reporters``) distinct
         reporters where at most ``sparse_max_expected`` were expected."""
@@ -238,11 +245,17 @@ class Detector:
         enough = s.count >= max(cfg.sparse_min_reporters, cfg.min_reporters)
         return s if enough and s.expected <= cfg.sparse_max_expected else None
 
-    def _pending(self, stats: list[WindowStat]) -> bool:
-        """A key is pending while some window holds ``min_reporters`` distinct reporters scoring at least the
-        release threshold: it may be the start of a slow build, so its buckets are not learned in full."""
+    def _pending(self, stats: list[WindowStat], bucket: int) -> bool:
+        """A sparse key is pending while some window holds ``min_reporters`` distinct reporters scoring at
+        least the release threshold: it may be the start of a slow build, so its buckets are held back from the
+        baseline until the key calms down (learned then), opens an alert (learned clipped) or they leave
+        every window (learned). Not before the detector has run ``prior_buckets``: until then the baseline
+        is mostly the prior's guess and must learn what it sees."""
         cfg = self.config
-        return cfg.pending_learning and any(
+        if self._first_bucket is None or bucket - self._first_bucket < cfg.prior_buckets:
+            return False
+        longest = max(stats, key=lambda s: s.window)
+        return longest.expected <= cfg.pending_max_expected and any(
             s.count >= cfg.min_reporters and s.score >= cfg.release_threshold for s in stats
         )
 
@@ -258,7 +271,7 @@ class Detector:
         for key in sorted(active | set(self._episodes)):
             stats, cluster = self._assess(key, keyed.get(key), end, b, neighbours, False)
             firing, shown, _ = self._decide(key, stats, cluster, b)
-            if self._pending(stats):
+            if self._pending(stats, b):
                 pending.add(key)
             if firing and key not in self._episodes:
                 self._episodes[key] = shown.groups[0][0].created_at if shown.groups else end
@@ -266,14 +279,21 @@ class Detector:
                 self._episodes.pop(key, None)
         start = bucket_start(b, bucket)
         in_bucket = {k for k, kr in keyed.items() if kr.between(start, end, False)}
+        longest = max(cfg.scored_windows_minutes) // cfg.bucket_minutes
         for key in sorted(set(self._models) | in_bucket):
-            model = self._models.setdefault(key, KeyModel())
+            model = self._models.get(key) or self._models.setdefault(key, self._model(key, b))
             kr = keyed.get(key)
             count = len(reporter_groups(kr.between(start, end, False), neighbours)) if kr else 0
             mu = model.expected(b, cfg)
-            if key in self._episodes or key in pending:  # do not learn what may be the incident itself
-                count = model.clip(count, mu, cfg)
-            model.learn(b, count, mu, cfg)
+            if key in self._episodes:  # do not learn from a bucket the alert flags as anomalous
+                model.release(cfg, clip=True)
+                model.learn(b, model.clip(count, mu, cfg), mu, cfg)
+            elif key in pending:  # maybe the start of a slow build: learn it once it proves normal
+                model.hold(b, count, mu)
+                model.release(cfg, before=b - longest + 1)  # what left every window was normal
+            else:
+                model.release(cfg)
+                model.learn(b, count, mu, cfg)
 
     def _signals(
         self, now: datetime, b_now: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
