@@ -284,50 +284,63 @@ def _scenario(
 
 
 # ------------------------------------------------------------------ the two shapes of issue #8
-SPARSE_DAYS = 12
-SPARSE_AT = START + timedelta(days=11, hours=14)  # 11 days of history before the incident
+HISTORY_DAYS = 11  # days of history before the incident
 # first-hand reports at one broker, minutes after the first, as the issue lists them (then it goes on)
 SURGE_MINUTES = (0, 14, 25, 35, 44, 53, 59, 66, 70, 78, 83, 91, 97, 104, 112, 118, 131, 140, 152, 167)
 
 
-def _quiet_broker(reports: list[Report], broker: str, keep: int, g: _Gen) -> list[Report]:
+def _quiet_broker(reports: list[Report], broker: str, keep: int, g: _Gen, days: float) -> list[Report]:
     """Drop the background's victim reports at ``broker`` and put back exactly ``keep`` of them, spread over
     the history, so the broker's baseline is the issue's (2 in 11 days, or one every four days)."""
     out = [r for r in reports if not (r.label == VICTIM and broker in r.brokers)]
     for i in range(keep):
-        t = START + timedelta(days=11 * (i + 0.5) / keep, minutes=g.rng.randrange(600))
+        t = START + timedelta(days=days * (i + 0.5) / keep, minutes=g.rng.randrange(600))
         out.append(g.post(t, VICTIM, (broker,)))
     return out
 
 
-def sparse_surge(seed: int = 7) -> Scenario:
+def sparse_surge(seed: int = 7, history_days: int = HISTORY_DAYS) -> Scenario:
     """Issue #8's surge: distinct first-hand reporters at :data:`SURGE_MINUTES` after 2 reports in 11 days."""
     g = _Gen(seed)
     broker = "松井証券"
-    reports = _quiet_broker(background(g, days=SPARSE_DAYS), broker, 2, g)
-    inc = [g.post(SPARSE_AT + timedelta(minutes=m, seconds=g.rng.randrange(50)), VICTIM, (broker,))
-           for m in SURGE_MINUTES]
+    at = START + timedelta(days=history_days, hours=14)
+    reports = _quiet_broker(background(g, days=history_days + 1), broker, 2, g, history_days)
+    inc = [
+        g.post(at + timedelta(minutes=m, seconds=g.rng.randrange(50)), VICTIM, (broker,))
+        for m in SURGE_MINUTES
+    ]
     scen = _scenario(
-        "sparse surge", "reports at min 0,14,25,35,44,... after 2 in 11 days", reports, inc, ("broker", broker)
+        "sparse surge",
+        "reports at min 0,14,25,35,44,... after 2 in 11 days",
+        reports,
+        inc,
+        ("broker", broker),
     )
-    scen.end = START + timedelta(days=SPARSE_DAYS)
+    scen.end = START + timedelta(days=history_days + 1)
     return scen
 
 
-def sparse_slow_build(seed: int = 8) -> Scenario:
+def sparse_slow_build(seed: int = 8, history_days: int = HISTORY_DAYS) -> Scenario:
     """Issue #8's slow build: one report every 20-35 min for 10 h, against about one every four days."""
     g = _Gen(seed)
     broker = "SMBC日興証券"
-    reports = _quiet_broker(background(g, days=SPARSE_DAYS), broker, 3, g)
+    at = START + timedelta(days=history_days, hours=14)
+    reports = _quiet_broker(
+        background(g, days=history_days + 1), broker, max(1, history_days // 4), g, history_days
+    )
     inc = []
-    t = SPARSE_AT
-    while t < SPARSE_AT + timedelta(hours=10):
+    t = at
+    while t < at + timedelta(hours=10):
         inc.append(g.post(t, VICTIM, (broker,)))
         t += timedelta(minutes=20 + 15 * g.rng.random())
     scen = _scenario(
-        "slow build 10h", "1 report every 20-35 min for 10 h vs ~1 per 4 days", reports, inc, ("broker", broker)
+        "slow build 10h",
+        "1 report every 20-35 min for 10 h vs ~1 per 4 days",
+        reports,
+        inc,
+        ("broker", broker),
     )
-    scen.end = START + timedelta(days=SPARSE_DAYS)
+    scen.end = START + timedelta(days=history_days + 1)
     return scen
 
 
