@@ -340,13 +340,30 @@ class Detector:
                     firing=firing,
                     tickers=top_values(names_t),
                     brokers=top_values(names_b),
-                    sample_post_ids=tuple(g[0].post_key for g in shown.groups[: cfg.max_samples]),
+                    sample_post_ids=_samples(shown.groups, cfg.max_samples),
                     discussion_count=shown.discussion,
                     first_seen=first_seen,
                     explanation=explanation,
                 )
             )
         return out
+
+
+def _samples(groups: Sequence[Sequence[Report]], limit: int) -> tuple[str, ...]:
+    """The first reporter (how it started) and the newest ones (what an update adds), in time order.
+
+    >>> from datetime import UTC
+    >>> t = datetime(2025, 3, 19, tzinfo=UTC)
+    >>> gs = [[Report(f"x:{i}", "x", f"x:u{i}", t, "victim_report", "t")] for i in range(7)]
+    >>> _samples(gs, 4), _samples(gs[:2], 4), _samples(gs, 1)
+    (('x:0', 'x:4', 'x:5', 'x:6'), ('x:0', 'x:1'), ('x:6',))
+    """
+    if limit <= 0 or not groups:
+        return ()
+    if limit == 1:
+        return (groups[-1][0].post_key,)
+    chosen = [groups[0], *groups[1:][-(limit - 1) :]]
+    return tuple(g[0].post_key for g in chosen)
 
 
 def run_detector(
