@@ -99,6 +99,11 @@ def test_the_sparse_rule_needs_three_people_not_three_posts():
                           ("松井証券",), repost_of="x:0"))
     times = [T0 + timedelta(minutes=5 * (i + 1)) for i in range(2 * 288 + 12)]
     assert not any(s.firing for batch in run_detector(reports, times) for s in batch)
+    # three accounts pasting one text (copypasta) are one reporter: no alert either
+    pasted = [Report(f"x:p{i}", "x", f"x:acct{i}", t + timedelta(minutes=7 * i), "victim_report",
+                     "松井証券で勝手に中国株を買われた。全部売られてた。同じ人いますか" + "!" * i, ("松井証券",))
+              for i in range(3)]
+    assert not any(s.firing for batch in run_detector(pasted, times) for s in batch)
     # three distinct people within 24 minutes do open it
     people = [Report(f"x:{i}", "x", f"x:p{i}", t + timedelta(minutes=12 * i), "victim_report",
                      ["楽天で勝手に売られた", "ログイン履歴がおかしい", "知らない注文が入ってる"][i], ("松井証券",))
