@@ -73,7 +73,7 @@ def test_run_turns_collected_victim_reports_into_one_slack_alert(tmp_path: Path)
         messages = [call.json for call in slack.calls("webhook")]
     assert proc.returncode == 0, err[-2000:]
     first = json.dumps(messages[0], ensure_ascii=False)
-    assert "楽天証券" in first and "https://x.com/toushi_9100/status/" in first
+    assert "楽天証券" in first and f"https://x.com/i/web/status/{BASE_ID}" in first  # canonical link
     # run logs each alert event as one bare contract JSON line, at the default log level
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(e["event"] == "open" and e["kind"] == "broker" and e["key"] == "楽天証券" for e in logged), err[-2000:]
