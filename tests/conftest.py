@@ -9,6 +9,7 @@ unreachable server fails the run.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ if os.environ.get("CI", "").lower() == "true":
     settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ (NAB scoring, scenario streams) is importable, not installed
+    sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -1,4 +1,4 @@
-"""`alerts list / silence / unsilence` through the real CLI entry point, on both databases."""
+"""`alerts list / show / silence / unsilence` through the real CLI entry point, on both databases."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_help_of_every_alerts_command_ends_with_an_example() -> None:
     parser = build_parser()
     alerts = parser._subparsers._group_actions[0].choices["alerts"]
     commands = alerts._subparsers._group_actions[0].choices
-    assert set(commands) == {"list", "silence", "unsilence"}
+    assert set(commands) == {"list", "show", "silence", "unsilence"}
     for sub in commands.values():
         assert sub.description.splitlines()[-1].startswith("Example: incident-monitor alerts ")
 
@@ -66,3 +66,42 @@ def test_bad_input_is_one_clear_line(engine, db_url, capsys) -> None:
     assert capsys.readouterr().err.startswith("error: silence key is empty")
     assert main(["alerts", "silence", "--key", "*", "--for", "365d", "--db", db_url]) == 1
     assert "at most 90 days" in capsys.readouterr().err
+
+
+def _signal(key: str, at: datetime, count: int, firing: bool = True) -> Signal:
+    return Signal("broker", key, at, timedelta(minutes=15), at - timedelta(minutes=15), count, 0.2, 9.0, firing)
+
+
+def test_list_is_newest_opened_first_and_show_prints_one_alerts_events(engine, db_url, capsys) -> None:
+    t0 = datetime(2025, 3, 19, 5, 0, tzinfo=UTC)
+    cfg = AlertsConfig(group_wait_minutes=0, resolve_after_minutes=20)
+    steps = [
+        (t0, [_signal("楽天証券", t0, 3)]),
+        (t0 + timedelta(minutes=10), [_signal("楽天証券", t0 + timedelta(minutes=10), 9)]),  # grew: update
+        (t0 + timedelta(minutes=30), [_signal("SBI証券", t0 + timedelta(minutes=30), 1)]),  # opened later
+        (t0 + timedelta(minutes=40), [_signal("SBI証券", t0 + timedelta(minutes=40), 1)]),  # 楽天証券 resolves
+    ]
+    for now, signals in steps:
+        with session_scope(engine) as session:
+            process_signals(session, signals, now, cfg, [])
+
+    assert main(["alerts", "list", "--status", "all", "--db", db_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "reporters now/peak" in lines[0] and "opened" in lines[0] and "resolved" in lines[0]
+    assert ["SBI証券" in lines[1], "楽天証券" in lines[2]] == [True, True]  # newest opened first
+    assert "2025-03-19 14:00 JST (+09:00)" in lines[2] and "/9" in lines[2]
+
+    assert main(["alerts", "show", "broker:楽天証券", "--db", db_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("alert ") and "broker:楽天証券 (resolved)" in out[0] and "peak 9 reporters" in out[0]
+    rows = [line.split()[4] for line in out[2:]]  # date, time, JST, (+09:00), event
+    assert rows == ["open", "update", "resolve"]
+    assert out[2].startswith("2025-03-19 14:00 JST (+09:00)")
+
+    assert main(["alerts", "show", "楽天証券", "--format", "json", "--db", db_url]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["open", "update", "resolve"] and events[1]["count"] == 9
+
+    assert main(["alerts", "show", "broker:松井証券", "--db", db_url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no alert 'broker:松井証券'" in err and "alerts list --status all" in err

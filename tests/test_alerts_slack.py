@@ -91,12 +91,12 @@ def test_webhook_message_carries_the_evidence(engine, slack) -> None:
     assert payload["text"].startswith("[OPEN] 楽天証券: 7 reporters (expected 0.4)")
     assert "楽天証券" in blocks[0]["text"]["text"] and blocks[0]["type"] == "header"
     fields = " ".join(f["text"] for f in blocks[1]["fields"])
-    assert "7 (平常 expected 0.4)" in fields and "2269.HK, 0700.HK" in fields
-    assert "30 min (2025-03-19 14:30 JST 〜)" in fields and "2025-03-19 14:51 JST" in fields  # window, first seen
+    assert "7 reporters (平常 expected 0.4)" in fields and "2269.HK, 0700.HK" in fields
+    assert "30 min from 2025-03-19 14:30 JST (+09:00)" in fields and "2025-03-19 14:51 JST (+09:00)" in fields
     sample_blocks = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b
                      and b["text"]["text"].startswith("> ")]
     assert len(sample_blocks) == CFG.max_samples == 5
-    assert sample_blocks[0] == "> 楽天証券で勝手に中国株を買われた。ログイン履歴に知らない端末 #0\n<https://x.com/u0/status/1000|投稿を開く open post>"
+    assert sample_blocks[0] == "> 楽天証券で勝手に中国株を買われた。ログイン履歴に知らない端末 #0\n<https://x.com/i/web/status/1000|投稿を開く open post>"
     link = blocks[-1]["elements"][0]["text"]
     url = link[1:link.index("|")]
     query = parse_qs(urlparse(url).query)
@@ -248,9 +248,11 @@ def test_bot_posts_open_then_threads_updates_and_edits_the_parent(engine, slack)
                      ("chat.update", None, parent), ("chat.postMessage", parent, None),
                      ("chat.update", None, parent), ("chat.postMessage", parent, None)]
     resolve_reply = slack.calls("chat.postMessage")[-1].json
-    assert resolve_reply["reply_broadcast"] is True and resolve_reply["text"].startswith("[RESOLVE] 楽天証券")
+    assert resolve_reply["reply_broadcast"] is True and resolve_reply["text"].startswith("[RESOLVED] 楽天証券: 収束 resolved after")
     edited = slack.messages[("C-RAKUTEN", parent)]
-    assert edited["text"].startswith("[RESOLVE]") and "収束 RESOLVED" in edited["blocks"][0]["text"]["text"]
+    assert edited["text"].startswith("[RESOLVED]") and "収束 RESOLVED" in edited["blocks"][0]["text"]["text"]
+    assert "peak 9 reporters" in edited["blocks"][0]["text"]["text"]  # the resolve says peak, not the surge
+    assert "急増" not in resolve_reply["blocks"][0]["text"]["text"]
 
 
 def test_bot_rate_limit_and_permanent_errors(engine, slack) -> None:

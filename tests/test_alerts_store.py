@@ -153,8 +153,8 @@ def test_terminal_and_jsonl_get_each_event_exactly_once(engine, tmp_path) -> Non
     # the open was planned for slack and jsonl only: it owes the terminal nothing
     text = out.getvalue()
     assert "[OPEN]" not in text
-    assert text.count("[UPDATE] 楽天証券: 9 reporters") == 1 and text.count("[RESOLVE] 楽天証券") == 1
-    assert "https://x.com/taro/status/101" in text
+    assert text.count("[UPDATE] 楽天証券: 9 reporters") == 1 and text.count("[RESOLVED] 楽天証券") == 1
+    assert "https://x.com/i/web/status/101" in text  # canonical link, never the record's url
     with Session(engine) as session:
         statuses = session.exec(select(OutboxItem.notifier, OutboxItem.status)).all()
     assert sorted(statuses) == [("jsonl", "sent")] * 3 + [("slack", "pending")] + [("terminal", "sent")] * 2

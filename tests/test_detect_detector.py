@@ -64,7 +64,8 @@ def test_surge_fires_with_evidence():
     batches = run_detector(reports, every(5, 3))
     sig = broker_signals(batches)[every(5, 3).index(T0 + timedelta(hours=2, minutes=20))]
     assert sig.firing and sig.count == 6
-    assert sig.sample_post_ids == ("x:0", "x:1", "x:2", "x:3", "x:4")  # distinct reporters, earliest first
+    # distinct reporters: the first one and the newest, in time order
+    assert sig.sample_post_ids == ("x:0", "x:2", "x:3", "x:4", "x:5")
     assert sig.tickers == ("2269.HK",)
     assert sig.discussion_count == 1
     assert sig.first_seen == T0 + timedelta(hours=2)

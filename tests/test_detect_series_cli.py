@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.nab import STANDARD, load_corpus, normalised, onsets, scaled_sigmoid, score_file
 from monitor.commands import spikes
-from monitor.detect.nab import STANDARD, load_corpus, normalised, onsets, scaled_sigmoid, score_file
 from monitor.detect.series import detect_series, read_series_csv, series_config
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"

@@ -60,7 +60,7 @@ def test_run_turns_collected_victim_reports_into_one_slack_alert(tmp_path: Path)
         env.update(X_BEARER_TOKEN="good-token", X_API_BASE_URL=x.url, SLACK_WEBHOOK_URL=slack.webhook_url,
                    PYTHONPATH=f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "--db", db, "--config", str(config), "-v"],
+            [sys.executable, "-m", "monitor", "run", "--db", db, "--config", str(config)],  # default log level
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
@@ -73,8 +73,11 @@ def test_run_turns_collected_victim_reports_into_one_slack_alert(tmp_path: Path)
         messages = [call.json for call in slack.calls("webhook")]
     assert proc.returncode == 0, err[-2000:]
     first = json.dumps(messages[0], ensure_ascii=False)
-    assert "楽天証券" in first and "https://x.com/toushi_9100/status/" in first
-    assert "alert event" in err and '"event": "open"' in err  # run logs the contract JSON of each event
+    assert "楽天証券" in first and f"https://x.com/i/web/status/{BASE_ID}" in first  # canonical link
+    # run logs each alert event as one bare contract JSON line, at the default log level
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "open" and e["kind"] == "broker" and e["key"] == "楽天証券" for e in logged), err[-2000:]
+    assert all({"event", "kind", "key", "at", "count", "expected", "score"} <= set(e) for e in logged)
     engine = open_store(db)
     with Session(engine) as session:
         assert len(session.exec(select(Post)).all()) == len(VICTIMS)

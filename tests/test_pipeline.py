@@ -104,6 +104,8 @@ def test_demo_prints_its_alerts_and_posts_them_to_slack(tmp_path, capsys, monkey
     out = capsys.readouterr().out
     assert code == 0
     assert "== Demo summary ==" in out and "sent to Slack" in out
+    summary = out.split("== Demo summary ==")[1]
+    assert " JST (+09:00)  open " in summary  # the one time style of messages and `alerts list`
     rows = [json.loads(x) for x in events.read_text(encoding="utf-8").splitlines()]
     opened = {(e["kind"], e["key"]) for e in rows if e["event"] == "open"}
     assert ("broker", "楽天証券") in opened

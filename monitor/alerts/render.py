@@ -10,8 +10,9 @@ elements 10, and a total of text kept under Slack's undocumented per-message bud
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -38,6 +39,12 @@ PARENT_LABEL = {
     "update": ":rotating_light: 発生中 FIRING",
     "resolve": ":white_check_mark: 収束 RESOLVED",
 }
+RESOLVED_HEADLINE = "収束 resolved"
+REMINDER = "再通知 reminder: still firing"
+SCORE_HELP = (
+    "score = -log10 of the chance of this many reporters at the usual rate "
+    "(5 = 1 in 100,000); an alert opens at the [detect] threshold"
+)
 HEADLINE = {
     "broker": "被害報告が急増 surge of account-takeover reports",
     "ticker": "不正買付の標的の疑い suspected target of unauthorized buying",
@@ -67,6 +74,75 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_FORMATTING = str.maketrans({"*": "＊", "_": "＿", "~": "～", "`": "｀"})
+
+
+def escape_post_text(text: str) -> str:
+    """A post's text made inert in mrkdwn: ``& < >`` escaped, and the formatting marks ``* _ ~ ```
+    (which Slack offers no escape for) replaced by their full-width forms, so a post cannot bold, strike,
+    quote code or mention in our message. Control characters are dropped.
+
+    >>> escape_post_text("*全部* 売られた_ ~`x` <!channel> & more")
+    '＊全部＊ 売られた＿ ～｀x｀ &lt;!channel&gt; &amp; more'
+    """
+    return escape_mrkdwn(strip_control(text).translate(_FORMATTING))
+
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_control(text: str) -> str:
+    r"""``text`` without ANSI escape sequences, control characters (newlines and tabs kept) or
+    bidirectional overrides, so a post cannot recolour, move the cursor in or reorder a terminal.
+
+    >>> strip_control("ok\x1b[2J\x1b[31mred\x1b[0m\x07 \u202etxt.exe\x00")
+    'okred txt.exe'
+    """
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def canonical_url(post_key: str) -> str | None:
+    """The public link of a post, built from its source and id only (never a record's own ``url`` field,
+    which an input file controls).
+
+    >>> canonical_url("x:1902345678901234567")
+    'https://x.com/i/web/status/1902345678901234567'
+    >>> canonical_url("bluesky:at://did:plc:abc123/app.bsky.feed.post/3kq2x")
+    'https://bsky.app/profile/did:plc:abc123/post/3kq2x'
+    >>> canonical_url("reddit:t3_1jes8k2")
+    'https://www.reddit.com/comments/1jes8k2'
+    >>> canonical_url("x:https://evil.example/"), canonical_url("bluesky:at://did:plc:a/other/1")
+    (None, None)
+    """
+    source, _, pid = post_key.partition(":")
+    if source == "x" and pid.isdigit() and len(pid) <= 25:
+        return f"https://x.com/i/web/status/{pid}"
+    if source == "bluesky":
+        m = re.fullmatch(r"at://(did:[a-z0-9]+:[A-Za-z0-9._:%-]+)/app\.bsky\.feed\.post/([A-Za-z0-9._~:-]+)", pid)
+        return f"https://bsky.app/profile/{m[1]}/post/{m[2]}" if m else None
+    if source == "reddit":
+        m = re.fullmatch(r"(?:t3_)?([a-z0-9]{1,12})", pid)
+        return f"https://www.reddit.com/comments/{m[1]}" if m else None
+    return None
+
+
+def reporters(n: int) -> str:
+    """>>> reporters(1), reporters(7)
+    ('1 reporter', '7 reporters')
+    """
+    return f"{n} reporter{'' if n == 1 else 's'}"
+
+
+def format_duration(delta: timedelta) -> str:
+    """>>> format_duration(timedelta(minutes=135)), format_duration(timedelta(minutes=40))
+    ('2 h 15 min', '40 min')
+    """
+    minutes = max(0, int(delta.total_seconds() // 60))
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if hours and rest else f"{hours} h" if hours else f"{rest} min"
+
+
 def safe_url(url: str | None) -> str | None:
     """An http(s) URL that cannot break out of a ``<url|label>`` link, or None.
 
@@ -81,13 +157,14 @@ def safe_url(url: str | None) -> str | None:
 
 
 def format_time(value: datetime | str | None, utc_offset_hours: float = 9.0) -> str:
-    """A time shown in the team's zone.
+    """A time shown in the team's zone, with its offset: the one time style of messages, `alerts list`,
+    `alerts show` and the demo summary.
 
     >>> from datetime import UTC
     >>> format_time(datetime(2025, 3, 19, 6, 2, tzinfo=UTC))
-    '2025-03-19 15:02 JST'
+    '2025-03-19 15:02 JST (+09:00)'
     >>> format_time("2025-03-19T06:02:00+00:00", 0)
-    '2025-03-19 06:02 UTC'
+    '2025-03-19 06:02 UTC (+00:00)'
     """
     if value is None:
         return "?"
@@ -96,14 +173,14 @@ def format_time(value: datetime | str | None, utc_offset_hours: float = 9.0) -> 
             value = datetime.fromisoformat(value)
         except ValueError:
             return value[:40]
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # stored naive times are UTC (SQLite drops the offset)
     zone = timezone(timedelta(hours=utc_offset_hours))
-    if utc_offset_hours == 9:
-        label = "JST"
-    elif utc_offset_hours == 0:
-        label = "UTC"
-    else:
-        label = value.astimezone(zone).strftime("UTC%z")
-    return f"{value.astimezone(zone):%Y-%m-%d %H:%M} {label}"
+    local = value.astimezone(zone)
+    offset = local.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:]}"
+    label = {9.0: "JST", 0.0: "UTC"}.get(float(utc_offset_hours), "UTC" + offset)
+    return f"{local:%Y-%m-%d %H:%M} {label} ({offset})"
 
 
 def dashboard_link(base_url: str, kind: str, key: str, since: datetime) -> str | None:
@@ -133,14 +210,39 @@ def _since(event: AlertEvent) -> datetime:
 def _window_text(event: AlertEvent, utc_offset_hours: float) -> str:
     minutes = event.extra.get("window_minutes") or (event.at - event.window_start).total_seconds() / 60
     span = f"{minutes / 60:g} h" if minutes >= 60 else f"{minutes:g} min"
-    return f"{span} ({format_time(event.window_start, utc_offset_hours)} 〜)"
+    return f"{span} from {format_time(event.window_start, utc_offset_hours)}"
 
 
 def _samples(event: AlertEvent) -> list[dict[str, Any]]:
+    """The sample posts to show, newest first for an update (what is new since the alert opened)."""
     posts = event.extra.get("posts")
     if isinstance(posts, list) and posts:
-        return [p for p in posts if isinstance(p, dict)]
-    return [{"key": key} for key in event.sample_post_ids]
+        found = [p for p in posts if isinstance(p, dict)]
+    else:
+        found = [{"key": key} for key in event.sample_post_ids]
+    if event.event == "update":
+        found.sort(key=lambda p: str(p.get("created_at") or ""), reverse=True)
+    return found
+
+
+def _post_link(post: dict[str, Any]) -> str | None:
+    return canonical_url(str(post.get("key") or ""))
+
+
+def _duration(event: AlertEvent) -> str | None:
+    opened = event.extra.get("opened_at") or event.extra.get("first_seen")
+    try:
+        return format_duration(event.at - datetime.fromisoformat(opened)) if opened else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_reminder(event: AlertEvent) -> bool:
+    return event.event == "update" and event.extra.get("reason") == "repeat"
+
+
+def _peak(event: AlertEvent) -> int:
+    return max(int(event.extra.get("max_count") or 0), event.count)
 
 
 def summary_line(event: AlertEvent) -> str:
@@ -150,12 +252,19 @@ def summary_line(event: AlertEvent) -> str:
     >>> t = datetime(2025, 3, 19, 6, 20, tzinfo=UTC)
     >>> summary_line(AlertEvent("open", "broker", "楽天証券", t, t, 7, 0.4, 12.3))
     '[OPEN] 楽天証券: 7 reporters (expected 0.4) - 被害報告が急増 surge of account-takeover reports'
+    >>> summary_line(AlertEvent("update", "broker", "楽天証券", t, t, 1, 0.4, 3.1, extra={"reason": "repeat"}))
+    '[UPDATE] 楽天証券: 1 reporter (expected 0.4) - 再通知 reminder: still firing'
+    >>> summary_line(AlertEvent("resolve", "broker", "楽天証券", t, t, 2, 0.4, 1.0,
+    ...                         extra={"max_count": 12, "opened_at": "2025-03-19T04:05:00+00:00"}))
+    '[RESOLVED] 楽天証券: 収束 resolved after 2 h 15 min; peak 12 reporters'
     """
+    if event.event == "resolve":
+        duration = _duration(event)
+        after = f" after {duration}" if duration else ""
+        return f"[RESOLVED] {event.key}: {RESOLVED_HEADLINE}{after}; peak {reporters(_peak(event))}"
     expected = f"{event.expected:.2g}" if event.expected < 10 else f"{event.expected:.0f}"
-    return (
-        f"[{event.event.upper()}] {event.key}: {event.count} reporters (expected {expected}) - "
-        f"{HEADLINE.get(event.kind, '')}"
-    )
+    headline = REMINDER if _is_reminder(event) else HEADLINE.get(event.kind, "")
+    return f"[{event.event.upper()}] {event.key}: {reporters(event.count)} (expected {expected}) - {headline}"
 
 
 def render_blocks(
@@ -173,14 +282,21 @@ def render_blocks(
     ``chat.update``); otherwise the message for this event (the first post, or a thread reply).
     """
     label = (PARENT_LABEL if parent else EVENT_LABEL)[event.event]
-    header = f"{label} {event.key} — {HEADLINE.get(event.kind, '')}"
+    if event.event == "resolve":
+        duration = _duration(event)
+        headline = f"peak {reporters(_peak(event))}" + (f", {duration}" if duration else "")
+    elif _is_reminder(event) and not parent:
+        headline = REMINDER
+    else:
+        headline = HEADLINE.get(event.kind, "")
+    header = f"{label} {event.key} — {headline}"
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}]
     if mention and event.event == "open" and not parent:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": mention}})
     expected = f"{event.expected:.2f}".rstrip("0").rstrip(".")
     fields = [
-        f"*{KIND_LABEL.get(event.kind, event.kind)}*\n{escape_mrkdwn(event.key)}",
-        f"*報告者 distinct reporters*\n{event.count} (平常 expected {expected})",
+        f"*{KIND_LABEL.get(event.kind, event.kind)}*\n{escape_post_text(event.key)}",
+        f"*報告者 distinct reporters*\n{reporters(event.count)} (平常 expected {expected})",
         f"*期間 window*\n{_window_text(event, utc_offset_hours)}",
         f"*初報 first seen*\n{format_time(event.extra.get('first_seen') or event.window_start, utc_offset_hours)}",
         f"*スコア score*\n{event.score:.1f}",
@@ -189,30 +305,36 @@ def render_blocks(
         fields.append(f"*前回 previous*\n{event.extra['previous_count']} → {event.count}")
     if event.event == "resolve":
         fields.append(f"*収束 resolved at*\n{format_time(event.at, utc_offset_hours)}")
+        fields.append(f"*ピーク peak*\n{reporters(_peak(event))}" + (f" · {_duration(event)}" if _duration(event) else ""))
     if event.tickers:
-        fields.append("*銘柄 top tickers*\n" + escape_mrkdwn(", ".join(event.tickers)))
+        fields.append("*銘柄 top tickers*\n" + escape_post_text(", ".join(event.tickers)))
     brokers = [b for b in event.extra.get("brokers") or () if isinstance(b, str)]
     if brokers and event.kind != "broker":
-        fields.append("*証券会社 brokers*\n" + escape_mrkdwn(", ".join(brokers)))
+        fields.append("*証券会社 brokers*\n" + escape_post_text(", ".join(brokers)))
     if event.extra.get("discussion_count"):
         fields.append(f"*関連投稿 discussion posts*\n{event.extra['discussion_count']}")
-    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]})
+    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f, "verbatim": True} for f in fields]})
     samples = _samples(event)[:max_samples]
-    if samples and not (parent and event.event == "resolve"):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*投稿例 sample posts*"}})
+    if samples and event.event != "resolve":
+        title = "*最新の投稿 newest posts*" if event.event == "update" else "*投稿例 sample posts*"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": title}})
         for post in samples:
-            text = escape_mrkdwn(" ".join(str(post.get("text") or "").split())) or f"({escape_mrkdwn(str(post.get('key', '')))})"
-            url = safe_url(post.get("url"))
+            text = escape_post_text(" ".join(str(post.get("text") or "").split())) or (
+                f"({escape_post_text(str(post.get('key', '')))})"
+            )
+            url = safe_url(_post_link(post))
             link = f"\n<{url}|投稿を開く open post>" if url else ""
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"> {text}{link}"}})
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"> {text}{link}", "verbatim": True}})
     context = []
     link = dashboard_link(dashboard_url, event.kind, event.key, _since(event))
     if link:
         context.append({"type": "mrkdwn", "text": f"<{safe_url(link)}|ダッシュボード dashboard>"})
     explanation = event.extra.get("explanation")
     if explanation:
-        context.append({"type": "mrkdwn", "text": escape_mrkdwn(str(explanation))})
-    context.append({"type": "mrkdwn", "text": f"{event.kind}:{escape_mrkdwn(event.key)} · {format_time(event.at, utc_offset_hours)}"})
+        context.append({"type": "mrkdwn", "text": escape_post_text(str(explanation)), "verbatim": True})
+    context.append({"type": "mrkdwn", "text": SCORE_HELP, "verbatim": True})
+    context.append({"type": "mrkdwn", "text": f"{event.kind}:{escape_post_text(event.key)} · "
+                    f"{format_time(event.at, utc_offset_hours)}", "verbatim": True})
     blocks.append({"type": "context", "elements": context})
     fallback = truncate(summary_line(event), FALLBACK_CHARS)
     if mention and event.event == "open" and not parent:
@@ -286,12 +408,15 @@ def render_text(event: AlertEvent, *, utc_offset_hours: float = 9.0, max_samples
     ...                 extra={"posts": [{"key": "x:1", "text": "勝手に売られた", "url": "https://x.com/a/status/1"}]})
     >>> print(render_text(ev))
     [OPEN] 楽天証券: 7 reporters (expected 0.4) - 被害報告が急増 surge of account-takeover reports
-      期間 window 30 min (2025-03-19 14:50 JST 〜) · 初報 first seen 2025-03-19 14:50 JST · score 12.3
+      期間 window 30 min from 2025-03-19 14:50 JST (+09:00) · 初報 first seen 2025-03-19 14:50 JST (+09:00) · score 12.3
       銘柄 tickers: 2269.HK
-      - 勝手に売られた https://x.com/a/status/1
+      - 勝手に売られた https://x.com/i/web/status/1
     """
     lines = [summary_line(event)]
     first = format_time(event.extra.get("first_seen") or event.window_start, utc_offset_hours)
+    if event.event == "resolve":
+        lines.append(f"  収束 resolved at {format_time(event.at, utc_offset_hours)} · 初報 first seen {first}")
+        return strip_control("\n".join(lines))
     lines.append(
         f"  期間 window {_window_text(event, utc_offset_hours)} · 初報 first seen {first} · score {event.score:.1f}"
     )
@@ -301,7 +426,7 @@ def render_text(event: AlertEvent, *, utc_offset_hours: float = 9.0, max_samples
     if brokers and event.kind != "broker":
         lines.append("  証券会社 brokers: " + ", ".join(map(str, brokers[:10])))
     for post in _samples(event)[:max_samples]:
-        text = truncate(" ".join(str(post.get("text") or post.get("key", "")).split()), 120)
-        url = post.get("url") or ""
+        text = truncate(" ".join(strip_control(str(post.get("text") or post.get("key", ""))).split()), 120)
+        url = _post_link(post) or ""
         lines.append(f"  - {text} {url}".rstrip())
-    return "\n".join(lines)
+    return strip_control("\n".join(lines))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from monitor.errors import InputError
-from storage.models import Alert, Silence
+from storage.models import Alert, AlertEventRow, Silence
 
 KINDS = ("broker", "ticker", "overall")
 MAX_SILENCE = timedelta(days=90)
@@ -73,4 +74,34 @@ def list_alerts(session: Session, status: str = "open", limit: int = 50) -> list
         query = query.where(col(Alert.status) == status)
     elif status != "all":
         raise InputError(f"alert status {status!r} not known: use open, pending, resolved or all")
-    return list(session.exec(query.order_by(col(Alert.updated_at).desc(), col(Alert.id).desc()).limit(limit)).all())
+    # newest opened first; a pending alert (not opened yet) sorts by when it was first seen
+    opened = sa.func.coalesce(col(Alert.opened_at), col(Alert.first_seen))
+    return list(session.exec(query.order_by(opened.desc(), col(Alert.id).desc()).limit(limit)).all())
+
+
+def find_alert(session: Session, spec: str) -> Alert:
+    """The alert ``spec`` names: an id, ``kind:key`` (``broker:楽天証券``), ``overall`` or a bare key; the
+    newest opened when several match. Raises :class:`InputError` naming how to find one."""
+    spec = spec.strip()
+    query = select(Alert)
+    if spec.isdigit():
+        query = query.where(col(Alert.id) == int(spec))
+    else:
+        kind, sep, key = spec.partition(":")
+        if sep and kind in ("broker", "ticker", "overall"):
+            query = query.where(col(Alert.kind) == kind, col(Alert.key) == key)
+        else:
+            query = query.where(col(Alert.key) == spec)
+    opened = sa.func.coalesce(col(Alert.opened_at), col(Alert.first_seen))
+    alert = session.exec(query.order_by(opened.desc(), col(Alert.id).desc()).limit(1)).first()
+    if alert is None:
+        raise InputError(
+            f"no alert {spec!r}: give an id or kind:key as `incident-monitor alerts list --status all` shows them"
+        )
+    return alert
+
+
+def alert_events(session: Session, alert_id: int) -> list[AlertEventRow]:
+    """The events of one alert, in the order they happened."""
+    query = select(AlertEventRow).where(col(AlertEventRow.alert_id) == alert_id)
+    return list(session.exec(query.order_by(col(AlertEventRow.at), col(AlertEventRow.id))).all())

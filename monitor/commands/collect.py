@@ -12,7 +12,6 @@ from typing import Any, TextIO
 
 from monitor.commands import add_command, settings_and_engine
 from monitor.errors import ConfigError, CredentialsError, SourceError
-from storage.export import json_line
 
 log = logging.getLogger(__name__)
 SOURCES = ("x", "reddit", "bluesky")
@@ -152,14 +151,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
     """The analyze -> detect -> alert cycle the scheduler calls with ``now``; alerts go to the terminal
-    and Slack, and each event is logged as one contract JSON line (as DESIGN.md promises for `run`)."""
+    and Slack, and each event is written to the log stream (stderr) as one bare contract JSON line, at any
+    log level (as DESIGN.md promises for `run`: `docker logs` shows them and a log shipper can parse them)."""
     from monitor.alerts import build_notifiers
-    from monitor.pipeline import Pipeline
+    from monitor.pipeline import Pipeline, jsonl_sink
 
-    def log_event(event: Any) -> None:
-        log.info("alert event %s", json_line(event.to_json()))
-
-    ctx = Pipeline(engine, settings, event_sinks=[log_event])
+    ctx = Pipeline(engine, settings, event_sinks=[jsonl_sink(sys.stderr)])
     ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)
     return ctx.run_cycle
 

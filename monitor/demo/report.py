@@ -8,13 +8,14 @@ from typing import Any, TextIO
 
 from sqlmodel import Session
 
+from monitor.alerts.render import format_time, reporters
 from monitor.events import AlertEvent
 from storage.database import redact
 from storage.queries import label_counts
 
 
-def _fmt_time(event: AlertEvent) -> str:
-    return event.at.strftime("%m-%d %H:%M %Z").strip()
+def _fmt_time(event: AlertEvent, offset: float) -> str:
+    return format_time(event.at, offset)
 
 
 def print_demo_summary(pipeline: Any, imported: Any, events: list[AlertEvent], *, db: str,
@@ -31,12 +32,17 @@ def print_demo_summary(pipeline: Any, imported: Any, events: list[AlertEvent], *
     opens = [e for e in events if e.event == "open"]
     w(f"\nAlerts: {len(opens)} opened, {sum(e.event == 'update' for e in events)} updates, "
       f"{sum(e.event == 'resolve' for e in events)} resolved\n")
+    offset = pipeline.settings.alerts.display_utc_offset_hours
     for e in events:
         tickers = f"  tickers {', '.join(e.tickers)}" if e.tickers else ""
         muted = e.to_json().get("muted_by")
         note = f"  (folded into {muted}, not paged)" if muted else ""
-        w(f"  {_fmt_time(e):<14} {e.event:<8} {e.kind}:{e.key:<14} {e.count} distinct reporters "
-          f"(expected {e.expected:.2f}, score {e.score:.1f}){tickers}{note}\n")
+        if e.event == "resolve":
+            peak = max(int(e.extra.get("max_count") or 0), e.count)
+            what = f"resolved; peak {reporters(peak)}"
+        else:
+            what = f"{reporters(e.count)} (expected {e.expected:.2f}, score {e.score:.1f})"
+        w(f"  {_fmt_time(e, offset)}  {e.event:<8} {e.kind}:{e.key:<14} {what}{tickers}{note}\n")
     w("\nWhere the data went:\n")
     w(f"  store        {redact(db)}\n")
     w(f"  alert events {events_path}\n")

@@ -86,7 +86,7 @@ class KeyModel:
     0.055
     """
 
-    __slots__ = ("ref", "s", "n", "sh", "nh", "sd", "nd", "ra", "rb", "learned")
+    __slots__ = ("ref", "s", "n", "sh", "nh", "sd", "nd", "ra", "rb", "learned", "held")
 
     def __init__(self) -> None:
         self.ref: int | None = None  # bucket whose weight is 1
@@ -99,6 +99,7 @@ class KeyModel:
         self.ra = 0.0  # weighted sum of (x - mu)^2 - mu: excess variance
         self.rb = 0.0  # weighted sum of mu^2
         self.learned = 0  # buckets learned, unweighted (decides when seasonality starts)
+        self.held: list[list[float]] = []  # [bucket, count, mu] closed while the key was pending, not learned yet
 
     def _weight(self, bucket: int, config: DetectConfig) -> float:
         if config.half_life_days <= 0 or self.ref is None:
@@ -114,7 +115,9 @@ class KeyModel:
         if not config.seasonal or self.learned < config.seasonal_min_days * 1440 / config.bucket_minutes:
             return rate
         h, d = slot_of(bucket, config)
-        k = config.seasonal_shrink * w
+        # pseudo-buckets worth at least seasonal_shrink_reports reports: at 0.001 reports a bucket, one
+        # report in an hour slot must not make that hour look seven times busier than the others
+        k = max(config.seasonal_shrink, config.seasonal_shrink_reports / max(rate, 1e-12)) * w
         fh = (self.sh[h] + k * rate) / ((self.nh[h] + k) * rate)
         # a day-of-week slot holds 24x the buckets of an hour slot: shrink it as strongly per bucket
         fd = (self.sd[d] + 24 * k * rate) / ((self.nd[d] + 24 * k) * rate)
@@ -173,6 +176,52 @@ class KeyModel:
             self.rb += w * mu * mu
         self.learned += 1
 
+    @classmethod
+    def quiet_since(cls, first: int, bucket: int, config: DetectConfig) -> KeyModel:
+        """A model for a key first seen at ``bucket`` by a detector running since ``first``: every bucket
+        before it held zero reports for this key, so a new broker does not start from the prior alone (it
+        would learn its own first incident as normal within hours).
+
+        >>> cfg = DetectConfig(prior_rate=0.002, prior_buckets=288, half_life_days=0)
+        >>> round(KeyModel.quiet_since(0, 288 * 11, cfg).expected(288 * 11, cfg), 6)  # 0.576 / (11 + 1) days
+        0.000167
+        """
+        m = cls()
+        quiet = max(0, bucket - first)
+        if quiet:
+            m.ref = bucket
+            if config.half_life_days > 0:
+                r = 2.0 ** (-config.bucket_minutes / (config.half_life_days * 1440))
+                m.n = r * (1 - r**quiet) / (1 - r)
+            else:
+                m.n = float(quiet)
+        return m
+
+    def hold(self, bucket: int, count: float, mu: float) -> None:
+        """Keep a bucket closed while the key is pending (it may be the start of an incident) unlearned."""
+        self.held.append([bucket, count, mu])
+
+    def release(self, config: DetectConfig, *, clip: bool = False, before: int | None = None) -> None:
+        """Learn the held buckets (those before bucket ``before`` only, when given): in full when the key
+        calmed down or they left every scored window, clipped when the key turned into an alert.
+
+        >>> cfg = DetectConfig(prior_rate=0.01, prior_buckets=100, half_life_days=0)
+        >>> m = KeyModel()
+        >>> m.hold(0, 3, 0.01); m.hold(1, 0, 0.01)
+        >>> m.expected(2, cfg), len(m.held)  # held buckets do not move the baseline
+        (0.01, 2)
+        >>> m.release(cfg, clip=True)  # an alert: 3 is learned as 0.01 + 2 sd = 0.21
+        >>> round(m.expected(2, cfg), 4), m.held  # (100 * 0.01 + 0.21 + 0) / 102
+        (0.0119, [])
+        """
+        keep = []
+        for bucket, count, mu in self.held:
+            if before is not None and bucket >= before:
+                keep.append([bucket, count, mu])
+                continue
+            self.learn(int(bucket), self.clip(count, mu, config) if clip else count, mu, config)
+        self.held = keep
+
     def _rescale(self, f: float) -> None:
         self.s *= f
         self.n *= f
@@ -189,8 +238,8 @@ class KeyModel:
     def from_state(cls, state: dict[str, Any]) -> KeyModel:
         m = cls()
         for name in cls.__slots__:
-            value = state[name]
-            setattr(m, name, list(value) if isinstance(value, list) else value)
+            value = state.get(name, []) if name == "held" else state[name]  # states from before `held`
+            setattr(m, name, [list(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value)
         return m
 
 

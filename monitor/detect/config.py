@@ -21,6 +21,21 @@ class DetectConfig:
         default=5.0,
         metadata={"help": "score (-log10 of the tail probability of the window count) that opens an alert"},
     )
+    sparse_window_minutes: int = field(
+        default=45,
+        metadata={"help": "window of the sparse rule: a near-zero key opens on a few distinct reporters in it"},
+    )
+    sparse_min_reporters: int = field(
+        default=3,
+        metadata={"help": "distinct reporters inside sparse_window_minutes that open a near-zero key"},
+    )
+    sparse_max_expected: float = field(
+        default=0.05,
+        metadata={
+            "help": "a key is near-zero when at most this many reporters are expected in the sparse window "
+            "(0.05 in 45 min ~ 1.6 a day); 0 turns the sparse rule off"
+        },
+    )
     release_threshold: float = field(
         default=2.0,
         metadata={"help": "an open alert stays firing while the best window still scores at least this"},
@@ -57,6 +72,13 @@ class DetectConfig:
         default=12.0,
         metadata={"help": "pseudo-buckets pulling each seasonal factor towards 1 (more = smoother)"},
     )
+    seasonal_shrink_reports: float = field(
+        default=3.0,
+        metadata={
+            "help": "and at least this many reports' worth of pseudo-buckets, so a sparse key's factors stay "
+            "near 1 until its hour and day slots hold real counts"
+        },
+    )
     utc_offset_hours: float = field(
         default=9.0, metadata={"help": "offset of the local day used for hour-of-day seasonality (JST = 9)"}
     )
@@ -69,6 +91,14 @@ class DetectConfig:
     learn_dispersion: bool = field(
         default=False,
         metadata={"help": "estimate phi from past residuals (for dense series; sparse counts keep Poisson)"},
+    )
+    pending_max_expected: float = field(
+        default=1.0,
+        metadata={
+            "help": "a sparse key (at most this many reporters expected in its longest window) with a window of "
+            "min_reporters scoring at least release_threshold is pending: its buckets are held back from the "
+            "baseline until it calms down, so a slow build is not learned as normal; 0 = never hold"
+        },
     )
     clip_sd: float = field(
         default=2.0,
@@ -98,8 +128,16 @@ class DetectConfig:
                 problems.append(f"window {w} min must be a positive multiple of bucket_minutes")
         if self.release_threshold > self.threshold:
             problems.append("release_threshold must not exceed threshold")
-        if self.min_reporters < 1 or self.ticker_min_reporters < 1:
-            problems.append("min_reporters and ticker_min_reporters must be >= 1")
+        if self.min_reporters < 1 or self.ticker_min_reporters < 1 or self.sparse_min_reporters < 1:
+            problems.append("min_reporters, ticker_min_reporters and sparse_min_reporters must be >= 1")
+        if self.sparse_window_minutes <= 0 or self.sparse_window_minutes % self.bucket_minutes:
+            problems.append(
+                f"sparse_window_minutes {self.sparse_window_minutes} must be a positive multiple of bucket_minutes"
+            )
+        if self.sparse_max_expected < 0 or self.pending_max_expected < 0 or self.seasonal_shrink < 0 or self.seasonal_shrink_reports < 0:
+            problems.append(
+                "sparse_max_expected, pending_max_expected, seasonal_shrink and seasonal_shrink_reports must be >= 0"
+            )
         if self.prior_rate <= 0 or self.prior_buckets <= 0:
             problems.append("prior_rate and prior_buckets must be > 0")
         if self.half_life_days < 0 or self.dispersion < 0 or self.warmup_buckets < 0:
@@ -112,6 +150,12 @@ class DetectConfig:
     @property
     def window_buckets(self) -> tuple[int, ...]:
         return tuple(w // self.bucket_minutes for w in self.windows_minutes)
+
+    @property
+    def scored_windows_minutes(self) -> tuple[int, ...]:
+        """The windows a key is scored on: ``windows_minutes`` plus the sparse rule's window (each once)."""
+        extra = () if self.sparse_window_minutes in self.windows_minutes else (self.sparse_window_minutes,)
+        return tuple(sorted((*self.windows_minutes, *extra)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,4 +189,6 @@ SERIES_DEFAULTS: dict[str, Any] = {
     # on the dev series, hour-of-day factors learned after a week raised false alerts and missed windows
     "seasonal": False,
     "threshold": 4.0,
+    "pending_max_expected": 0.0,
+    "sparse_max_expected": 0.0,  # dense series are never near-zero; the sparse rule is for report keys
 }

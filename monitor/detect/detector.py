@@ -88,7 +88,7 @@ class Detector:
     >>> [(s.kind, s.key, s.count, s.firing) for s in signals]
     [('overall', 'overall', 5, True), ('broker', '楽天証券', 5, True)]
     >>> signals[1].explanation
-    '5 distinct reporters in 15 min vs 0.0079 expected (score 12.6)'
+    '5 distinct reporters in 15 min vs 0.0076 expected (score 12.7)'
     """
 
     def __init__(self, config: DetectConfig | None = None) -> None:
@@ -175,15 +175,13 @@ class Detector:
         inclusive_end: bool,
     ) -> tuple[list[WindowStat], WindowStat | None]:
         cfg = self.config
-        model = self._models.get(key) or KeyModel()
+        model = self._model(key, last_bucket)
         dispersion = model.dispersion(cfg)
         ticker_n = cfg.ticker_window_minutes // cfg.bucket_minutes
+        minutes = cfg.scored_windows_minutes
+        lengths = [m // cfg.bucket_minutes for m in minutes]
         expected = dict(
-            zip(
-                (*cfg.window_buckets, ticker_n),
-                model.expected_windows(last_bucket, [*cfg.window_buckets, ticker_n], cfg),
-                strict=True,
-            )
+            zip((*lengths, ticker_n), model.expected_windows(last_bucket, [*lengths, ticker_n], cfg), strict=True)
         )
 
         def stat(minutes: int, n: int) -> WindowStat:
@@ -202,7 +200,7 @@ class Detector:
                 tuple(counted),
             )
 
-        stats = [stat(m, n) for m, n in zip(cfg.windows_minutes, cfg.window_buckets, strict=True)]
+        stats = [stat(m, n) for m, n in zip(minutes, lengths, strict=True)]
         cluster = None
         if key[0] == "ticker":
             cluster = stat(cfg.ticker_window_minutes, ticker_n)
@@ -210,18 +208,56 @@ class Detector:
 
     def _decide(
         self, key: KeyId, stats: list[WindowStat], cluster: WindowStat | None, bucket: int
-    ) -> tuple[bool, WindowStat, bool]:
-        """(firing, the window to report, opened by the ticker-cluster rule)."""
+    ) -> tuple[bool, WindowStat, str]:
+        """(firing, the window to report, the rule that fired it when the score alone did not: "cluster",
+        "sparse" or "")."""
         cfg = self.config
         warm = self._first_bucket is not None and bucket - self._first_bucket >= cfg.warmup_buckets
         openers = [s for s in stats if s.score >= cfg.threshold and s.count >= cfg.min_reporters]
+        sparse = self._sparse_opener(stats)
         cluster_ok = cluster is not None and cluster.count >= cfg.ticker_min_reporters
         best = max(stats, key=lambda s: s.score)  # max keeps the first (shortest) window on ties
-        can_open = warm and (bool(openers) or cluster_ok)
+        can_open = warm and (bool(openers) or sparse is not None or cluster_ok)
         can_hold = best.score >= cfg.release_threshold or cluster_ok
         firing = next_firing(key in self._episodes, can_open, can_hold)
-        by_cluster = firing and cluster is not None and cluster_ok and best.score < cfg.threshold
-        return firing, (cluster if by_cluster and cluster is not None else best), by_cluster
+        if firing and best.score < cfg.threshold:
+            if cluster is not None and cluster_ok:
+                return firing, cluster, "cluster"
+            if sparse is not None:
+                return firing, sparse, "sparse"
+        return firing, best, ""
+
+    def _model(self, key: KeyId, bucket: int) -> KeyModel:
+        """The key's model, or for a key never seen before one that saw zeros since the detector started."""
+        model = self._models.get(key)
+        if model is None:
+            model = KeyModel.quiet_since(self._first_bucket or bucket, bucket, self.config)
+        return model
+
+    def _sparse_opener(self, stats: list[WindowStat]) -> WindowStat | None:
+        """The sparse rule: the sparse window holds ``sparse_min_reporters`` (and ``min_reporters``) distinct
+        reporters where at most ``sparse_max_expected`` were expected."""
+        cfg = self.config
+        if cfg.sparse_max_expected <= 0:
+            return None
+        window = timedelta(minutes=cfg.sparse_window_minutes)
+        s = next(s for s in stats if s.window == window)
+        enough = s.count >= max(cfg.sparse_min_reporters, cfg.min_reporters)
+        return s if enough and s.expected <= cfg.sparse_max_expected else None
+
+    def _pending(self, stats: list[WindowStat], bucket: int) -> bool:
+        """A sparse key is pending while some window holds ``min_reporters`` distinct reporters scoring at
+        least the release threshold: it may be the start of a slow build, so its buckets are held back from the
+        baseline until the key calms down (learned then), opens an alert (learned clipped) or they leave
+        every window (learned). Not before the detector has run ``prior_buckets``: until then the baseline
+        is mostly the prior's guess and must learn what it sees."""
+        cfg = self.config
+        if self._first_bucket is None or bucket - self._first_bucket < cfg.prior_buckets:
+            return False
+        longest = max(stats, key=lambda s: s.window)
+        return longest.expected <= cfg.pending_max_expected and any(
+            s.count >= cfg.min_reporters and s.score >= cfg.release_threshold for s in stats
+        )
 
     def _close_bucket(
         self, b: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
@@ -231,23 +267,33 @@ class Detector:
         end = bucket_start(b + 1, bucket)
         horizon = end - self.lookback + bucket
         active = {k for k, kr in keyed.items() if kr.between(horizon, end, False)}
+        pending = set()
         for key in sorted(active | set(self._episodes)):
             stats, cluster = self._assess(key, keyed.get(key), end, b, neighbours, False)
             firing, shown, _ = self._decide(key, stats, cluster, b)
+            if self._pending(stats, b):
+                pending.add(key)
             if firing and key not in self._episodes:
                 self._episodes[key] = shown.groups[0][0].created_at if shown.groups else end
             elif not firing:
                 self._episodes.pop(key, None)
         start = bucket_start(b, bucket)
         in_bucket = {k for k, kr in keyed.items() if kr.between(start, end, False)}
+        longest = max(cfg.scored_windows_minutes) // cfg.bucket_minutes
         for key in sorted(set(self._models) | in_bucket):
-            model = self._models.setdefault(key, KeyModel())
+            model = self._models.get(key) or self._models.setdefault(key, self._model(key, b))
             kr = keyed.get(key)
             count = len(reporter_groups(kr.between(start, end, False), neighbours)) if kr else 0
             mu = model.expected(b, cfg)
             if key in self._episodes:  # do not learn from a bucket the alert flags as anomalous
-                count = model.clip(count, mu, cfg)
-            model.learn(b, count, mu, cfg)
+                model.release(cfg, clip=True)
+                model.learn(b, model.clip(count, mu, cfg), mu, cfg)
+            elif key in pending:  # maybe the start of a slow build: learn it once it proves normal
+                model.hold(b, count, mu)
+                model.release(cfg, before=b - longest + 1)  # what left every window was normal
+            else:
+                model.release(cfg)
+                model.learn(b, count, mu, cfg)
 
     def _signals(
         self, now: datetime, b_now: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
@@ -258,7 +304,7 @@ class Detector:
         out = []
         for key in sorted(active | set(self._episodes), key=lambda k: (_KIND_ORDER[k[0]], k[1])):
             stats, cluster = self._assess(key, keyed.get(key), now, b_now, neighbours, True)
-            firing, shown, by_cluster = self._decide(key, stats, cluster, b_now)
+            firing, shown, rule = self._decide(key, stats, cluster, b_now)
             if key in self._episodes:
                 first_seen: datetime | None = self._episodes[key]
             else:
@@ -267,7 +313,12 @@ class Detector:
                 f"{shown.count} distinct reporter{'' if shown.count == 1 else 's'} in {format_window(shown.window)} "
                 f"vs {shown.expected:.2g} expected (score {shown.score:.1f})"
             )
-            if by_cluster:
+            if rule == "sparse":
+                explanation += (
+                    f"; sparse rule: {shown.count} distinct reporters within {format_window(shown.window)} "
+                    f"where at most {cfg.sparse_max_expected:g} are expected"
+                )
+            if rule == "cluster":
                 explanation += (
                     f"; ticker named by {shown.count} distinct reporters within "
                     f"{format_window(shown.window)} (cluster rule: suspected target of unauthorized buying)"
@@ -289,13 +340,30 @@ class Detector:
                     firing=firing,
                     tickers=top_values(names_t),
                     brokers=top_values(names_b),
-                    sample_post_ids=tuple(g[0].post_key for g in shown.groups[: cfg.max_samples]),
+                    sample_post_ids=_samples(shown.groups, cfg.max_samples),
                     discussion_count=shown.discussion,
                     first_seen=first_seen,
                     explanation=explanation,
                 )
             )
         return out
+
+
+def _samples(groups: Sequence[Sequence[Report]], limit: int) -> tuple[str, ...]:
+    """The first reporter (how it started) and the newest ones (what an update adds), in time order.
+
+    >>> from datetime import UTC
+    >>> t = datetime(2025, 3, 19, tzinfo=UTC)
+    >>> gs = [[Report(f"x:{i}", "x", f"x:u{i}", t, "victim_report", "t")] for i in range(7)]
+    >>> _samples(gs, 4), _samples(gs[:2], 4), _samples(gs, 1)
+    (('x:0', 'x:4', 'x:5', 'x:6'), ('x:0', 'x:1'), ('x:6',))
+    """
+    if limit <= 0 or not groups:
+        return ()
+    if limit == 1:
+        return (groups[-1][0].post_key,)
+    chosen = [groups[0], *groups[1:][-(limit - 1) :]]
+    return tuple(g[0].post_key for g in chosen)
 
 
 def run_detector(

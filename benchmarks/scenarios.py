@@ -1,9 +1,14 @@
-"""Synthetic report streams for benchmarking the detector (seeded, so every run sees the same stream).
+"""Synthetic report streams for benchmarking and testing the detector (seeded: every run sees one stream).
 
 Each scenario is eight simulated days of background - incident discussion with a daily rhythm and a few
-sporadic victim reports - plus one situation from the issue: a sudden surge, a slow build, one report
-reposted by hundreds (and pasted by dozens), an outage complaint storm, a news day, a ticker cluster.
+sporadic victim reports - plus one situation: a sudden surge, a slow build, one report reposted by hundreds
+(and pasted by dozens), an outage complaint storm, a news day, a ticker cluster. Two more replay the shapes
+of issue #8 on eleven days of background: a sparse surge (first-hand reports at minutes 0, 14, 25, 35, 44,
+53, 59, 66, 70, ... at a broker with two reports in the previous eleven days) and a sparse slow build (one
+report every 20-35 minutes for ten hours at a broker that saw about one every four days).
 ``incident_keys`` are the keys where an alert is right; an alert on any other key is a false alert.
+
+Benchmark-only code: the runtime package never imports it (tests import it from ``benchmarks``).
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class Scenario:
     start: datetime = START
     end: datetime = START + timedelta(days=DAYS)
 
+    @property
+    def weeks(self) -> float:
+        return (self.end - self.start).total_seconds() / (7 * 86400)
+
 
 class _Gen:
     def __init__(self, seed: int) -> None:
@@ -138,12 +147,14 @@ def _diurnal(t: datetime) -> float:
     return 0.25 + 0.75 * (0.5 - 0.5 * math.cos((h - 4) / 24 * 2 * math.pi)) ** 2 * 2
 
 
-def background(gen: _Gen, discussion_per_day: float = 120, victims_per_day: float = 3) -> list[Report]:
+def background(
+    gen: _Gen, discussion_per_day: float = 120, victims_per_day: float = 3, days: float = DAYS
+) -> list[Report]:
     """Discussion with a daily rhythm and sporadic victim reports at random brokers."""
     out = []
     t = START
     step = timedelta(minutes=5)
-    while t < START + timedelta(days=DAYS):
+    while t < START + timedelta(days=days):
         f = _diurnal(t)
         for _ in range(_poisson(gen.rng, discussion_per_day / 288 * f)):
             b = gen.broker()
@@ -272,5 +283,98 @@ def _scenario(
     )
 
 
+# ------------------------------------------------------------------ the two shapes of issue #8
+HISTORY_DAYS = 11  # days of history before the incident
+# first-hand reports at one broker, minutes after the first, as the issue lists them (then it goes on)
+SURGE_MINUTES = (0, 14, 25, 35, 44, 53, 59, 66, 70, 78, 83, 91, 97, 104, 112, 118, 131, 140, 152, 167)
+
+
+def _quiet_broker(reports: list[Report], broker: str, keep: int, g: _Gen, days: float) -> list[Report]:
+    """Drop the background's victim reports at ``broker`` and put back exactly ``keep`` of them, spread over
+    the history, so the broker's baseline is the issue's (2 in 11 days, or one every four days)."""
+    out = [r for r in reports if not (r.label == VICTIM and broker in r.brokers)]
+    for i in range(keep):
+        t = START + timedelta(days=days * (i + 0.5) / keep, minutes=g.rng.randrange(600))
+        out.append(g.post(t, VICTIM, (broker,)))
+    return out
+
+
+def sparse_surge(seed: int = 7, history_days: int = HISTORY_DAYS) -> Scenario:
+    """Issue #8's surge: distinct first-hand reporters at :data:`SURGE_MINUTES` after 2 reports in 11 days."""
+    g = _Gen(seed)
+    broker = "松井証券"
+    at = START + timedelta(days=history_days, hours=14)
+    reports = _quiet_broker(background(g, days=history_days + 1), broker, 2, g, history_days)
+    inc = [
+        g.post(at + timedelta(minutes=m, seconds=g.rng.randrange(50)), VICTIM, (broker,))
+        for m in SURGE_MINUTES
+    ]
+    scen = _scenario(
+        "sparse surge",
+        "reports at min 0,14,25,35,44,... after 2 in 11 days",
+        reports,
+        inc,
+        ("broker", broker),
+    )
+    scen.end = START + timedelta(days=history_days + 1)
+    return scen
+
+
+def sparse_slow_build(seed: int = 8, history_days: int = HISTORY_DAYS) -> Scenario:
+    """Issue #8's slow build: one report every 20-35 min for 10 h, against about one every four days."""
+    g = _Gen(seed)
+    broker = "SMBC日興証券"
+    at = START + timedelta(days=history_days, hours=14)
+    reports = _quiet_broker(
+        background(g, days=history_days + 1), broker, max(1, history_days // 4), g, history_days
+    )
+    inc = []
+    t = at
+    while t < at + timedelta(hours=10):
+        inc.append(g.post(t, VICTIM, (broker,)))
+        t += timedelta(minutes=20 + 15 * g.rng.random())
+    scen = _scenario(
+        "slow build 10h",
+        "1 report every 20-35 min for 10 h vs ~1 per 4 days",
+        reports,
+        inc,
+        ("broker", broker),
+    )
+    scen.end = START + timedelta(days=history_days + 1)
+    return scen
+
+
 def all_scenarios() -> list[Scenario]:
-    return [sudden_surge(), slow_build(), viral_repost(), outage_storm(), news_day(), ticker_cluster()]
+    return [
+        sudden_surge(),
+        slow_build(),
+        sparse_surge(),
+        sparse_slow_build(),
+        viral_repost(),
+        outage_storm(),
+        news_day(),
+        ticker_cluster(),
+    ]
+
+
+def post_records(scen: Scenario) -> list[dict]:
+    """The scenario as DESIGN.md Post records (what ``replay`` reads), for runs through the real pipeline:
+    the analyzer labels the texts itself. Every post is written as an X post (the ids are X-like)."""
+    out = []
+    for r in scen.reports:
+        pid = r.post_key.split(":", 1)[1]
+        author = r.author_key.split(":", 1)[1]
+        out.append(
+            {
+                "source": "x",
+                "id": pid,
+                "created_at": r.created_at.astimezone(JST).isoformat(),
+                "author_id": author,
+                "author_handle": author,
+                "text": r.text,
+                "lang": "ja",
+                "url": f"https://x.com/i/web/status/{pid}",
+                "repost_of": r.repost_of.split(":", 1)[-1] if r.repost_of else None,
+            }
+        )
+    return out
