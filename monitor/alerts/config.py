@@ -8,10 +8,12 @@ variants); the channel and the Web API base URL may come from the environment to
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from monitor.errors import ConfigError
+from nlp.entities import BROKERS
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,11 @@ class SlackConfig:
             raise ConfigError(f"[slack] api_url {self.api_url!r} must start with http:// or https:// (SLACK_API_URL)")
         if self.webhook_url and not str.__str__(self.webhook_url).startswith(("http://", "https://")):
             raise ConfigError("SLACK_WEBHOOK_URL is not a URL: copy the whole https://hooks.slack.com/... address")
+        for broker in self.routes:
+            if broker not in BROKERS:  # a misspelt route would never match and its alerts go elsewhere
+                near = difflib.get_close_matches(broker, BROKERS, n=1, cutoff=0.4)
+                hint = f"did you mean {near[0]!r}?" if near else "use a canonical name of nlp/data/brokers.json"
+                raise ConfigError(f"[slack] routes: {broker!r} is not a broker name: {hint}")
 
     @property
     def enabled(self) -> bool:

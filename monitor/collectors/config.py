@@ -10,15 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from monitor.settings import Secret
+from nlp.entities import broker_search_terms
 
-# Canonical names (DESIGN.md) plus the short forms people actually type; a search query has to match
-# what is written, and "楽天証券" alone misses "楽天で勝手に売られた".
-DEFAULT_BROKER_TERMS: tuple[str, ...] = (
-    "楽天証券", "SBI証券", "マネックス証券", "松井証券", "auカブコム証券", "三菱UFJeスマート証券", "野村證券",
-    "大和証券", "SMBC日興証券", "みずほ証券", "岡三証券", "GMOクリック証券", "PayPay証券", "岩井コスモ証券",
-    "東海東京証券", "SBIネオトレード証券", "DMM株", "moomoo証券", "ウィブル証券", "楽天", "SBI", "マネックス",
-    "カブコム", "日興", "ネオトレ",
-)
+# Every spelling the broker lexicon (nlp/data/brokers.json) knows, as the fewest search words: a search
+# query has to match what is written, and "楽天証券" alone misses "楽天で勝手に売られた".
+DEFAULT_BROKER_TERMS: tuple[str, ...] = broker_search_terms()
 DEFAULT_INCIDENT_TERMS: tuple[str, ...] = (
     "不正ログイン", "不正アクセス", "乗っ取り", "乗っ取られ", "勝手に", "身に覚えのない", "知らない取引",
     "中国株", "売却された", "買われた", "不正取引", "フィッシング",
