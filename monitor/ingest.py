@@ -82,24 +82,7 @@ def _store_raw(session: Session, raw: RawPayload) -> int:
 
 
 def post_row_values(record: PostRecord, raw_page_id: int | None, now: datetime) -> dict[str, Any]:
-    offset = record.created_at.utcoffset()
-    return {
-        "source": record.source,
-        "post_id": record.id,
-        "created_at": record.created_at,
-        "utc_offset_min": int(offset.total_seconds() // 60) if offset is not None else 0,
-        "author_id": record.author_id,
-        "author_handle": record.author_handle,
-        "text": record.text,
-        "lang": record.lang,
-        "url": record.url,
-        "repost_of": record.repost_of,
-        "reply_to": record.reply_to,
-        "quote_of": record.quote_of,
-        "metrics": record.metrics,
-        "raw_page_id": raw_page_id,
-        "ingested_at": now,
-    }
+    return {**record.row_values(), "raw_page_id": raw_page_id, "ingested_at": now}
 
 
 def save_cursor(session: Session, source: str, name: str, value: str, extra: dict[str, Any] | None = None) -> None:

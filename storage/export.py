@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from storage.errors import StorageError
+from storage.records import flat_columns
 
 FORMATS = ("jsonl", "csv", "parquet")
 # Characters that line readers such as Python's str.splitlines treat as line breaks although JSON allows
@@ -29,10 +30,8 @@ def json_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKERS)
 
 
-CSV_COLUMNS = (
-    "source", "id", "created_at", "author_id", "author_handle", "text", "lang", "url", "repost_of",
-    "reply_to", "quote_of", "label", "score", "brokers", "tickers", "model",
-)
+# The flat fields of the one export model (storage.records.ExportRecord), in its order.
+CSV_COLUMNS: tuple[str, ...] = tuple(name for name, _ in flat_columns())
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
@@ -66,13 +65,8 @@ def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        ("source", pa.string()), ("id", pa.string()), ("created_at", pa.string()), ("author_id", pa.string()),
-        ("author_handle", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("url", pa.string()),
-        ("repost_of", pa.string()), ("reply_to", pa.string()), ("quote_of", pa.string()),
-        ("label", pa.string()), ("score", pa.float64()), ("brokers", pa.list_(pa.string())),
-        ("tickers", pa.list_(pa.string())), ("model", pa.string()),
-    ])
+    arrow = {str: pa.string(), float: pa.float64(), list: pa.list_(pa.string())}
+    schema = pa.schema([(name, arrow[kind]) for name, kind in flat_columns()])
     n = 0
     buffer: list[dict[str, Any]] = []
     with pq.ParquetWriter(str(path), schema) as writer:

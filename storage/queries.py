@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from storage.models import Alert, Annotation, Mention, Post
+from storage.records import ExportRecord, PostRecord
 
 
 @dataclass
@@ -24,32 +25,14 @@ class PostView:
     tickers: list[str] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        p = self.post
-        tz = timezone(timedelta(minutes=p.utc_offset_min))
-        record: dict[str, Any] = {
-            "source": p.source,
-            "id": p.post_id,
-            "created_at": p.created_at.astimezone(tz).isoformat(),
-            "author_id": p.author_id,
-            "author_handle": p.author_handle,
-            "text": p.text,
-            "lang": p.lang,
-            "url": p.url,
-            "repost_of": p.repost_of,
-            "reply_to": p.reply_to,
-            "quote_of": p.quote_of,
-            "metrics": p.metrics or {},
-        }
+        """The post as an :class:`~storage.records.ExportRecord` (JSON-ready dict): exports and the API."""
         a = self.annotation
-        record.update(
-            label=a.label if a else None,
-            score=round(a.score, 4) if a else None,
-            scores={k: round(v, 4) for k, v in (a.scores or {}).items()} if a else None,
-            brokers=self.brokers,
-            tickers=self.tickers,
-            model=a.model if a else None,
-        )
-        return record
+        analysis: dict[str, Any] = {"brokers": self.brokers, "tickers": self.tickers}
+        if a is not None:
+            analysis.update(label=a.label, score=round(a.score, 4), model=a.model,
+                            scores={k: round(v, 4) for k, v in (a.scores or {}).items()})
+        post = PostRecord.from_row(self.post)
+        return ExportRecord.model_construct(**dict(post), **analysis).model_dump(mode="json")
 
 
 def iter_post_views(session: Session, *, label: str | None = None, since: datetime | None = None,

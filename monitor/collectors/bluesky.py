@@ -43,7 +43,8 @@ from monitor.collectors.base import CollectResult, collect_each, read_cursor, sa
 from monitor.collectors.config import BlueskyConfig
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
-from monitor.records import MAX_TEXT_CHARS, PostRecord, parse_timestamp
+from monitor.records import MAX_TEXT_CHARS, PostRecord, new_post, parse_timestamp
+from storage.records import LIMITS
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ JETSTREAM_CURSOR = "jetstream"
 # Jetstream only roughly orders by time_us, so a reconnect starts this far behind the last event read.
 DEFAULT_REWIND_US = 3_000_000
 MAX_HANDLES = 100_000
-MAX_URI_CHARS = 128  # posts.post_id / reply_to / quote_of column width (storage.models.Post)
+MAX_URI_CHARS = LIMITS["id"]  # posts.post_id / reply_to / quote_of column width (storage.records.LIMITS)
 _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\uff66-\uff9f]")
 
 
@@ -185,13 +186,13 @@ def record_to_post(
     reply = record.get("reply")
     reply_to = _uri_of(reply.get("parent")) if isinstance(reply, dict) else None
     quote_of = quoted_uri(record.get("embed"))
-    return PostRecord(
+    return new_post(
         source=SOURCE,
         id=uri,
         created_at=created_at,
         author_id=did,
         author_handle=handle,
-        text=text.encode("utf-8", "replace").decode("utf-8"),
+        text=text,
         lang=lang,
         url=post_url(did, rkey),
         # A reference too long for its column is dropped rather than failing the whole page's transaction.
