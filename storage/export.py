@@ -82,6 +82,11 @@ def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int
     return n
 
 
+def _unwritable(output: str, exc: OSError) -> StorageError:
+    return StorageError(f"{output}: cannot write the export ({exc.strerror or exc}); check that its folder exists "
+                        "and is writable")
+
+
 def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO) -> int:
     """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many."""
     if fmt not in FORMATS:
@@ -89,8 +94,15 @@ def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdo
     if fmt == "parquet":
         if not output or output == "-":
             raise StorageError("parquet is a binary format: give --output PATH.parquet")
-        return write_parquet(records, Path(output))
+        try:
+            return write_parquet(records, Path(output))
+        except OSError as exc:
+            raise _unwritable(output, exc) from None
     if output and output != "-":
-        with open(output, "w", encoding="utf-8", newline="") as fh:
+        try:
+            fh = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise _unwritable(output, exc) from None
+        with fh:
             return write_jsonl(records, fh) if fmt == "jsonl" else write_csv(records, fh)
     return write_jsonl(records, stdout) if fmt == "jsonl" else write_csv(records, stdout)

@@ -33,6 +33,7 @@ from slack_sdk.webhook import WebhookClient
 from monitor.alerts.config import AlertsConfig, SlackConfig
 from monitor.alerts.notifiers import Delivery, SendResult
 from monitor.alerts.render import render_blocks
+from monitor.collectors.retry import wait_from_headers
 from monitor.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -84,20 +85,17 @@ class _RateLimited(Exception):
 
 
 def retry_after_seconds(headers: Mapping[str, Any] | None, default: float = 30.0) -> float:
-    """The wait a 429 asks for (Retry-After in seconds), ``default`` when absent or unreadable.
+    """The wait a 429 asks for, read by the one policy's header parser (Retry-After in seconds or as an
+    HTTP date, and the rate-limit reset headers); ``default`` when absent or unreadable.
 
     >>> retry_after_seconds({"Retry-After": "7"}), retry_after_seconds({"retry-after": ["2"]}), retry_after_seconds({})
     (7.0, 2.0, 30.0)
+    >>> retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})  # a date already past
+    0.0
     """
-    for name, value in (headers or {}).items():
-        if str(name).lower() == "retry-after":
-            if isinstance(value, list | tuple):
-                value = value[0] if value else ""
-            try:
-                return max(0.0, float(str(value).strip()))
-            except ValueError:
-                return default
-    return default
+    flat = {str(k): (v[0] if v else "") if isinstance(v, list | tuple) else v for k, v in (headers or {}).items()}
+    wait = wait_from_headers(flat)
+    return default if wait is None else wait
 
 
 def describe_body(body: str) -> str:

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+RESET_GRACE_SECONDS = 0.5
+
+
 class Shutdown(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised out of a wait when the stop event is set; collectors end the pass with ``stopped=True``."""
 
@@ -137,23 +140,34 @@ def _response_of(exc: BaseException) -> Any:
     return response if getattr(response, "status_code", None) is not None else None
 
 
+# Client-library exception classes by name (in the class hierarchy, so subclasses count too): the policy
+# imports no client library. Only types decide; message text never does (a KeyError('x-rate-limit-reset')
+# is a bug to report, not a "connection reset" to retry).
+_TIMEOUT_TYPES = frozenset({"Timeout", "TimeoutException", "ReadTimeout", "ConnectTimeout", "TimeoutError"})
+_CUT_OFF_TYPES = frozenset({"ChunkedEncodingError", "IncompleteRead", "ProtocolError", "RemoteProtocolError",
+                            "RemoteDisconnected", "ConnectionClosed", "ConnectionClosedError"})
+_CONNECT_TYPES = frozenset({"ConnectionError", "ConnectError", "NetworkError", "TransportError", "ProxyError",
+                            "InvalidStatus", "InvalidHandshake"})
+
+
+def _type_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
 def _is_network_error(exc: BaseException) -> str | None:
-    """The likely cause when ``exc`` is a timeout / reset / refused connection from any client library."""
-    name = type(exc).__name__.lower()
-    text = str(exc).lower()
-    chain = [exc, exc.__cause__, exc.__context__, getattr(exc, "original_exception", None)]
-    for item in chain:
-        if isinstance(item, TimeoutError | socket.timeout) or "timeout" in type(item).__name__.lower():
+    """The likely cause when ``exc`` (or what it wraps) is a timeout, a cut-off or a failed connection."""
+    for item in (exc, getattr(exc, "original_exception", None), exc.__cause__):
+        if item is None:
+            continue
+        names = _type_names(item)
+        if isinstance(item, TimeoutError | socket.timeout) or names & _TIMEOUT_TYPES:
             return "no answer in time: network slow or the service overloaded"
-    if "timeout" in name or "timed out" in text:
-        return "no answer in time: network slow or the service overloaded"
-    if "chunkedencoding" in name or "incompleteread" in text or "protocolerror" in name:
-        return "response cut off mid-transfer: the connection dropped"
-    if (isinstance(exc, ConnectionResetError) or "reset" in text or "remotedisconnected" in text.replace(" ", "")
-            or "aborted" in text):
-        return "connection reset: a proxy or the service dropped it mid-request"
-    if isinstance(exc, ConnectionError | OSError) or "connection" in name or "connect" in text:
-        return "cannot connect: network down, DNS, or the service unreachable"
+        if names & _CUT_OFF_TYPES:
+            return "response cut off mid-transfer: the connection dropped"
+        if isinstance(item, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+            return "connection reset: a proxy or the service dropped it mid-request"
+        if isinstance(item, ConnectionError | socket.gaierror) or names & _CONNECT_TYPES:
+            return "cannot connect: network down, DNS, or the service unreachable"
     return None
 
 
@@ -245,7 +259,9 @@ def call(
             if failures > policy.attempts * 2:  # a service that keeps answering 429 after its own reset time
                 raise RateLimited(f"{what}: still rate-limited after {failures} waits", wait)
             log.warning("%s: %s; waiting %.1fs as the service asks", what, verdict.cause, wait)
-            sleep(stop, wait + 0.5 if verdict.wait else wait)
+            # A reset time the service gave, even one already past (a 0.0 s wait), gets a grace period:
+            # clocks differ, and asking again at the very second of the reset earns another 429.
+            sleep(stop, wait + RESET_GRACE_SECONDS if verdict.wait is not None else wait)
             continue
         failures += 1
         if failures >= policy.attempts:
