@@ -181,10 +181,18 @@ def open_input(path: str | Path) -> IO[str]:
     """Open a JSONL file (``-`` for stdin) as UTF-8 text, replacing undecodable bytes."""
     if str(path) == "-":
         return sys.stdin
+    p = check_input_file(path)
+    return p.open("r", encoding="utf-8", errors="replace")
+
+
+def check_input_file(path: str | Path) -> Path:
+    """``path`` as a readable file, or an :class:`InputError` that says what it is instead."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError("is a directory: name one JSONL file (e.g. a file inside it)", path=str(p))
     if not p.exists():
         raise InputError(f"no such file: {p}", path=str(p))
-    return p.open("r", encoding="utf-8", errors="replace")
+    return p
 
 
 def raw_for_line(line: FileLine, path: str, now: datetime) -> RawPayload | None:

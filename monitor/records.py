@@ -108,8 +108,20 @@ def is_x_page(obj: Any) -> bool:
 
 
 def is_x_flat_tweet(obj: Any) -> bool:
-    """A tweet as ``twarc2 flatten`` writes it: a tweet object with its ``author`` expanded inline."""
-    return isinstance(obj, dict) and "source" not in obj and "author_id" in obj and "text" in obj and "id" in obj
+    """A tweet as ``twarc2 flatten`` writes it: a tweet object with its ``author`` expanded inline.
+
+    Such a tweet may carry ``source`` too (the posting app, "Twitter for Android"), so the twarc envelope
+    or the inline author tells it from a Post record, not the absence of ``source``.
+
+    >>> is_x_flat_tweet({"id": "1", "text": "t", "author_id": "2", "source": "Twitter for Android",
+    ...                  "author": {"id": "2", "username": "u"}, "__twarc": {"url": "..."}})
+    True
+    >>> is_x_flat_tweet({"source": "x", "id": "1", "text": "t", "author_id": "2"})
+    False
+    """
+    if not (isinstance(obj, dict) and "author_id" in obj and "text" in obj and "id" in obj):
+        return False
+    return "__twarc" in obj or isinstance(obj.get("author"), dict) or "source" not in obj
 
 
 def x_page_users(page: dict[str, Any]) -> dict[str, dict[str, Any]]:

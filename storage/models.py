@@ -20,7 +20,7 @@ from sqlmodel import JSON, Column, Field, SQLModel
 from storage.records import LIMITS
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """A DateTime that refuses naive values and returns aware UTC on every backend."""
 
     impl = sa.DateTime(timezone=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.models import Alert, Annotation, Mention, Post
 from storage.records import ExportRecord, PostRecord
@@ -40,17 +40,17 @@ def iter_post_views(session: Session, *, label: str | None = None, since: dateti
     """Every stored post (oldest first) with its newest annotation and mentions, streamed in batches."""
     newest = (
         select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id"))
-        .group_by(Annotation.post_pk)
+        .group_by(col(Annotation.post_pk))
         .subquery()
     )
     last_id = 0
     while True:
         stmt = (
             select(Post, Annotation)
-            .outerjoin(newest, newest.c.post_pk == Post.id)
-            .outerjoin(Annotation, Annotation.id == newest.c.ann_id)
-            .where(Post.id > last_id)
-            .order_by(Post.id)  # type: ignore[arg-type]
+            .outerjoin(newest, newest.c.post_pk == col(Post.id))
+            .outerjoin(Annotation, col(Annotation.id) == newest.c.ann_id)
+            .where(col(Post.id) > last_id)
+            .order_by(col(Post.id))
             .limit(batch)
         )
         if label is not None:
@@ -62,11 +62,11 @@ def iter_post_views(session: Session, *, label: str | None = None, since: dateti
         rows = session.exec(stmt).all()
         if not rows:
             return
-        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None])
+        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None and a.id is not None])
         for post, annotation in rows:
-            entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
+            entities = found.get(annotation.id, {}) if annotation is not None and annotation.id is not None else {}
             yield PostView(post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])))
-        last_id = rows[-1][0].id  # type: ignore[assignment]
+        last_id = rows[-1][0].id or last_id
 
 
 def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: int = 500) -> dict[int, dict[str, list[str]]]:
@@ -93,9 +93,15 @@ def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
     return {f"{p.source}:{p.post_id}": p for p in rows}
 
 
+def post_counts(session: Session) -> dict[str, int]:
+    """Stored posts per source (``import``/``replay`` files count under the source their records name)."""
+    rows = session.exec(select(Post.source, sa.func.count()).group_by(col(Post.source)).order_by(col(Post.source))).all()
+    return {source: int(n) for source, n in rows}
+
+
 def label_counts(session: Session) -> dict[str, int]:
     newest = (
-        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(Annotation.post_pk).subquery()
+        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(col(Annotation.post_pk)).subquery()
     )
     rows = session.exec(
         select(Annotation.label, sa.func.count())

@@ -8,6 +8,7 @@ the fix); ``monitor.records`` turns them into ``InputError`` with the file and l
 
 from __future__ import annotations
 
+import typing
 from datetime import datetime, timedelta, timezone
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -180,7 +181,7 @@ def flat_columns() -> list[tuple[str, type]]:
         base = get_origin(hint) or hint
         if base is dict:
             continue
-        out.append((name, str if name == "created_at" else base))
+        out.append((name, str if name == "created_at" else typing.cast(type, base)))
     return out
 
 

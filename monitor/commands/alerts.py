@@ -29,7 +29,7 @@ def cmd_list(args: argparse.Namespace, *, out: Any = None, now: datetime | None 
 
     out = out or sys.stdout
     now = now or datetime.now(UTC)
-    engine = settings_and_engine(args)[1]
+    engine = settings_and_engine(args, read_only=True)[1]
     with Session(engine) as session:
         alerts = list_alerts(session, args.status, args.limit)
         silences = list_silences(session, now)
