@@ -33,8 +33,9 @@ from slack_sdk.webhook import WebhookClient
 from monitor.alerts.config import AlertsConfig, SlackConfig
 from monitor.alerts.notifiers import Delivery, SendResult
 from monitor.alerts.render import render_blocks
-from monitor.collectors.retry import wait_from_headers
-from monitor.errors import DeliveryError
+from monitor.collectors import retry
+from monitor.collectors.retry import RetryPolicy, wait_from_headers
+from monitor.errors import DeliveryError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +150,23 @@ class _SlackBase:
 
     def _with_rate_limit(self, call: Callable[[], T]) -> T:
         """Run ``call``; wait out a short 429 in place (within max_retry_wait_seconds in all), else give up."""
-        budget = self.slack.max_retry_wait_seconds
-        while True:
+        def attempt() -> T:
             try:
                 return call()
             except _RateLimited as limited:
-                if limited.wait > budget or self.stop.is_set():
-                    raise DeliveryError(
-                        f"{limited.what}: rate limited by Slack (Retry-After {limited.wait:g}s); will retry then",
-                        retryable=True,
-                        retry_after=limited.wait,
-                    ) from None
-                log.info("%s: rate limited, waiting %.1fs as Slack asks", limited.what, limited.wait)
-                budget -= limited.wait
-                if self.stop.wait(limited.wait):  # shutting down: leave it to the next attempt
-                    raise DeliveryError(f"{limited.what}: shutting down during a rate-limit wait; will retry",
-                                        retryable=True, retry_after=0) from None
+                raise RateLimited(f"{limited.what}: rate limited by Slack (Retry-After {limited.wait:g}s)",
+                                  limited.wait) from None
+
+        # The one retry policy: a short wait is slept through on the stop event; a longer one, repeated
+        # 429s and shutdown go back to the outbox, whose back-off is the same policy's.
+        policy = RetryPolicy(attempts=1, max_wait=self.slack.max_retry_wait_seconds)
+        try:
+            return retry.call(attempt, policy=policy, stop=self.stop, what="Slack")
+        except RateLimited as exc:
+            raise DeliveryError(f"{exc}; will retry then", retryable=True, retry_after=exc.wait_seconds) from None
+        except retry.Shutdown:
+            raise DeliveryError("Slack: shutting down during a rate-limit wait; will retry", retryable=True,
+                                retry_after=0) from None
 
 
 class SlackWebhookNotifier(_SlackBase):

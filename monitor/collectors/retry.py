@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from monitor.errors import CredentialsError, RateLimited, SourceError
+from monitor.errors import CredentialsError, MonitorError, RateLimited, SourceError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class RetryPolicy:
         >>> [RetryPolicy(base_delay=1, max_delay=5).backoff(n) for n in (1, 2, 3, 4)]
         [1.0, 2.0, 4.0, 5.0]
         """
-        return float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+        return float(min(self.max_delay, self.base_delay * (2 ** min(attempt - 1, 60))))
 
 
 def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
@@ -154,20 +154,34 @@ def _type_names(exc: BaseException) -> set[str]:
     return {cls.__name__ for cls in type(exc).__mro__}
 
 
-def _is_network_error(exc: BaseException) -> str | None:
-    """The likely cause when ``exc`` (or what it wraps) is a timeout, a cut-off or a failed connection."""
-    for item in (exc, getattr(exc, "original_exception", None), exc.__cause__):
-        if item is None:
+def _chain(exc: BaseException, limit: int = 12) -> list[BaseException]:
+    """``exc`` and what it wraps (its cause, prawcore's ``original_exception``, exceptions carried in
+    ``args`` as requests/urllib3 do), breadth first."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < limit:
+        item = todo.pop(0)
+        if any(item is seen for seen in found):
             continue
-        names = _type_names(item)
-        if isinstance(item, TimeoutError | socket.timeout) or names & _TIMEOUT_TYPES:
-            return "no answer in time: network slow or the service overloaded"
-        if names & _CUT_OFF_TYPES:
-            return "response cut off mid-transfer: the connection dropped"
-        if isinstance(item, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
-            return "connection reset: a proxy or the service dropped it mid-request"
-        if isinstance(item, ConnectionError | socket.gaierror) or names & _CONNECT_TYPES:
-            return "cannot connect: network down, DNS, or the service unreachable"
+        found.append(item)
+        wrapped = [item.__cause__, getattr(item, "original_exception", None),
+                   *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))]
+        todo += [w for w in wrapped if isinstance(w, BaseException)]
+    return found
+
+
+def _is_network_error(exc: BaseException) -> str | None:
+    """The likely cause when ``exc`` (or what it wraps) is a timeout, a reset, a cut-off or no connection."""
+    chain = _chain(exc)
+    names = set().union(*(_type_names(item) for item in chain))
+    if any(isinstance(item, TimeoutError | socket.timeout) for item in chain) or names & _TIMEOUT_TYPES:
+        return "no answer in time: network slow or the service overloaded"
+    if any(isinstance(item, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) for item in chain):
+        return "connection reset: a proxy or the service dropped it mid-request"
+    if names & _CUT_OFF_TYPES:
+        return "response cut off mid-transfer: the connection dropped"
+    if any(isinstance(item, ConnectionError | socket.gaierror) for item in chain) or names & _CONNECT_TYPES:
+        return "cannot connect: network down, DNS, or the service unreachable"
     return None
 
 
@@ -179,6 +193,8 @@ def classify(exc: BaseException, now: float | None = None) -> Verdict:
         return Verdict("rate_limit", str(exc), exc.wait_seconds)
     if isinstance(exc, TransientError):
         return Verdict("transient", str(exc))
+    if isinstance(exc, MonitorError):  # already explained by the caller (a DeliveryError, an InputError)
+        return Verdict("passthrough", str(exc))
     if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ == "JSONDecodeError":
         return Verdict("transient", "body is not complete JSON (truncated by a proxy or a dropped connection)")
     response = _response_of(exc)
@@ -242,6 +258,8 @@ def call(
             raise
         except Exception as exc:  # noqa: BLE001 - classified below; unknown kinds are re-raised
             verdict = classify(exc)
+            if verdict.kind == "passthrough":
+                raise
         if verdict.kind == "credentials":
             variable = credential_hint or "the credentials"
             raise CredentialsError(variable, f"{what} was refused ({verdict.cause}); check {variable}") from None
