@@ -18,21 +18,23 @@ RUN groupadd --system --gid 10001 monitor \
  && mkdir -p /data && chown monitor:monitor /data
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY monitor ./monitor
 COPY nlp ./nlp
 COPY storage ./storage
 
 # The default install runs the classifier on ONNX Runtime: no torch, no CUDA. The Sudachi dictionary
 # (sudachidict_core) and the bundled model are part of the install; loading them once here proves it.
-RUN pip install . \
+# constraints.txt pins every runtime dependency to the versions the tests passed with (make constraints).
+RUN pip install -c constraints.txt . \
  && python -c "from nlp import Analyzer; a = Analyzer.load(); print(a.analyze('楽天証券で勝手に株を売られた').label)"
 
 USER monitor
 VOLUME ["/data"]
 WORKDIR /home/monitor
 
-# Healthy while the store answers and the scheduler has written its heartbeat recently.
+# Healthy while the store answers and the scheduler has written its heartbeat recently. `status --check`
+# only reads: it never creates the store or runs migrations (`run` and `db upgrade` do that).
 HEALTHCHECK --interval=60s --timeout=10s --start-period=60s --retries=3 \
   CMD ["incident-monitor", "status", "--check"]
 

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Elsewhere: make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint clean
+.PHONY: demo test types lint clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Types (configured in pyproject.toml): not yet part of `make test`, it still reports errors to fix.
+types: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+# Pin the runtime dependencies the Dockerfile installs (after changing dependencies in pyproject.toml).
+constraints: $(VENV)/.installed
+	$(BIN)/python .ci/freeze-constraints.py > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache

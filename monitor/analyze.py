@@ -28,7 +28,7 @@ class AnalyzerLike(Protocol):
     def analyze_batch(self, texts: Sequence[str]) -> list[Any]: ...
 
 
-def load_analyzer(model: str | None, securities: tuple[str, ...] = ()) -> Any:
+def load_analyzer(model: str | None, securities: tuple[str, ...] = (), threads: int = 0) -> Any:
     """The NLP stage (bundled model unless ``model`` names another; the bundled securities master plus
     any official listed-company files), loaded once."""
     try:
@@ -37,7 +37,7 @@ def load_analyzer(model: str | None, securities: tuple[str, ...] = ()) -> Any:
     except ImportError as exc:  # a broken install, not a user error we can fix here
         raise ModelError(f"the nlp package cannot be imported ({exc}); reinstall with `pip install -e .`") from exc
     try:
-        return Analyzer.load(model, securities=securities)
+        return Analyzer.load(model, securities=securities, threads=threads)
     except NLPError as exc:
         raise ModelError(str(exc)) from exc
 

@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.errors import MonitorError
-from storage.errors import StorageError
+from monitor.errors import USER_ERRORS, MonitorError
 
 COMMAND_MODULES = (
     "monitor.commands.core",
@@ -27,11 +26,17 @@ COMMAND_MODULES = (
 
 
 def _add_shared_options(parser: argparse.ArgumentParser) -> None:
+    """``--db`` and ``--config`` where the command uses them (``set_defaults(shared_options=(...))`` narrows
+    the pair, so no command accepts a flag it ignores), and ``-v`` everywhere."""
+    shared = parser.get_default("shared_options")
+    shared = ("db", "config") if shared is None else shared
     group = parser.add_argument_group("shared options")
-    group.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                       help="database URL; overrides DATABASE_URL (default: a SQLite file in the user data dir)")
-    group.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                       help="incident-monitor.toml to read (default: ./incident-monitor.toml if present)")
+    if "db" in shared:
+        group.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                           help="database URL; overrides DATABASE_URL (default: a SQLite file in the user data dir)")
+    if "config" in shared:
+        group.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                           help="incident-monitor.toml to read (default: ./incident-monitor.toml if present)")
     group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
 
 
@@ -56,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that area is not part of this build
-                continue
-            raise
+        except ImportError as exc:  # a broken install: say so instead of quietly losing commands
+            raise MonitorError(
+                f"command module {name} cannot be imported ({exc}): the install is broken; reinstall with "
+                "`pip install -e .`"
+            ) from exc
         module.register(subparsers)
     for sub in _walk(parser)[1:]:
         if not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
@@ -73,7 +79,11 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except MonitorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -81,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(getattr(args, "verbose", 0) or 0)
     try:
         return int(args.handler(args) or 0)
-    except (MonitorError, StorageError) as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

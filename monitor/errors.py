@@ -7,7 +7,8 @@ says what failed, where, and what to try; the CLI prints exactly that line and e
      +-- ConfigError          bad or missing configuration (TOML, environment)
      |    +-- CredentialsError  a secret is missing or the service rejected it
      +-- InputError           a bad record in a file or stream (carries path and line number)
-     +-- StorageError         the database is unreachable or its schema is wrong
+     +-- StorageError         the database is unreachable or its schema is wrong (also a
+     |                        storage.errors.StorageError, which storage/ raises: see USER_ERRORS)
      +-- SourceError          a collector's service failed (HTTP status, timeout, bad payload)
      |    +-- RateLimited       the service asked us to wait longer than we are willing to block
      +-- DeliveryError        a notification could not be delivered (Slack, file)
@@ -15,6 +16,8 @@ says what failed, where, and what to try; the CLI prints exactly that line and e
 """
 
 from __future__ import annotations
+
+from storage import errors as _storage_errors
 
 
 class MonitorError(Exception):
@@ -54,8 +57,13 @@ class InputError(MonitorError):
         super().__init__(where + message)
 
 
-class StorageError(MonitorError):
-    """The store cannot be reached or used."""
+class StorageError(MonitorError, _storage_errors.StorageError):
+    """The store cannot be reached or used (catchable as either package's StorageError)."""
+
+
+#: What a user can cause or meet: printed as one line (CLI) or logged as one line (scheduler), never a
+#: traceback. storage/ imports nothing from monitor/, so its own StorageError is named here beside ours.
+USER_ERRORS: tuple[type[Exception], ...] = (MonitorError, _storage_errors.StorageError)
 
 
 class SourceError(MonitorError):

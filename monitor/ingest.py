@@ -82,24 +82,7 @@ def _store_raw(session: Session, raw: RawPayload) -> int:
 
 
 def post_row_values(record: PostRecord, raw_page_id: int | None, now: datetime) -> dict[str, Any]:
-    offset = record.created_at.utcoffset()
-    return {
-        "source": record.source,
-        "post_id": record.id,
-        "created_at": record.created_at,
-        "utc_offset_min": int(offset.total_seconds() // 60) if offset is not None else 0,
-        "author_id": record.author_id,
-        "author_handle": record.author_handle,
-        "text": record.text,
-        "lang": record.lang,
-        "url": record.url,
-        "repost_of": record.repost_of,
-        "reply_to": record.reply_to,
-        "quote_of": record.quote_of,
-        "metrics": record.metrics,
-        "raw_page_id": raw_page_id,
-        "ingested_at": now,
-    }
+    return {**record.row_values(), "raw_page_id": raw_page_id, "ingested_at": now}
 
 
 def save_cursor(session: Session, source: str, name: str, value: str, extra: dict[str, Any] | None = None) -> None:
@@ -198,10 +181,18 @@ def open_input(path: str | Path) -> IO[str]:
     """Open a JSONL file (``-`` for stdin) as UTF-8 text, replacing undecodable bytes."""
     if str(path) == "-":
         return sys.stdin
+    p = check_input_file(path)
+    return p.open("r", encoding="utf-8", errors="replace")
+
+
+def check_input_file(path: str | Path) -> Path:
+    """``path`` as a readable file, or an :class:`InputError` that says what it is instead."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError("is a directory: name one JSONL file (e.g. a file inside it)", path=str(p))
     if not p.exists():
         raise InputError(f"no such file: {p}", path=str(p))
-    return p.open("r", encoding="utf-8", errors="replace")
+    return p
 
 
 def raw_for_line(line: FileLine, path: str, now: datetime) -> RawPayload | None:

@@ -74,7 +74,9 @@ class Pipeline:
     @property
     def analyzer(self) -> Any:
         if self._analyzer is None:
-            self._analyzer = load_analyzer(self.settings.nlp.model, self.settings.nlp.securities_files)
+            self._analyzer = load_analyzer(
+                self.settings.nlp.model, self.settings.nlp.securities_files, self.settings.nlp.onnx_threads
+            )
         return self._analyzer
 
     @property

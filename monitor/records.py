@@ -6,130 +6,54 @@ reason. Reading files line by line (with line numbers) lives in :mod:`monitor.in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from monitor.errors import InputError
+from storage import records as _records
+from storage.records import KNOWN_SOURCES, MAX_TEXT_CHARS, PostRecord
 
-KNOWN_SOURCES = frozenset({"x", "reddit", "bluesky", "5ch", "web"})
-MAX_TEXT_CHARS = 100_000  # longer "posts" are not posts; the cap keeps one bad line from filling the store
-
-
-@dataclass(frozen=True, slots=True)
-class PostRecord:
-    """The Post record of DESIGN.md, validated."""
-
-    source: str
-    id: str
-    created_at: datetime  # timezone-aware
-    author_id: str
-    text: str
-    author_handle: str | None = None
-    lang: str | None = None
-    url: str | None = None
-    repost_of: str | None = None
-    reply_to: str | None = None
-    quote_of: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"{self.source}:{self.id}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "id": self.id,
-            "created_at": self.created_at.isoformat(),
-            "author_id": self.author_id,
-            "author_handle": self.author_handle,
-            "text": self.text,
-            "lang": self.lang,
-            "url": self.url,
-            "repost_of": self.repost_of,
-            "reply_to": self.reply_to,
-            "quote_of": self.quote_of,
-            "metrics": dict(self.metrics),
-        }
+__all__ = ["KNOWN_SOURCES", "MAX_TEXT_CHARS", "PostRecord", "new_post", "parse_post", "parse_timestamp"]
 
 
 def parse_timestamp(value: Any, field_name: str = "created_at") -> datetime:
-    """An ISO 8601 timestamp WITH an offset (``Z`` accepted) as an aware datetime.
+    """:func:`storage.records.parse_timestamp`, failing with an :class:`InputError`.
 
-    >>> parse_timestamp("2025-03-19T15:02:11+09:00").isoformat()
-    '2025-03-19T15:02:11+09:00'
-    >>> parse_timestamp("2021-04-08T19:34:32.000Z").isoformat()
-    '2021-04-08T19:34:32+00:00'
     >>> parse_timestamp("2025-03-19 15:02")
     Traceback (most recent call last):
     ...
     monitor.errors.InputError: created_at '2025-03-19 15:02' has no UTC offset: write it as ISO 8601 with an offset, e.g. 2025-03-19T15:02:11+09:00
     """
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{field_name} must be an ISO 8601 string, got {type(value).__name__}")
-    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise InputError(
-            f"{field_name} {text[:40]!r} is not an ISO 8601 timestamp: write e.g. 2025-03-19T15:02:11+09:00"
-        ) from None
-    if parsed.tzinfo is None:
-        raise InputError(
-            f"{field_name} {text[:40]!r} has no UTC offset: write it as ISO 8601 with an offset, "
-            "e.g. 2025-03-19T15:02:11+09:00"
-        )
-    return parsed
-
-
-def _str_field(obj: dict[str, Any], name: str, *, required: bool) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        if required:
-            raise InputError(f"missing required field {name!r}: a Post record needs source, id, created_at, author_id, text")
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InputError(f"field {name!r} must be a string, got {type(value).__name__}")
-    return str(value)
-
-
-def _clean_text(text: str) -> str:
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(f"text is {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit for one post")
-    # Lone surrogates cannot be stored as UTF-8; keep the post, mark what was lost.
-    return text.encode("utf-8", "replace").decode("utf-8")
+        return _records.parse_timestamp(value, field_name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def parse_post(obj: Any) -> PostRecord:
-    """Validate one DESIGN.md Post record.
+    """Validate one DESIGN.md Post record (a JSON object) into a :class:`PostRecord`.
 
     >>> parse_post({"source": "x", "id": 1, "created_at": "2025-03-19T15:02:11+09:00",
     ...             "author_id": "8812", "text": "楽天証券で勝手に中国株を買われた"}).key
     'x:1'
+    >>> parse_post({"source": "x", "id": 1, "created_at": "2025-03-19T15:02:11+09:00", "text": "t"})
+    Traceback (most recent call last):
+    ...
+    monitor.errors.InputError: missing required field 'author_id': a Post record needs source, id, created_at, author_id, text
     """
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, got {type(obj).__name__}")
-    source = _str_field(obj, "source", required=True)
-    if source not in KNOWN_SOURCES:
-        raise InputError(f"unknown source {source!r}: use one of {', '.join(sorted(KNOWN_SOURCES))}")
-    metrics = obj.get("metrics") or {}
-    if not isinstance(metrics, dict):
-        raise InputError("field 'metrics' must be an object")
-    return PostRecord(
-        source=source,
-        id=_str_field(obj, "id", required=True),  # type: ignore[arg-type]
-        created_at=parse_timestamp(obj.get("created_at")),
-        author_id=_str_field(obj, "author_id", required=True),  # type: ignore[arg-type]
-        text=_clean_text(_str_field(obj, "text", required=True)),  # type: ignore[arg-type]
-        author_handle=_str_field(obj, "author_handle", required=False),
-        lang=_str_field(obj, "lang", required=False),
-        url=_str_field(obj, "url", required=False),
-        repost_of=_str_field(obj, "repost_of", required=False),
-        reply_to=_str_field(obj, "reply_to", required=False),
-        quote_of=_str_field(obj, "quote_of", required=False),
-        metrics=metrics,
-    )
+    try:
+        return PostRecord.model_validate(obj)
+    except ValidationError as exc:
+        raise InputError(_records.validation_message(exc)) from None
+
+
+def new_post(**values: Any) -> PostRecord:
+    """A PostRecord built by a parser of a service's format; bad values fail as an :class:`InputError`."""
+    return parse_post(values)
 
 
 # --- X API v2 ------------------------------------------------------------------------------------------
@@ -162,13 +86,13 @@ def x_tweet_to_record(tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -
     handle = author.get("username") if isinstance(author, dict) else None
     url = f"https://x.com/{handle or 'i/web'}/status/{tweet['id']}"
     metrics = tweet.get("public_metrics") if isinstance(tweet.get("public_metrics"), dict) else {}
-    return PostRecord(
+    return new_post(
         source="x",
         id=str(tweet["id"]),
         created_at=parse_timestamp(tweet["created_at"]),
         author_id=author_id,
         author_handle=handle,
-        text=_clean_text(str(text)),
+        text=str(text),
         lang=tweet.get("lang"),
         url=url,
         repost_of=refs.get("retweeted"),
@@ -184,8 +108,20 @@ def is_x_page(obj: Any) -> bool:
 
 
 def is_x_flat_tweet(obj: Any) -> bool:
-    """A tweet as ``twarc2 flatten`` writes it: a tweet object with its ``author`` expanded inline."""
-    return isinstance(obj, dict) and "source" not in obj and "author_id" in obj and "text" in obj and "id" in obj
+    """A tweet as ``twarc2 flatten`` writes it: a tweet object with its ``author`` expanded inline.
+
+    Such a tweet may carry ``source`` too (the posting app, "Twitter for Android"), so the twarc envelope
+    or the inline author tells it from a Post record, not the absence of ``source``.
+
+    >>> is_x_flat_tweet({"id": "1", "text": "t", "author_id": "2", "source": "Twitter for Android",
+    ...                  "author": {"id": "2", "username": "u"}, "__twarc": {"url": "..."}})
+    True
+    >>> is_x_flat_tweet({"source": "x", "id": "1", "text": "t", "author_id": "2"})
+    False
+    """
+    if not (isinstance(obj, dict) and "author_id" in obj and "text" in obj and "id" in obj):
+        return False
+    return "__twarc" in obj or isinstance(obj.get("author"), dict) or "source" not in obj
 
 
 def x_page_users(page: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from monitor.collectors import health
 from monitor.collectors.base import Collector
-from monitor.errors import CredentialsError, MonitorError, RateLimited, SourceError
+from monitor.errors import USER_ERRORS, CredentialsError, RateLimited
 
 log = logging.getLogger(__name__)
 CYCLE_JOB = "pipeline-cycle"
@@ -75,7 +75,7 @@ class Bot:
             log.warning("%s: %s", source, exc)
             health.record_error(self.engine, source, str(exc))
             return
-        except (SourceError, MonitorError) as exc:
+        except USER_ERRORS as exc:
             log.error("%s: pass failed: %s", source, exc)
             health.record_error(self.engine, source, str(exc))
             return
@@ -91,7 +91,7 @@ class Bot:
             return
         try:
             self.cycle(datetime.now(UTC))
-        except MonitorError as exc:
+        except USER_ERRORS as exc:
             log.error("pipeline cycle failed: %s", exc)
         except Exception:  # noqa: BLE001 - the next cycle may well succeed; keep collecting
             log.exception("pipeline cycle failed")

@@ -1,29 +1,56 @@
-"""One settings object, built from ``incident-monitor.toml`` plus the environment.
+"""One settings object, built from ``incident-monitor.toml`` plus the environment, on pydantic-settings.
 
-Each area declares its settings as a frozen dataclass in its own package (detector, alerts, collectors);
-this module names them as TOML sections and fills them. Every field has a default and a help text
-(``metadata={"help": ...}``). Fields with ``metadata={"env": "VAR"}`` are read from that environment
-variable (or from the file named by ``VAR_FILE``); fields that also say ``"secret": True`` are never
-accepted from the TOML file and are held as :class:`Secret`, whose repr hides the value, so a secret can
-reach neither a log line nor the database by accident.
+Each area declares its settings as a frozen dataclass in its own package (detector, alerts, collectors) and
+names it in :data:`SECTIONS`; this module derives a strict pydantic model from each dataclass and loads them
+all through one ``pydantic_settings.BaseSettings`` whose sources are the environment and the TOML file.
+Every field has a default, a help text (``metadata={"help": ...}``) and a type with a range where it is a
+number (the aliases below: :data:`PositiveInt`, :data:`NonNegativeFloat` ...); TOML values must have the
+field's type (``seasonal = "yes"`` is an error, not true). Fields with ``metadata={"env": "VAR"}`` are read
+from that environment variable or from the file named by ``VAR_FILE``; fields that also say
+``"secret": True`` are never accepted from the TOML file and are held as :class:`Secret`, whose repr hides
+the value, so a secret can reach neither a log line nor the database by accident.
+
+Every problem is one :class:`~monitor.errors.ConfigError` line naming the file, line and key (or the
+environment variable) and the fix, with "did you mean ..." for a misspelt key or section.
+
+To add a setting: add a field to the area's dataclass with a constrained type, a default and a help text.
+To add a section: write the dataclass and add ``"name": "module:Class"`` to :data:`SECTIONS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
+import math
 import os
+import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import core_schema
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.errors import ConfigError
 
 CONFIG_ENV = "INCIDENT_MONITOR_CONFIG"
 DEFAULT_CONFIG_NAME = "incident-monitor.toml"
+
+# Constrained types for settings: every number has a range, and no float is NaN or infinite.
+# The upper bound keeps every duration inside what datetime arithmetic can hold.
+BIG = 1_000_000_000
+PositiveInt = Annotated[int, Field(gt=0, le=BIG)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=BIG)]
+PositiveFloat = Annotated[float, Field(gt=0, le=BIG, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, le=BIG, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+UtcOffsetHours = Annotated[float, Field(ge=-14, le=14, allow_inf_nan=False)]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://\S+$")]
+WebSocketUrl = Annotated[str, Field(pattern=r"^wss?://\S+$")]
 
 
 class Secret(str):
@@ -35,13 +62,18 @@ class Secret(str):
     def reveal(self) -> str:
         return str.__str__(self)
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(cls, core_schema.str_schema(strict=True))
 
-def read_secret(variable: str) -> Secret | None:
+
+def read_secret(variable: str, env: typing.Mapping[str, str] | None = None) -> Secret | None:
     """A secret from ``VARIABLE`` or from the file named by ``VARIABLE_FILE`` (Docker/K8s secrets)."""
-    value = os.environ.get(variable)
+    env = os.environ if env is None else env
+    value = env.get(variable)
     if value:
         return Secret(value.strip())
-    path = os.environ.get(f"{variable}_FILE")
+    path = env.get(f"{variable}_FILE")
     if path:
         try:
             return Secret(Path(path).read_text(encoding="utf-8").strip())
@@ -52,7 +84,7 @@ def read_secret(variable: str) -> Secret | None:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    database_url: str | None = field(
+    database_url: Secret | None = field(
         default=None,
         metadata={"help": "SQLAlchemy URL of the store; default a SQLite file in the user data directory",
                   "env": "DATABASE_URL", "secret": True},
@@ -61,9 +93,9 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    cycle_seconds: int = field(default=60, metadata={"help": "how often the analyze -> detect -> alert cycle runs (live)"})
-    replay_step_seconds: int = field(default=300, metadata={"help": "simulated-clock step of replay between cycles"})
-    analyze_batch: int = field(default=256, metadata={"help": "posts classified per batch"})
+    cycle_seconds: PositiveInt = field(default=60, metadata={"help": "how often the analyze -> detect -> alert cycle runs (live)"})
+    replay_step_seconds: PositiveInt = field(default=300, metadata={"help": "simulated-clock step of replay between cycles"})
+    analyze_batch: PositiveInt = field(default=256, metadata={"help": "posts classified per batch"})
 
 
 @dataclass(frozen=True)
@@ -75,9 +107,13 @@ class NLPConfig:
                           "(JPX data_j.xls, the EDINET code list CSV, HK/Shanghai/Shenzhen lists), so every "
                           "listed code is recognised"},
     )
+    onnx_threads: NonNegativeInt = field(
+        default=0, metadata={"help": "CPU threads of the ONNX classifier (0 = onnxruntime decides)", "env": "NLP_ONNX_THREADS"}
+    )
 
 
-# Sections declared elsewhere, imported lazily so a broken optional area cannot stop `--help`.
+# Sections declared elsewhere are imported when settings load; a section that cannot be imported is a broken
+# install and fails loudly rather than vanishing from the settings.
 SECTIONS: dict[str, str | type] = {
     "storage": StorageConfig,
     "pipeline": PipelineConfig,
@@ -97,96 +133,120 @@ def section_class(name: str) -> type:
     if isinstance(target, type):
         return target
     module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    try:
+        return typing.cast(type, getattr(importlib.import_module(module_name), attr))
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"settings section [{name}] cannot be loaded from {target} ({exc}): the install is broken; "
+            "reinstall with `pip install -e .`"
+        ) from exc
 
 
 def available_sections() -> dict[str, type]:
-    """The sections whose modules exist in this install."""
-    found: dict[str, type] = {}
-    for name in SECTIONS:
-        try:
-            found[name] = section_class(name)
-        except (ImportError, AttributeError):
-            continue
-    return found
+    """Every section's dataclass (all of them: a broken one is an error, see :func:`section_class`)."""
+    return {name: section_class(name) for name in SECTIONS}
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], where) if len(non_none) == 1 else value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return value.lower() in ("1", "true", "yes", "on")
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
-    if hint is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, got {value!r}") from None
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        item = args[0] if args else Any
-        items = [_coerce(v, item, f"{where}[{i}]") if item is not Any else v for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a table, got {value!r}")
-        return dict(value)
-    return value
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
 
 
-def build_section(cls: type, name: str, table: dict[str, Any], env: typing.Mapping[str, str]) -> Any:
-    """Fill one section dataclass from its TOML table and the environment."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"[{name}] has unknown setting(s) {', '.join(unknown)}: known are {', '.join(sorted(fields))}"
-        )
-    values: dict[str, Any] = {}
-    for fname, f in fields.items():
-        meta = f.metadata
-        where = f"[{name}].{fname}"
-        if meta.get("secret") and fname in table:
-            raise ConfigError(
-                f"{where} is a secret and is not read from the config file: set {meta.get('env', 'its environment variable')} instead"
-            )
-        if fname in table:
-            values[fname] = _coerce(table[fname], hints[fname], where)
-        var = meta.get("env")
-        if var:
-            if meta.get("secret"):
-                secret = read_secret(var) if env is os.environ else (Secret(env[var]) if env.get(var) else None)
-                if secret is not None:
-                    values[fname] = secret
-            elif env.get(var):
-                values[fname] = _coerce(env[var], hints[fname], f"{var} (environment)")
+def _origin(hint: Any) -> Any:
+    """The plain type under ``Annotated`` and ``X | None``: int, float, bool, str, tuple, dict, Secret."""
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    if typing.get_origin(hint) in (typing.Union, type(int | None)):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        return _origin(hint)
+    return typing.get_origin(hint) or hint
+
+
+def _listed(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def section_model(cls: type) -> type[BaseModel]:
+    """A strict pydantic model with the fields, types and defaults of a section dataclass."""
+    fields: dict[str, Any] = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = Secret | None if f.metadata.get("secret") else hints[f.name]
+        if _origin(hint) is tuple:  # TOML has arrays, not tuples
+            hint = Annotated[hint, BeforeValidator(_listed)]
+        if f.default is not dataclasses.MISSING:
+            fields[f.name] = (hint, f.default)
+        else:
+            fields[f.name] = (hint, Field(default_factory=f.default_factory))  # type: ignore[arg-type]
+    config = ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
+    return create_model(f"{cls.__name__}Model", __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
+
+
+def _env_value(raw: str, hint: Any, where: str) -> Any:
+    """An environment string as the field's type (environment values are text, so conversion is lax)."""
+    kind = _origin(hint)
+    if kind is Secret:
+        return Secret(raw.strip())
+    value: Any = raw
+    if kind is tuple:
+        value = [v.strip() for v in raw.split(",") if v.strip()]
     try:
-        return cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[{name}]: {exc}") from exc
+        return TypeAdapter(hint).validate_python(value)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_problem(exc.errors(include_url=False)[0])}") from None
+
+
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """The fields that name an environment variable, from ``VAR`` or the file named by ``VAR_FILE``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], sections: dict[str, type], env: typing.Mapping[str, str]):
+        super().__init__(settings_cls)
+        self.sections = sections
+        self.env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, cls in self.sections.items():
+            hints = _hints(cls)
+            for f in dataclasses.fields(cls):
+                var = f.metadata.get("env")
+                if not var:
+                    continue
+                if f.metadata.get("secret"):
+                    secret = read_secret(var, self.env)
+                    if secret is not None:
+                        out.setdefault(name, {})[f.name] = secret
+                elif self.env.get(var):
+                    out.setdefault(name, {})[f.name] = _env_value(self.env[var], hints[f.name], f"{var} (environment)")
+        return out
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The tables of the TOML file, already parsed (so a syntax error is reported with its line)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
+        super().__init__(settings_cls)
+        self.data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+
+class _Root(BaseSettings):
+    """The root of the settings: one field per section; sources are the environment, then the file."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+    sources: typing.ClassVar[tuple[Any, ...]] = ()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], *args: Any, **kwargs: Any
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return tuple(cls.sources[0](settings_cls))
 
 
 @dataclass(frozen=True)
@@ -204,47 +264,150 @@ class Settings:
 def find_config(path: str | Path | None = None) -> Path | None:
     if path:
         p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} not found: create one with `incident-monitor init`")
+        if not p.is_file():
+            what = "is a directory, not a file" if p.is_dir() else "not found"
+            raise ConfigError(f"config file {p} {what}: create one with `incident-monitor init`")
         return p
     if os.environ.get(CONFIG_ENV):
         return find_config(os.environ[CONFIG_ENV])
     local = Path.cwd() / DEFAULT_CONFIG_NAME
-    return local if local.exists() else None
+    return local if local.is_file() else None
+
+
+class _Where:
+    """Names where a setting came from: ``file:line: [section] key``, or the environment variable."""
+
+    def __init__(self, path: Path | None, text: str, sections: dict[str, type], env: typing.Mapping[str, str]):
+        self.path, self.lines, self.sections, self.env = path, text.splitlines(), sections, env
+
+    def line(self, section: str, key: str | None = None) -> int | None:
+        current = None
+        for number, line in enumerate(self.lines, 1):
+            stripped = line.strip()
+            header = re.match(r"^\[\s*([^\]\s]+)\s*\]", stripped)
+            if header:
+                current = header.group(1).strip("\"'")
+                if key is None and current == section:
+                    return number
+            elif current == section and key is not None and re.match(rf"^[\"']?{re.escape(key)}[\"']?\s*=", stripped):
+                return number
+        return None
+
+    def __call__(self, section: str, key: str | None = None) -> str:
+        cls = self.sections.get(section)
+        if key is not None and cls is not None:
+            meta = next((f.metadata for f in dataclasses.fields(cls) if f.name == key), {})
+            var = meta.get("env")
+            if var and (self.env.get(var) or self.env.get(f"{var}_FILE")):
+                return f"{var} (environment)" if self.env.get(var) else f"{var}_FILE (environment)"
+        name = f"[{section}]" + (f" {key}" if key else "")
+        if self.path is None:
+            return name
+        number = self.line(section, key)
+        return f"{self.path}:{number}: {name}" if number else f"{self.path}: {name}"
+
+
+def _problem(err: Any) -> str:
+    """A pydantic error as a short clause: 'must be greater than 0', 'must be true or false' ..."""
+    kind = err["type"]
+    plain = {"bool_type": "must be true or false", "int_type": "must be a whole number",
+             "float_type": "must be a number", "string_type": "must be a string", "tuple_type": "must be a list",
+             "dict_type": "must be a table", "finite_number": "must be a finite number (not nan or inf)",
+             "string_pattern_mismatch": "must be a URL of the form it names (http://, https://, ws:// or wss://)"}
+    if kind in plain:
+        text = plain[kind]
+    elif kind == "value_error":
+        text = str(err["ctx"]["error"])
+    else:
+        text = err["msg"].replace("Input should be", "must be")
+    value = err.get("input")
+    if kind != "missing" and not isinstance(value, dict | Secret):
+        shown = repr(value)
+        text += f", got {shown if len(shown) <= 40 else shown[:37] + '...'}"
+    return text
+
+
+def _explain(exc: ValidationError, where: _Where) -> ConfigError:
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"]]
+    section = loc[0]
+    if len(loc) == 1 and err["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(section, list(where.sections), n=1)
+        hint = f"did you mean [{near[0]}]?" if near else f"known sections are {', '.join(where.sections)}"
+        return ConfigError(f"{where(section)}: unknown section [{section}]: {hint}")
+    if len(loc) == 1:
+        return ConfigError(f"{where(section)}: [{section}] must be a table of settings, e.g. [{section}] on its own line")
+    key = loc[1]
+    if err["type"] == "extra_forbidden":
+        known = [f.name for f in dataclasses.fields(where.sections[section])]
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"known settings are {', '.join(known)}"
+        return ConfigError(f"{where(section, key)}: unknown setting {key!r}: {hint}")
+    item = f" item {loc[2]}" if len(loc) > 2 else ""
+    return ConfigError(f"{where(section, key)}{item} {_problem(err)}")
 
 
 def load_settings(path: str | Path | None = None, env: typing.Mapping[str, str] | None = None) -> Settings:
     """Settings from the TOML file (if any) and the environment; unknown sections or keys are errors."""
     env = os.environ if env is None else env
     config_path = find_config(path)
+    text = ""
     data: dict[str, Any] = {}
     if config_path is not None:
         try:
-            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+            text = config_path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{config_path}: not valid TOML ({exc}); fix the line it names") from exc
         except UnicodeDecodeError:
             raise ConfigError(f"{config_path}: not UTF-8 text; save it as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{config_path}: cannot read it ({exc.strerror})") from None
     sections = available_sections()
-    unknown = sorted(set(data) - set(sections))
-    if unknown:
-        raise ConfigError(f"{config_path}: unknown section(s) [{'], ['.join(unknown)}]: known are {', '.join(sections)}")
+    where = _Where(config_path, text, sections, env)
+    for name, table in data.items():
+        for f in dataclasses.fields(sections[name]) if name in sections and isinstance(table, dict) else ():
+            if f.metadata.get("secret") and f.name in table:
+                raise ConfigError(
+                    f"{_Where(config_path, text, {}, {})(name, f.name)} is a secret and is not read from the config "
+                    f"file: delete it there and set {f.metadata.get('env', 'its environment variable')} instead"
+                )
+    models = {name: section_model(cls) for name, cls in sections.items()}
+    root = create_model(  # type: ignore[call-overload]
+        "IncidentMonitorSettings",
+        __base__=_Root,
+        **{name: (model, Field(default_factory=model)) for name, model in models.items()},
+    )
+    root.sources = (lambda settings_cls: (_EnvironmentSource(settings_cls, sections, env), _TomlSource(settings_cls, data)),)
+    try:
+        loaded = root()
+    except ValidationError as exc:
+        raise _explain(exc, where) from None
     built = {}
     for name, cls in sections.items():
-        table = data.get(name, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{config_path}: [{name}] must be a table")
-        built[name] = build_section(cls, name, table, env)
+        values = dict(getattr(loaded, name))
+        try:
+            built[name] = cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: {exc}" if config_path else str(exc)) from None
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise ConfigError(f"{where(name)}: {exc}") from None
     return Settings(built, config_path)
 
 
 def render_default_config() -> str:
-    """A commented TOML file with every setting at its default (what `init` writes)."""
+    """A commented TOML file with every setting at its default (what `init` writes).
+
+    Help lines start with ``##`` and settings with ``#``: uncommenting any setting line (or all of them)
+    gives a valid file with the same settings; a setting with no default value (unset) has no line to
+    uncomment, only its help.
+    """
     lines = [
-        "# incident-monitor configuration. Secrets are never read from this file: set them in the",
-        "# environment (or VAR_FILE pointing at a file): DATABASE_URL, X_BEARER_TOKEN, REDDIT_CLIENT_ID,",
-        "# REDDIT_CLIENT_SECRET, REDDIT_USER_AGENT, BLUESKY_HANDLE, BLUESKY_APP_PASSWORD, SLACK_WEBHOOK_URL,",
-        "# SLACK_BOT_TOKEN, SLACK_CHANNEL, MONITOR_API_TOKENS, MONITOR_PSEUDONYM_KEY.",
+        "## incident-monitor configuration. Uncomment a setting (delete its leading '# ') to change it.",
+        "## Secrets are never read from this file: set them in the environment (or VAR_FILE pointing at a",
+        "## file): DATABASE_URL, X_BEARER_TOKEN, REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, REDDIT_USER_AGENT,",
+        "## BLUESKY_HANDLE, BLUESKY_APP_PASSWORD, SLACK_WEBHOOK_URL, SLACK_BOT_TOKEN, SLACK_CHANNEL,",
+        "## MONITOR_API_TOKENS, MONITOR_PSEUDONYM_KEY.",
         "",
     ]
     for name, cls in available_sections().items():
@@ -253,22 +416,25 @@ def render_default_config() -> str:
             meta = f.metadata
             help_text = meta.get("help", "")
             env_note = f" (env {meta['env']})" if meta.get("env") else ""
-            lines.append(f"# {help_text}{env_note}")
+            lines.append(f"## {help_text}{env_note}")
             if meta.get("secret"):
-                lines.append(f"# {f.name}: secret, from the environment only")
+                lines.append(f"## {f.name}: secret, from the environment only")
                 continue
             default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            if default is None:
+                lines.append(f"## {f.name}: unset by default")
+                continue
             lines.append(f"# {f.name} = {_toml_value(default)}")
         lines.append("")
     return "\n".join(lines)
 
 
 def _toml_value(value: Any) -> str:
-    if value is None:
-        return '""  # unset'
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):

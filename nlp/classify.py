@@ -19,7 +19,6 @@ probabilities in :data:`LABELS` order.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -346,7 +345,7 @@ class OnnxTransformer:
         if not path.exists():
             raise ModelLoadError(f"{path}: missing; retrain with `incident-monitor nlp train`")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or int(os.environ.get("NLP_ONNX_THREADS", "0") or 0)
+        opts.intra_op_num_threads = threads or 0  # the caller passes [nlp] onnx_threads (NLP_ONNX_THREADS)
         opts.log_severity_level = 3
         try:
             return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
@@ -477,20 +476,23 @@ def shift_victim(probs: np.ndarray, bias: float) -> np.ndarray:
     return softmax(logp).astype(np.float32)
 
 
-def load_candidate(directory: Path, candidate: str) -> ProbabilisticClassifier:
-    """One candidate ("tfidf" or "transformer") stored inside a model directory."""
+def load_candidate(directory: Path, candidate: str, threads: int | None = None) -> ProbabilisticClassifier:
+    """One candidate ("tfidf" or "transformer") stored inside a model directory; ``threads`` for ONNX."""
     sub = directory / candidate
     if candidate == "tfidf":
         return TfidfLogReg.load(sub)
     if candidate == "transformer":
-        return OnnxTransformer(sub)
+        return OnnxTransformer(sub, threads)
     raise ModelLoadError(f"{directory / CONFIG_NAME}: unknown candidate {candidate!r}; retrain the model")
 
 
-def load_classifier(model: str | Path | None = None, *, use: str | None = None) -> TextClassifier:
+def load_classifier(
+    model: str | Path | None = None, *, use: str | None = None, threads: int | None = None
+) -> TextClassifier:
     """Load the bundled model (None), or a model directory written by ``nlp train``.
 
-    ``use`` overrides the directory's choice ("tfidf", "transformer", "ensemble") for side-by-side eval.
+    ``use`` overrides the directory's choice ("tfidf", "transformer", "ensemble") for side-by-side eval;
+    ``threads`` is the ONNX Runtime thread count (None or 0: onnxruntime decides).
     """
     directory = Path(model) if model is not None else BUNDLED_MODEL
     if not directory.is_dir():
@@ -511,10 +513,10 @@ def load_classifier(model: str | Path | None = None, *, use: str | None = None) 
         if not weights:
             raise ModelLoadError(f"{directory / CONFIG_NAME}: an ensemble needs 'weights'; retrain the model")
         clf: ProbabilisticClassifier = Ensemble(
-            [(load_candidate(directory, c), float(w)) for c, w in weights.items()]
+            [(load_candidate(directory, c, threads), float(w)) for c, w in weights.items()]
         )
     elif isinstance(choice, str):
-        clf = load_candidate(directory, choice)
+        clf = load_candidate(directory, choice, threads)
     else:
         raise ModelLoadError(f"{directory / CONFIG_NAME}: 'use' is missing; retrain the model")
     # The threshold was chosen for the directory's own choice; a candidate asked for by `use` runs plain.

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nlp.entities import BROKERS
 from nlp.errors import NLPError
 
 LABELS = ("victim_report", "incident_discussion", "irrelevant")
@@ -29,12 +30,7 @@ SPLIT_BOUNDS = (70, 85, 100)
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 
-CANONICAL_BROKERS = (
-    "楽天証券", "SBI証券", "マネックス証券", "松井証券", "三菱UFJ eスマート証券", "野村證券", "大和証券",
-    "SMBC日興証券", "みずほ証券", "岡三証券", "GMOクリック証券", "PayPay証券", "岩井コスモ証券", "東海東京証券",
-    "SBIネオトレード証券", "DMM.com証券", "moomoo証券", "三菱UFJモルガン・スタンレー証券", "丸三証券",
-    "ウィブル証券", "LINE証券", "東洋証券", "内藤証券",
-)  # fmt: skip
+CANONICAL_BROKERS = BROKERS  # the reviewed lexicon nlp/data/brokers.json
 
 # Normalized ticker codes of DESIGN.md: TSE 4 chars (alphanumeric too), HK, Shanghai, Shenzhen, US symbols.
 TICKER_RE = re.compile(

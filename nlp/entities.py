@@ -35,7 +35,7 @@ from nlp.errors import ModelLoadError
 from nlp.normalize import Normalized, normalize
 from nlp.securities import SecuritiesMaster, Security, normalize_code
 
-__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "brokers_of", "extract", "tickers_of"]
+__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "broker_search_terms", "brokers_of", "extract", "tickers_of"]
 
 BROKER_LEXICON = Path(__file__).resolve().parent / "data" / "brokers.json"
 
@@ -235,6 +235,34 @@ def _word_regex(words: Iterable[str]) -> re.Pattern[str] | None:
 
 #: Canonical broker names (DESIGN.md), in lexicon order.
 BROKERS: tuple[str, ...] = _lexicon().names
+
+
+@lru_cache(maxsize=1)
+def broker_search_terms() -> tuple[str, ...]:
+    """The fewest words whose substrings cover every spelling of every broker in the lexicon.
+
+    Collectors search for these (X queries, the Bluesky keyword filter), so a broker is never in the
+    extractor but missing from the search: a spelling the lexicon gains is searched for at once. A word
+    is left out when a shorter word of the same broker is inside it (楽天 covers 楽天証券 and 楽天sec).
+    Words are in normalized form (lower-case Latin); the services compare case-insensitively.
+
+    >>> terms = broker_search_terms()
+    >>> "楽天" in terms and "楽天証券" not in terms and "丸三" in terms
+    True
+    """
+    data = json.loads(BROKER_LEXICON.read_text(encoding="utf-8"))
+    terms: list[str] = []
+    for broker in data["brokers"]:
+        words = sorted(
+            {normalize(w).text.strip() for w in [broker["name"], *broker["aliases"], *broker.get("weak", [])]},
+            key=lambda w: (len(w), w),
+        )
+        chosen: list[str] = []
+        for word in words:
+            if word and not any(c in word for c in chosen):
+                chosen.append(word)
+        terms += [w for w in chosen if w not in terms]
+    return tuple(terms)
 
 
 @lru_cache(maxsize=4)

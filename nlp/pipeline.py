@@ -72,15 +72,17 @@ class Analyzer:
         self.dictionary_version = DICTIONARY_VERSION
 
     @classmethod
-    def load(cls, model: str | Path | None = None, securities: Sequence[str | Path] = ()) -> Analyzer:
+    def load(
+        cls, model: str | Path | None = None, securities: Sequence[str | Path] = (), threads: int | None = None
+    ) -> Analyzer:
         """The bundled model (``None``) or a model directory from ``incident-monitor nlp train``.
 
         ``securities`` names official listed-company files (JPX ``data_j.xls``, the EDINET code list CSV,
         HK / Shanghai / Shenzhen lists) read once here, beside the bundled master, so every TSE code counts
-        as listed when tickers are extracted.
+        as listed when tickers are extracted. ``threads``: ONNX Runtime threads (None: onnxruntime decides).
         """
         master = SecuritiesMaster.load(*securities) if securities else SecuritiesMaster.bundled()
-        return cls(load_classifier(model), master)
+        return cls(load_classifier(model, threads=threads), master)
 
     def analyze(self, text: str) -> Analysis:
         return self.analyze_batch([text])[0]

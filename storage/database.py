@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from platformdirs import user_data_dir
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session
 
 from storage.errors import StorageError
@@ -69,16 +69,36 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         raise StorageError(
             f"DATABASE_URL is not a database URL ({url[:40]!r}): use sqlite:///PATH or postgresql://USER@HOST/DB"
         ) from exc
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
-        engine = sa.create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        kwargs.setdefault("pool_pre_ping", True)
-        engine = sa.create_engine(url, **kwargs)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageError(
+            f"database URL scheme {parsed.drivername!r} is not supported: use sqlite:///PATH or "
+            "postgresql://USER@HOST/DB"
+        )
+    try:
+        if backend == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("connect_args", {"timeout": 30})
+            engine = sa.create_engine(url, **kwargs)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            engine = sa.create_engine(url, **kwargs)
+    except (ImportError, NoSuchModuleError) as exc:
+        raise StorageError(f"database driver for {parsed.drivername!r} is not installed ({exc}): "
+                           "use postgresql+psycopg:// (installed) or sqlite:///PATH") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot create the folder of {redact(url)} ({exc.strerror}): check the path") from exc
     return engine
+
+
+def store_exists(url: str | None = None) -> bool:
+    """Whether the store at ``url`` is there already (a SQLite file; a server database always counts)."""
+    parsed = make_url(resolve_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return True
+    return Path(parsed.database).expanduser().is_file()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -115,6 +135,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         ) from exc
 
 
+def schema_behind(engine: Engine) -> bool:
+    """Whether the store's schema is older than this code's (read-only: nothing is migrated).
+
+    Fails as a one-line :class:`StorageError` when the database cannot be reached.
+    """
+    try:
+        return current_revision(engine) != head_revision()
+    except OperationalError as exc:
+        raise StorageError(
+            f"cannot reach the database at {redact(str(engine.url))}: {exc.orig}; "
+            "check DATABASE_URL (or --db) and that the server is running"
+        ) from exc
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -128,8 +162,16 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def open_store(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """The engine every command uses: resolved URL, schema brought up to date."""
+def open_store(url: str | None = None, *, migrate: bool = True, must_exist: bool = False) -> Engine:
+    """The engine every command uses: resolved URL, schema brought up to date.
+
+    ``must_exist`` is for commands that only read: a mistyped SQLite path is an error, not a new empty store.
+    """
+    if must_exist and not store_exists(url):
+        raise StorageError(
+            f"no store at {redact(resolve_url(url))}: check --db / DATABASE_URL (a store is created by import, "
+            "replay, collect, run or db upgrade)"
+        )
     engine = make_engine(url)
     if migrate:
         upgrade(engine)

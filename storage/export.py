@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from storage.errors import StorageError
+from storage.records import flat_columns
 
 FORMATS = ("jsonl", "csv", "parquet")
 # Characters that line readers such as Python's str.splitlines treat as line breaks although JSON allows
@@ -29,10 +30,8 @@ def json_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKERS)
 
 
-CSV_COLUMNS = (
-    "source", "id", "created_at", "author_id", "author_handle", "text", "lang", "url", "repost_of",
-    "reply_to", "quote_of", "label", "score", "brokers", "tickers", "model",
-)
+# The flat fields of the one export model (storage.records.ExportRecord), in its order.
+CSV_COLUMNS: tuple[str, ...] = tuple(name for name, _ in flat_columns())
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
@@ -66,13 +65,8 @@ def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([
-        ("source", pa.string()), ("id", pa.string()), ("created_at", pa.string()), ("author_id", pa.string()),
-        ("author_handle", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("url", pa.string()),
-        ("repost_of", pa.string()), ("reply_to", pa.string()), ("quote_of", pa.string()),
-        ("label", pa.string()), ("score", pa.float64()), ("brokers", pa.list_(pa.string())),
-        ("tickers", pa.list_(pa.string())), ("model", pa.string()),
-    ])
+    arrow = {str: pa.string(), float: pa.float64(), list: pa.list_(pa.string())}
+    schema = pa.schema([(name, arrow[kind]) for name, kind in flat_columns()])
     n = 0
     buffer: list[dict[str, Any]] = []
     with pq.ParquetWriter(str(path), schema) as writer:
@@ -88,6 +82,11 @@ def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int
     return n
 
 
+def _unwritable(output: str, exc: OSError) -> StorageError:
+    return StorageError(f"{output}: cannot write the export ({exc.strerror or exc}); check that its folder exists "
+                        "and is writable")
+
+
 def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO) -> int:
     """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many."""
     if fmt not in FORMATS:
@@ -95,8 +94,15 @@ def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdo
     if fmt == "parquet":
         if not output or output == "-":
             raise StorageError("parquet is a binary format: give --output PATH.parquet")
-        return write_parquet(records, Path(output))
+        try:
+            return write_parquet(records, Path(output))
+        except OSError as exc:
+            raise _unwritable(output, exc) from None
     if output and output != "-":
-        with open(output, "w", encoding="utf-8", newline="") as fh:
+        try:
+            fh = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise _unwritable(output, exc) from None
+        with fh:
             return write_jsonl(records, fh) if fmt == "jsonl" else write_csv(records, fh)
     return write_jsonl(records, stdout) if fmt == "jsonl" else write_csv(records, stdout)

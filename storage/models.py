@@ -17,8 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import JSON, Column, Field, SQLModel
 
+from storage.records import LIMITS
 
-class UTCDateTime(TypeDecorator):
+
+class UTCDateTime(TypeDecorator[datetime]):
     """A DateTime that refuses naive values and returns aware UTC on every backend."""
 
     impl = sa.DateTime(timezone=True)
@@ -74,7 +76,11 @@ class RawPage(SQLModel, table=True):
 
 
 class Post(SQLModel, table=True):
-    """A post in the DESIGN.md Post-record shape, plus where it came from."""
+    """A post in the DESIGN.md Post-record shape, plus where it came from.
+
+    ``storage.records.PostRecord`` is the record itself (validation, exports, the API); this table names its
+    ``id`` ``post_id`` (``id`` is the row key) and takes its column sizes from ``LIMITS`` there.
+    """
 
     __tablename__ = "posts"
     __table_args__ = (
@@ -83,19 +89,19 @@ class Post(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=32)
-    post_id: str = Field(max_length=128)
+    source: str = Field(max_length=LIMITS["source"])
+    post_id: str = Field(max_length=LIMITS["id"])
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     # The offset the post was written with (minutes east of UTC), so exports can restore "+09:00".
     utc_offset_min: int = 0
-    author_id: str = Field(max_length=128, index=True)
-    author_handle: str | None = Field(default=None, max_length=256)
+    author_id: str = Field(max_length=LIMITS["author_id"], index=True)
+    author_handle: str | None = Field(default=None, max_length=LIMITS["author_handle"])
     text: str = Field(sa_column=Column(sa.Text, nullable=False))
-    lang: str | None = Field(default=None, max_length=16)
-    url: str | None = Field(default=None, max_length=2000)
-    repost_of: str | None = Field(default=None, max_length=128)
-    reply_to: str | None = Field(default=None, max_length=128)
-    quote_of: str | None = Field(default=None, max_length=128)
+    lang: str | None = Field(default=None, max_length=LIMITS["lang"])
+    url: str | None = Field(default=None, max_length=LIMITS["url"])
+    repost_of: str | None = Field(default=None, max_length=LIMITS["repost_of"])
+    reply_to: str | None = Field(default=None, max_length=LIMITS["reply_to"])
+    quote_of: str | None = Field(default=None, max_length=LIMITS["quote_of"])
     metrics: dict[str, Any] = _json(dict)
     raw_page_id: int | None = Field(default=None, foreign_key="raw_pages.id")
     ingested_at: datetime = _ts(index=True, now=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.models import Alert, Annotation, Mention, Post
+from storage.records import ExportRecord, PostRecord
 
 
 @dataclass
@@ -24,32 +25,14 @@ class PostView:
     tickers: list[str] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        p = self.post
-        tz = timezone(timedelta(minutes=p.utc_offset_min))
-        record: dict[str, Any] = {
-            "source": p.source,
-            "id": p.post_id,
-            "created_at": p.created_at.astimezone(tz).isoformat(),
-            "author_id": p.author_id,
-            "author_handle": p.author_handle,
-            "text": p.text,
-            "lang": p.lang,
-            "url": p.url,
-            "repost_of": p.repost_of,
-            "reply_to": p.reply_to,
-            "quote_of": p.quote_of,
-            "metrics": p.metrics or {},
-        }
+        """The post as an :class:`~storage.records.ExportRecord` (JSON-ready dict): exports and the API."""
         a = self.annotation
-        record.update(
-            label=a.label if a else None,
-            score=round(a.score, 4) if a else None,
-            scores={k: round(v, 4) for k, v in (a.scores or {}).items()} if a else None,
-            brokers=self.brokers,
-            tickers=self.tickers,
-            model=a.model if a else None,
-        )
-        return record
+        analysis: dict[str, Any] = {"brokers": self.brokers, "tickers": self.tickers}
+        if a is not None:
+            analysis.update(label=a.label, score=round(a.score, 4), model=a.model,
+                            scores={k: round(v, 4) for k, v in (a.scores or {}).items()})
+        post = PostRecord.from_row(self.post)
+        return ExportRecord.model_construct(**dict(post), **analysis).model_dump(mode="json")
 
 
 def iter_post_views(session: Session, *, label: str | None = None, since: datetime | None = None,
@@ -57,17 +40,17 @@ def iter_post_views(session: Session, *, label: str | None = None, since: dateti
     """Every stored post (oldest first) with its newest annotation and mentions, streamed in batches."""
     newest = (
         select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id"))
-        .group_by(Annotation.post_pk)
+        .group_by(col(Annotation.post_pk))
         .subquery()
     )
     last_id = 0
     while True:
         stmt = (
             select(Post, Annotation)
-            .outerjoin(newest, newest.c.post_pk == Post.id)
-            .outerjoin(Annotation, Annotation.id == newest.c.ann_id)
-            .where(Post.id > last_id)
-            .order_by(Post.id)  # type: ignore[arg-type]
+            .outerjoin(newest, newest.c.post_pk == col(Post.id))
+            .outerjoin(Annotation, col(Annotation.id) == newest.c.ann_id)
+            .where(col(Post.id) > last_id)
+            .order_by(col(Post.id))
             .limit(batch)
         )
         if label is not None:
@@ -79,11 +62,11 @@ def iter_post_views(session: Session, *, label: str | None = None, since: dateti
         rows = session.exec(stmt).all()
         if not rows:
             return
-        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None])
+        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None and a.id is not None])
         for post, annotation in rows:
-            entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
+            entities = found.get(annotation.id, {}) if annotation is not None and annotation.id is not None else {}
             yield PostView(post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])))
-        last_id = rows[-1][0].id  # type: ignore[assignment]
+        last_id = rows[-1][0].id or last_id
 
 
 def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: int = 500) -> dict[int, dict[str, list[str]]]:
@@ -110,9 +93,15 @@ def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
     return {f"{p.source}:{p.post_id}": p for p in rows}
 
 
+def post_counts(session: Session) -> dict[str, int]:
+    """Stored posts per source (``import``/``replay`` files count under the source their records name)."""
+    rows = session.exec(select(Post.source, sa.func.count()).group_by(col(Post.source)).order_by(col(Post.source))).all()
+    return {source: int(n) for source, n in rows}
+
+
 def label_counts(session: Session) -> dict[str, int]:
     newest = (
-        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(Annotation.post_pk).subquery()
+        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(col(Annotation.post_pk)).subquery()
     )
     rows = session.exec(
         select(Annotation.label, sa.func.count())

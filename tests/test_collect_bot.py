@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from servers import Fault, wait_until
 from servers.x_api import SEARCH, FakeX, make_tweets
 
+from monitor.cli import main as cli_main
 from monitor.collectors import health
 from monitor.collectors.base import CollectResult
 from monitor.collectors.config import SchedulerConfig, XConfig
@@ -123,7 +124,7 @@ def test_run_stops_on_sigterm_within_seconds_and_keeps_every_page(tmp_path: Path
         server.fault(SEARCH, *[Fault("delay", seconds=0.4)] * 3)
         env = _env(tmp_path, server.url, X_BEARER_TOKEN="good-token")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor.commands.collect", "--db", db, "run", "--no-cycle"],
+            [sys.executable, "-m", "monitor", "run", "--db", db, "--no-cycle"],
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
@@ -154,7 +155,7 @@ def test_run_stops_on_sigterm_within_seconds_and_keeps_every_page(tmp_path: Path
 def test_run_with_no_usable_source_is_one_error_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'bot.sqlite'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "monitor.commands.collect", "--db", db, "run"],
+        [sys.executable, "-m", "monitor", "run", "--db", db],
         env=_env(tmp_path, "http://127.0.0.1:9"), cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 1
@@ -169,7 +170,7 @@ def test_collect_once_then_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         for key, value in _env(tmp_path, server.url, X_BEARER_TOKEN="good-token").items():
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("REDDIT_CLIENT_ID", raising=False)
-        assert commands.main(["--db", db, "collect", "x", "--once"]) == 0
+        assert cli_main(["collect", "x", "--once", "--db", db]) == 0
     assert "x: 1 page(s), 7 new" in capsys.readouterr().out
     engine = open_store(db)
     now = datetime.now(UTC)

@@ -102,3 +102,32 @@ def test_http_date_retry_after() -> None:
     date = email.utils.formatdate(time.time() + 30, usegmt=True)
     wait = retry.wait_from_headers({"Retry-After": date})
     assert wait is not None and 25 <= wait <= 31
+
+
+def test_a_reset_already_past_still_waits_the_grace_period() -> None:
+    """Regression (#8 item 7): a reset in the past gave a 0.0 s wait, which was taken as 'no wait', so the
+    Bluesky rate-limit test flaked whenever the request landed after the (whole-second) reset."""
+    fn, calls = flaky([HTTPFailure(429, {"ratelimit-reset": str(int(time.time()) - 5)})])
+    start = time.monotonic()
+    assert retry.call(fn, policy=FAST, stop=threading.Event(), what="Bluesky search") == "ok"
+    assert calls["n"] == 2 and time.monotonic() - start >= retry.RESET_GRACE_SECONDS
+
+
+@pytest.mark.parametrize("exc", [KeyError("x-rate-limit-reset"), AttributeError("connection reset"),
+                                 ValueError("Connection timed out")])
+def test_bugs_are_not_retried_whatever_their_message_says(exc: Exception) -> None:
+    fn, calls = flaky([exc])
+    with pytest.raises(SourceError, match=type(exc).__name__):
+        retry.call(fn, policy=FAST, stop=threading.Event(), what="X search")
+    assert calls["n"] == 1
+
+
+def test_library_errors_are_retried_by_type() -> None:
+    import httpx
+    import requests
+
+    fn, calls = flaky([requests.exceptions.ConnectionError("x"), httpx.ReadTimeout("x"),
+                       httpx.RemoteProtocolError("x")])
+    assert retry.call(fn, policy=RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.02), stop=threading.Event(),
+                      what="X search") == "ok"
+    assert calls["n"] == 4

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nab import STANDARD, load_corpus, normalised, onsets, scaled_sigmoid, score_file
+from monitor.cli import main as cli_main
 from monitor.commands import spikes
 from monitor.detect.series import detect_series, read_series_csv, series_config
 
@@ -28,7 +29,7 @@ def write_series(path: Path, values, start="2015-03-01 00:00:00", fmt=None) -> P
 
 
 def run_cli(args, capsys) -> tuple[int, str, str]:
-    rc = spikes.main(["spikes", "detect", *args])
+    rc = cli_main(["spikes", "detect", *args])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -93,7 +94,7 @@ def test_missing_file_and_bad_options(tmp_path, capsys):
     rc, _, err = run_cli([str(path), "--threshold", "1", "--release", "3"], capsys)
     assert rc == 1 and "release_threshold must not exceed threshold" in err
     with pytest.raises(SystemExit):
-        spikes.main(["spikes", "detect", str(path), "--windows", "0,x"])
+        cli_main(["spikes", "detect", str(path), "--windows", "0,x"])
 
 
 def test_help_ends_with_an_example():

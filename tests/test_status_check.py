@@ -17,8 +17,25 @@ def _heartbeat(db_url: str, at: datetime) -> None:
 
 
 def test_healthy_before_the_first_cycle(sqlite_url, capsys):
+    open_store(sqlite_url).dispose()
     assert main(["status", "--check", "--db", sqlite_url]) == 0
     assert "no cycle yet" in capsys.readouterr().out
+
+
+def test_the_check_only_reads(tmp_path, capsys):
+    """The health check runs every minute: it must never create a store or migrate one."""
+    from storage.database import make_engine
+
+    missing = tmp_path / "none.sqlite"
+    assert main(["status", "--check", "--db", f"sqlite:///{missing}"]) == 1
+    assert "no store at" in capsys.readouterr().err and not missing.exists()
+    empty = tmp_path / "old.sqlite"
+    with make_engine(f"sqlite:///{empty}").begin() as connection:  # a store from before the migrations
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    assert main(["status", "--check", "--db", f"sqlite:///{empty}"]) == 1
+    assert "run `incident-monitor db upgrade`" in capsys.readouterr().out
+    with make_engine(f"sqlite:///{empty}").connect() as connection:
+        assert connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE name = 'posts'").first() is None
 
 
 def test_recent_cycle_is_healthy_and_stale_one_is_not(db_url, capsys):

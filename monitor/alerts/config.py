@@ -8,35 +8,48 @@ variants); the channel and the Web API base URL may come from the environment to
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Annotated
+
+from pydantic import Field
 
 from monitor.errors import ConfigError
+from monitor.settings import (
+    HttpUrl,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Secret,
+    UtcOffsetHours,
+)
+from nlp.entities import BROKERS
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
     """How alerts open, update, resolve and get delivered (Alertmanager-style)."""
 
-    group_wait_minutes: float = field(
+    group_wait_minutes: NonNegativeFloat = field(
         default=5.0,
         metadata={"help": "a key must keep firing this long before the alert opens; a shorter flap never pages"},
     )
-    repeat_interval_minutes: float = field(
+    repeat_interval_minutes: PositiveFloat = field(
         default=240.0,
         metadata={"help": "an open alert without material change sends a reminder update this often"},
     )
-    resolve_after_minutes: float = field(
+    resolve_after_minutes: NonNegativeFloat = field(
         default=30.0, metadata={"help": "an open alert resolves after its key has been quiet this long"}
     )
-    cooldown_minutes: float = field(
+    cooldown_minutes: NonNegativeFloat = field(
         default=60.0, metadata={"help": "after a resolve, the same key cannot open a new alert for this long"}
     )
-    update_growth: float = field(
+    update_growth: NonNegativeFloat = field(
         default=0.5,
         metadata={"help": "an update is sent when distinct reporters grew by this fraction since the last event"},
     )
-    update_min_delta: int = field(
+    update_min_delta: PositiveInt = field(
         default=2, metadata={"help": "... and by at least this many reporters (small counts do not flap updates)"}
     )
     inhibit: bool = field(
@@ -45,22 +58,22 @@ class AlertsConfig:
             "help": "fold ticker and overall alerts into open broker alerts of every broker their reports name"
         },
     )
-    max_samples: int = field(default=5, metadata={"help": "sample posts shown in a message (3 to 5 is readable)"})
-    sample_chars: int = field(default=280, metadata={"help": "characters of each sample post kept for the message"})
+    max_samples: Annotated[int, Field(ge=1, le=10)] = field(default=5, metadata={"help": "sample posts shown in a message (3 to 5 is readable)"})
+    sample_chars: Annotated[int, Field(ge=20, le=100_000)] = field(default=280, metadata={"help": "characters of each sample post kept for the message"})
     dashboard_url: str = field(
         default="", metadata={"help": "base URL of the dashboard, linked from every message (empty = no link)"}
     )
-    display_utc_offset_hours: float = field(
+    display_utc_offset_hours: UtcOffsetHours = field(
         default=9.0, metadata={"help": "offset used to show times in messages (JST = 9)"}
     )
-    max_attempts: int = field(
+    max_attempts: PositiveInt = field(
         default=8, metadata={"help": "delivery attempts of one notification before it is marked dead"}
     )
-    backoff_seconds: float = field(
+    backoff_seconds: PositiveFloat = field(
         default=30.0, metadata={"help": "first retry delay after a failed delivery; doubles per attempt"}
     )
-    max_backoff_seconds: float = field(default=3600.0, metadata={"help": "longest delay between delivery retries"})
-    claim_seconds: float = field(
+    max_backoff_seconds: PositiveFloat = field(default=3600.0, metadata={"help": "longest delay between delivery retries"})
+    claim_seconds: PositiveFloat = field(
         default=300.0,
         metadata={"help": "an item being sent is held this long, so a second worker never sends it at once"},
     )
@@ -110,11 +123,11 @@ class AlertsConfig:
 class SlackConfig:
     """Where Slack messages go: an incoming webhook, or a bot token with channels (threads and edits)."""
 
-    webhook_url: str | None = field(
+    webhook_url: Secret | None = field(
         default=None,
         metadata={"help": "incoming-webhook URL (one channel, no threads)", "env": "SLACK_WEBHOOK_URL", "secret": True},
     )
-    bot_token: str | None = field(
+    bot_token: Secret | None = field(
         default=None,
         metadata={"help": "bot token (xoxb-...) for chat.postMessage, thread replies and chat.update; "
                           "preferred over the webhook when both are set",
@@ -127,12 +140,12 @@ class SlackConfig:
         default_factory=dict,
         metadata={"help": "broker -> channel for broker alerts, e.g. { \"楽天証券\" = \"C0123\" }; others use channel"},
     )
-    api_url: str = field(
+    api_url: HttpUrl = field(
         default="https://slack.com/api/",
         metadata={"help": "Web API base URL (gateways, proxies, tests)", "env": "SLACK_API_URL"},
     )
-    timeout_seconds: float = field(default=10.0, metadata={"help": "HTTP timeout of one Slack request"})
-    max_retry_wait_seconds: float = field(
+    timeout_seconds: PositiveFloat = field(default=10.0, metadata={"help": "HTTP timeout of one Slack request"})
+    max_retry_wait_seconds: NonNegativeFloat = field(
         default=5.0,
         metadata={"help": "a 429 asking to wait up to this long is waited out in place; longer waits are "
                           "left to the next delivery attempt"},
@@ -148,6 +161,11 @@ class SlackConfig:
             raise ConfigError(f"[slack] api_url {self.api_url!r} must start with http:// or https:// (SLACK_API_URL)")
         if self.webhook_url and not str.__str__(self.webhook_url).startswith(("http://", "https://")):
             raise ConfigError("SLACK_WEBHOOK_URL is not a URL: copy the whole https://hooks.slack.com/... address")
+        for broker in self.routes:
+            if broker not in BROKERS:  # a misspelt route would never match and its alerts go elsewhere
+                near = difflib.get_close_matches(broker, BROKERS, n=1, cutoff=0.4)
+                hint = f"did you mean {near[0]!r}?" if near else "use a canonical name of nlp/data/brokers.json"
+                raise ConfigError(f"[slack] routes: {broker!r} is not a broker name: {hint}")
 
     @property
     def enabled(self) -> bool:

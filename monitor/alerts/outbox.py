@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from monitor.alerts.config import AlertsConfig
 from monitor.alerts.notifiers import Delivery, Notifier, SendResult
+from monitor.collectors.retry import RetryPolicy
 from monitor.errors import DeliveryError
 from monitor.events import AlertEvent
 from storage.models import Alert, AlertEventRow, OutboxItem
@@ -51,8 +52,8 @@ def backoff(attempts: int, config: AlertsConfig) -> timedelta:
     >>> [backoff(n, AlertsConfig()).total_seconds() for n in (1, 2, 3, 10)]
     [30.0, 60.0, 120.0, 3600.0]
     """
-    seconds = config.backoff_seconds * 2 ** min(attempts - 1, 30)
-    return timedelta(seconds=min(seconds, config.max_backoff_seconds))
+    policy = RetryPolicy(base_delay=config.backoff_seconds, max_delay=config.max_backoff_seconds)
+    return timedelta(seconds=policy.backoff(attempts))  # the one retry policy's back-off
 
 
 def event_from_payload(payload: dict) -> AlertEvent:

@@ -33,7 +33,9 @@ from slack_sdk.webhook import WebhookClient
 from monitor.alerts.config import AlertsConfig, SlackConfig
 from monitor.alerts.notifiers import Delivery, SendResult
 from monitor.alerts.render import render_blocks
-from monitor.errors import DeliveryError
+from monitor.collectors import retry
+from monitor.collectors.retry import RetryPolicy, wait_from_headers
+from monitor.errors import DeliveryError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +86,17 @@ class _RateLimited(Exception):
 
 
 def retry_after_seconds(headers: Mapping[str, Any] | None, default: float = 30.0) -> float:
-    """The wait a 429 asks for (Retry-After in seconds), ``default`` when absent or unreadable.
+    """The wait a 429 asks for, read by the one policy's header parser (Retry-After in seconds or as an
+    HTTP date, and the rate-limit reset headers); ``default`` when absent or unreadable.
 
     >>> retry_after_seconds({"Retry-After": "7"}), retry_after_seconds({"retry-after": ["2"]}), retry_after_seconds({})
     (7.0, 2.0, 30.0)
+    >>> retry_after_seconds({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})  # a date already past
+    0.0
     """
-    for name, value in (headers or {}).items():
-        if str(name).lower() == "retry-after":
-            if isinstance(value, list | tuple):
-                value = value[0] if value else ""
-            try:
-                return max(0.0, float(str(value).strip()))
-            except ValueError:
-                return default
-    return default
+    flat = {str(k): (v[0] if v else "") if isinstance(v, list | tuple) else v for k, v in (headers or {}).items()}
+    wait = wait_from_headers(flat)
+    return default if wait is None else wait
 
 
 def describe_body(body: str) -> str:
@@ -151,22 +150,23 @@ class _SlackBase:
 
     def _with_rate_limit(self, call: Callable[[], T]) -> T:
         """Run ``call``; wait out a short 429 in place (within max_retry_wait_seconds in all), else give up."""
-        budget = self.slack.max_retry_wait_seconds
-        while True:
+        def attempt() -> T:
             try:
                 return call()
             except _RateLimited as limited:
-                if limited.wait > budget or self.stop.is_set():
-                    raise DeliveryError(
-                        f"{limited.what}: rate limited by Slack (Retry-After {limited.wait:g}s); will retry then",
-                        retryable=True,
-                        retry_after=limited.wait,
-                    ) from None
-                log.info("%s: rate limited, waiting %.1fs as Slack asks", limited.what, limited.wait)
-                budget -= limited.wait
-                if self.stop.wait(limited.wait):  # shutting down: leave it to the next attempt
-                    raise DeliveryError(f"{limited.what}: shutting down during a rate-limit wait; will retry",
-                                        retryable=True, retry_after=0) from None
+                raise RateLimited(f"{limited.what}: rate limited by Slack (Retry-After {limited.wait:g}s)",
+                                  limited.wait) from None
+
+        # The one retry policy: a short wait is slept through on the stop event; a longer one, repeated
+        # 429s and shutdown go back to the outbox, whose back-off is the same policy's.
+        policy = RetryPolicy(attempts=1, max_wait=self.slack.max_retry_wait_seconds)
+        try:
+            return retry.call(attempt, policy=policy, stop=self.stop, what="Slack")
+        except RateLimited as exc:
+            raise DeliveryError(f"{exc}; will retry then", retryable=True, retry_after=exc.wait_seconds) from None
+        except retry.Shutdown:
+            raise DeliveryError("Slack: shutting down during a rate-limit wait; will retry", retryable=True,
+                                retry_after=0) from None
 
 
 class SlackWebhookNotifier(_SlackBase):

@@ -18,7 +18,15 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from monitor.collectors.base import CollectResult, read_cursor
-from monitor.ingest import FileLine, iter_file_lines, open_input, raw_for_line, save_cursor, store_records
+from monitor.ingest import (
+    FileLine,
+    check_input_file,
+    iter_file_lines,
+    open_input,
+    raw_for_line,
+    save_cursor,
+    store_records,
+)
 from monitor.records import PostRecord
 from storage.database import session_scope
 
@@ -28,7 +36,7 @@ SOURCE = "file"
 
 def _identity(path: Path) -> str:
     """The file's first 4 KiB hashed: a different file at the same path does not resume the old cursor."""
-    with path.open("rb") as fh:
+    with check_input_file(path).open("rb") as fh:
         return hashlib.sha256(fh.read(4096)).hexdigest()[:16]
 
 

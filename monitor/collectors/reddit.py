@@ -27,7 +27,7 @@ from monitor.collectors.base import CollectResult, read_cursor, store_page
 from monitor.collectors.config import RedditConfig
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
-from monitor.records import PostRecord, _clean_text
+from monitor.records import PostRecord, new_post
 
 log = logging.getLogger(__name__)
 SOURCE = "reddit"
@@ -80,13 +80,13 @@ def thing_to_record(thing: dict[str, Any]) -> PostRecord:
     permalink = data.get("permalink")
     parent = data.get("parent_id") if kind == "t1" else None
     metrics = {k: data[k] for k in ("score", "num_comments") if isinstance(data.get(k), int)}
-    return PostRecord(
+    return new_post(
         source=SOURCE,
         id=str(name),
         created_at=datetime.fromtimestamp(float(created), UTC),
         author_id=str(data.get("author_fullname") or author),
         author_handle=str(author),
-        text=_clean_text(text),
+        text=text,
         lang=None,
         url=f"https://www.reddit.com{permalink}" if permalink else None,
         reply_to=str(parent) if parent else None,

@@ -27,10 +27,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from monitor.errors import CredentialsError, RateLimited, SourceError
+from monitor.errors import CredentialsError, MonitorError, RateLimited, SourceError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+RESET_GRACE_SECONDS = 0.5
 
 
 class Shutdown(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -64,7 +67,7 @@ class RetryPolicy:
         >>> [RetryPolicy(base_delay=1, max_delay=5).backoff(n) for n in (1, 2, 3, 4)]
         [1.0, 2.0, 4.0, 5.0]
         """
-        return float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+        return float(min(self.max_delay, self.base_delay * (2 ** min(attempt - 1, 60))))
 
 
 def _header(headers: Mapping[str, Any] | None, name: str) -> str | None:
@@ -137,22 +140,47 @@ def _response_of(exc: BaseException) -> Any:
     return response if getattr(response, "status_code", None) is not None else None
 
 
+# Client-library exception classes by name (in the class hierarchy, so subclasses count too): the policy
+# imports no client library. Only types decide; message text never does (a KeyError('x-rate-limit-reset')
+# is a bug to report, not a "connection reset" to retry).
+_TIMEOUT_TYPES = frozenset({"Timeout", "TimeoutException", "ReadTimeout", "ConnectTimeout", "TimeoutError"})
+_CUT_OFF_TYPES = frozenset({"ChunkedEncodingError", "IncompleteRead", "ProtocolError", "RemoteProtocolError",
+                            "RemoteDisconnected", "ConnectionClosed", "ConnectionClosedError"})
+_CONNECT_TYPES = frozenset({"ConnectionError", "ConnectError", "NetworkError", "TransportError", "ProxyError",
+                            "InvalidStatus", "InvalidHandshake"})
+
+
+def _type_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _chain(exc: BaseException, limit: int = 12) -> list[BaseException]:
+    """``exc`` and what it wraps (its cause, prawcore's ``original_exception``, exceptions carried in
+    ``args`` as requests/urllib3 do), breadth first."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < limit:
+        item = todo.pop(0)
+        if any(item is seen for seen in found):
+            continue
+        found.append(item)
+        wrapped = [item.__cause__, getattr(item, "original_exception", None),
+                   *(a for a in getattr(item, "args", ()) if isinstance(a, BaseException))]
+        todo += [w for w in wrapped if isinstance(w, BaseException)]
+    return found
+
+
 def _is_network_error(exc: BaseException) -> str | None:
-    """The likely cause when ``exc`` is a timeout / reset / refused connection from any client library."""
-    name = type(exc).__name__.lower()
-    text = str(exc).lower()
-    chain = [exc, exc.__cause__, exc.__context__, getattr(exc, "original_exception", None)]
-    for item in chain:
-        if isinstance(item, TimeoutError | socket.timeout) or "timeout" in type(item).__name__.lower():
-            return "no answer in time: network slow or the service overloaded"
-    if "timeout" in name or "timed out" in text:
+    """The likely cause when ``exc`` (or what it wraps) is a timeout, a reset, a cut-off or no connection."""
+    chain = _chain(exc)
+    names = set().union(*(_type_names(item) for item in chain))
+    if any(isinstance(item, TimeoutError | socket.timeout) for item in chain) or names & _TIMEOUT_TYPES:
         return "no answer in time: network slow or the service overloaded"
-    if "chunkedencoding" in name or "incompleteread" in text or "protocolerror" in name:
-        return "response cut off mid-transfer: the connection dropped"
-    if (isinstance(exc, ConnectionResetError) or "reset" in text or "remotedisconnected" in text.replace(" ", "")
-            or "aborted" in text):
+    if any(isinstance(item, ConnectionResetError | ConnectionAbortedError | BrokenPipeError) for item in chain):
         return "connection reset: a proxy or the service dropped it mid-request"
-    if isinstance(exc, ConnectionError | OSError) or "connection" in name or "connect" in text:
+    if names & _CUT_OFF_TYPES:
+        return "response cut off mid-transfer: the connection dropped"
+    if any(isinstance(item, ConnectionError | socket.gaierror) for item in chain) or names & _CONNECT_TYPES:
         return "cannot connect: network down, DNS, or the service unreachable"
     return None
 
@@ -165,6 +193,8 @@ def classify(exc: BaseException, now: float | None = None) -> Verdict:
         return Verdict("rate_limit", str(exc), exc.wait_seconds)
     if isinstance(exc, TransientError):
         return Verdict("transient", str(exc))
+    if isinstance(exc, MonitorError):  # already explained by the caller (a DeliveryError, an InputError)
+        return Verdict("passthrough", str(exc))
     if isinstance(exc, json.JSONDecodeError) or type(exc).__name__ == "JSONDecodeError":
         return Verdict("transient", "body is not complete JSON (truncated by a proxy or a dropped connection)")
     response = _response_of(exc)
@@ -228,6 +258,8 @@ def call(
             raise
         except Exception as exc:  # noqa: BLE001 - classified below; unknown kinds are re-raised
             verdict = classify(exc)
+            if verdict.kind == "passthrough":
+                raise
         if verdict.kind == "credentials":
             variable = credential_hint or "the credentials"
             raise CredentialsError(variable, f"{what} was refused ({verdict.cause}); check {variable}") from None
@@ -245,7 +277,9 @@ def call(
             if failures > policy.attempts * 2:  # a service that keeps answering 429 after its own reset time
                 raise RateLimited(f"{what}: still rate-limited after {failures} waits", wait)
             log.warning("%s: %s; waiting %.1fs as the service asks", what, verdict.cause, wait)
-            sleep(stop, wait + 0.5 if verdict.wait else wait)
+            # A reset time the service gave, even one already past (a 0.0 s wait), gets a grace period:
+            # clocks differ, and asking again at the very second of the reset earns another 429.
+            sleep(stop, wait + RESET_GRACE_SECONDS if verdict.wait is not None else wait)
             continue
         failures += 1
         if failures >= policy.attempts:

@@ -15,11 +15,12 @@ def add_command(sub: Any, name: str, help_text: str, example: str, handler: Any 
     return parser
 
 
-def settings_and_engine(args: argparse.Namespace) -> tuple[Any, Any]:
+def settings_and_engine(args: argparse.Namespace, *, read_only: bool = False, migrate: bool = True) -> tuple[Any, Any]:
     """The settings (``--config``) and the migrated store: ``--db``, else DATABASE_URL / the config, else the
-    default SQLite file."""
+    default SQLite file. ``read_only`` commands never create a store: a mistyped path is an error."""
     from monitor.settings import load_settings
     from storage.database import open_store
 
     settings = load_settings(getattr(args, "config", None))
-    return settings, open_store(getattr(args, "db", None) or settings.storage.database_url)
+    return settings, open_store(getattr(args, "db", None) or settings.storage.database_url, must_exist=read_only,
+                                migrate=migrate)

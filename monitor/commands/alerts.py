@@ -28,7 +28,7 @@ def _time(value: datetime | None, offset: float = 9.0) -> str:
 
 
 def _offset(args: argparse.Namespace) -> tuple[float, Any]:
-    settings, engine = settings_and_engine(args)
+    settings, engine = settings_and_engine(args, read_only=True)
     return settings.alerts.display_utc_offset_hours, engine
 
 

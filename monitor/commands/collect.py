@@ -84,10 +84,15 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
     from monitor.collectors.health import health_report
     from storage.database import session_scope
     from storage.models import Alert
+    from storage.queries import post_counts
 
     silent_after = timedelta(minutes=settings.scheduler.silent_after_minutes)
     views = {v.source: v for v in health_report(engine, now, silent_after)}
     attention = 0
+    with session_scope(engine) as session:
+        stored = post_counts(session)
+    detail = ", ".join(f"{source} {n}" for source, n in stored.items())
+    print(f"posts stored: {sum(stored.values())}" + (f" ({detail})" if detail else ""), file=out)
     print("sources:", file=out)
     for source in sorted(set(SOURCES) | set(views)):
         view = views.get(source)
@@ -124,10 +129,13 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
 def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
     """For container health checks: 0 when the store answers and the live cycle is not stale."""
     from monitor.pipeline import LIVE_SCOPE
-    from storage.database import session_scope
+    from storage.database import schema_behind, session_scope
     from storage.models import StateEntry
 
     limit = timedelta(seconds=max(5 * settings.pipeline.cycle_seconds, 300))
+    if schema_behind(engine):
+        print("unhealthy: the store's schema is older than this version; run `incident-monitor db upgrade`", file=out)
+        return 1
     with session_scope(engine) as session:
         entry = session.get(StateEntry, f"detector:{LIVE_SCOPE}")
         last = entry.updated_at if entry is not None else None
@@ -141,7 +149,8 @@ def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
 
-    settings, engine = settings_and_engine(args)
+    # A health check (the Dockerfile's) only reads: it never creates a store or runs migrations.
+    settings, engine = settings_and_engine(args, read_only=True, migrate=not args.check)
     if args.check:
         return check_health(engine, settings, datetime.now(UTC), sys.stdout)
     _, disabled = build_collectors(settings)
@@ -198,25 +207,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "incident-monitor run")
     p.add_argument("--no-cycle", action="store_true", help="collect only; do not run the analyze/detect/alert cycle")
     p.set_defaults(handler=cmd_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """These commands alone (used by tests that must not depend on the whole CLI)."""
-    from monitor.errors import MonitorError
-    from storage.errors import StorageError
-
-    parser = argparse.ArgumentParser(prog="incident-monitor")
-    parser.add_argument("--db", default=argparse.SUPPRESS)
-    parser.add_argument("--config", default=argparse.SUPPRESS)
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        return int(args.handler(args))
-    except (MonitorError, StorageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

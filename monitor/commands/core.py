@@ -53,6 +53,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     show.summary()
     print(f"{args.file}: {result.lines} lines, {result.stored} new posts stored, "
           f"{result.duplicates} already stored, {len(result.errors)} bad", file=sys.stderr)
+    if result.lines and not (result.stored or result.duplicates or result.errors):
+        print(f"{args.file}: imported 0 posts: its lines hold no posts (X API counts pages or pages with no "
+              "tweets); import a Post JSONL or twarc2 search output instead", file=sys.stderr)
     return 1 if result.failed else 0
 
 
@@ -136,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from storage.export import export
     from storage.queries import iter_post_views
 
-    engine = settings_and_engine(args)[1]
+    engine = settings_and_engine(args, read_only=True)[1]
     since = parse_timestamp(args.since, "--since") if args.since else None
     until = parse_timestamp(args.until, "--until") if args.until else None
     with Session(engine) as session:

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from monitor.analyze import load_analyzer
 from monitor.errors import InputError, ModelError
+from monitor.settings import load_settings
 from storage.export import json_line
 
 CLASSIFY_EXAMPLE = "Example: incident-monitor nlp classify posts.jsonl > labels.jsonl"
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     classify.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSONL input (default: stdin)")
     classify.add_argument(
-        "--model", metavar="DIR", default=None, help="model directory (default: the bundled one)"
+        "--model", metavar="DIR", default=None, help="model directory (default: [nlp] model, else the bundled one)"
     )
     classify.add_argument(
         "--securities", nargs="+", metavar="FILE", default=(),
@@ -59,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"posts per batch (default {CLASSIFY_BATCH})",
     )
-    classify.set_defaults(handler=run_classify)
+    # --config gives [nlp] model, securities_files and onnx_threads; no store is read, so no --db.
+    classify.set_defaults(handler=run_classify, shared_options=("config",))
 
     train = sub.add_parser(
         "train",
@@ -93,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--candidates", default="tfidf,transformer", metavar="LIST",
         help="which candidates to fit, comma-separated: tfidf, transformer (default both)",
     )  # fmt: skip
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=run_train, shared_options=())  # reads the corpus, writes a directory
 
     ev = sub.add_parser(
         "eval",
@@ -104,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "TF-IDF baseline, the transformer), broker micro-F1 and ticker-by-code micro-F1. " + EVAL_EXAMPLE
         ),
     )
-    ev.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the bundled one)")
+    ev.add_argument("--model", metavar="DIR", default=None,
+                    help="model directory (default: [nlp] model, else the bundled one)")
     ev.add_argument(
         "--split", choices=("dev", "test"), default="dev", help="corpus split to score (default dev)"
     )
@@ -113,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--file", metavar="FILE", default=None, help="a labeled JSONL file to score whole instead"
     )
     ev.add_argument("--errors", type=int, default=0, metavar="N", help="also list up to N misclassified ids")
-    ev.set_defaults(handler=run_eval)
+    ev.set_defaults(handler=run_eval, shared_options=("config",))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,7 +201,12 @@ def classify_stream(
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    analyzer = load_analyzer(args.model, tuple(getattr(args, "securities", ()) or ()))
+    nlp_settings = load_settings(getattr(args, "config", None)).nlp
+    analyzer = load_analyzer(
+        args.model or nlp_settings.model,
+        tuple(getattr(args, "securities", ()) or nlp_settings.securities_files),
+        nlp_settings.onnx_threads,
+    )
     stream = _open_input(args.file)
     try:
         lines, failed = classify_stream(stream, sys.stdout, analyzer, args.batch)
@@ -271,7 +279,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not examples:
         raise InputError(f"no labeled posts in {split}; check --corpus / --file")
     try:
-        result = evaluate(examples, args.model, split=split)
+        result = evaluate(examples, args.model or load_settings(getattr(args, "config", None)).nlp.model, split=split)
     except NLPError as exc:
         raise ModelError(str(exc)) from None
     print(result.format())

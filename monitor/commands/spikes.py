@@ -90,7 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use the report-stream settings (Poisson, long memory) meant for mostly-zero counts",
     )
-    detect.set_defaults(handler=run_detect)
+    # A plain CSV in, CSV out: no store and no config file ([detect] is tuned for report streams; the
+    # flags above set this command's detector), so neither --db nor --config.
+    detect.set_defaults(handler=run_detect, shared_options=())
 
 
 def build_config(args: argparse.Namespace, bucket_minutes: int) -> DetectConfig:
@@ -129,21 +131,3 @@ def run_detect(args: argparse.Namespace) -> int:
     for text, (score, alert) in zip(texts, results, strict=True):
         out.writerow([text, f"{score:.4f}", alert])
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (tests, ``python -m monitor.commands.spikes``); the product CLI is monitor/cli.py."""
-    from monitor.errors import MonitorError
-
-    parser = argparse.ArgumentParser(prog="incident-monitor")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except MonitorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -105,7 +105,9 @@ class KeyModel:
         if config.half_life_days <= 0 or self.ref is None:
             return 1.0
         hl = config.half_life_days * 1440 / config.bucket_minutes
-        return 2.0 ** ((bucket - self.ref) / hl)
+        # Capped: after a gap of years (2 ** 1200 overflows) the old history weighs ~0 either way, and
+        # learn() rescales as soon as the weight passes _RESCALE_AT.
+        return 2.0 ** min((bucket - self.ref) / hl, 900.0)
 
     def expected(self, bucket: int, config: DetectConfig) -> float:
         """Expected count in ``bucket`` (per bucket, not per window)."""

@@ -3,86 +3,95 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from monitor.errors import ConfigError
+from monitor.settings import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UtcOffsetHours,
+)
 
 
 @dataclass(frozen=True)
 class DetectConfig:
     """Settings of the spike detector, shared by the report pipeline and ``spikes detect``."""
 
-    bucket_minutes: int = field(default=5, metadata={"help": "length of one counting bucket in minutes"})
-    windows_minutes: tuple[int, ...] = field(
+    bucket_minutes: Annotated[int, Field(gt=0, le=1440)] = field(default=5, metadata={"help": "length of one counting bucket in minutes"})
+    windows_minutes: tuple[PositiveInt, ...] = field(
         default=(15, 60, 360),
         metadata={"help": "window lengths in minutes; short ones catch sudden surges, long ones slow builds"},
     )
-    threshold: float = field(
+    threshold: PositiveFloat = field(
         default=5.0,
         metadata={"help": "score (-log10 of the tail probability of the window count) that opens an alert"},
     )
-    sparse_window_minutes: int = field(
+    sparse_window_minutes: PositiveInt = field(
         default=45,
         metadata={"help": "window of the sparse rule: a near-zero key opens on a few distinct reporters in it"},
     )
-    sparse_min_reporters: int = field(
+    sparse_min_reporters: PositiveInt = field(
         default=3,
         metadata={"help": "distinct reporters inside sparse_window_minutes that open a near-zero key"},
     )
-    sparse_max_expected: float = field(
+    sparse_max_expected: NonNegativeFloat = field(
         default=0.05,
         metadata={
             "help": "a key is near-zero when at most this many reporters are expected in the sparse window "
             "(0.05 in 45 min ~ 1.6 a day); 0 turns the sparse rule off"
         },
     )
-    release_threshold: float = field(
+    release_threshold: NonNegativeFloat = field(
         default=2.0,
         metadata={"help": "an open alert stays firing while the best window still scores at least this"},
     )
-    min_reporters: int = field(
+    min_reporters: PositiveInt = field(
         default=3,
         metadata={"help": "distinct reporters (or counts, for a series) a window needs to open an alert"},
     )
-    warmup_buckets: int = field(
+    warmup_buckets: NonNegativeInt = field(
         default=12,
         metadata={"help": "buckets after the first one seen during which nothing fires (grace period)"},
     )
-    prior_rate: float = field(
+    prior_rate: PositiveFloat = field(
         default=0.002,
         metadata={
             "help": "reporters per bucket assumed for a key with no history (0.002 per 5 min ~ 0.6 a day)"
         },
     )
-    prior_buckets: float = field(
+    prior_buckets: PositiveFloat = field(
         default=288.0, metadata={"help": "weight of prior_rate, in buckets of history it is worth"}
     )
-    half_life_days: float = field(
+    half_life_days: NonNegativeFloat = field(
         default=28.0,
         metadata={"help": "history older than this counts half in the baseline (0 = never forget)"},
     )
     seasonal: bool = field(
         default=True, metadata={"help": "use hour-of-day / day-of-week factors once enough history exists"}
     )
-    seasonal_min_days: float = field(
+    seasonal_min_days: NonNegativeFloat = field(
         default=7.0,
         metadata={"help": "days of history a key needs before hour-of-day / day-of-week factors are used"},
     )
-    seasonal_shrink: float = field(
+    seasonal_shrink: NonNegativeFloat = field(
         default=12.0,
         metadata={"help": "pseudo-buckets pulling each seasonal factor towards 1 (more = smoother)"},
     )
-    seasonal_shrink_reports: float = field(
+    seasonal_shrink_reports: NonNegativeFloat = field(
         default=3.0,
         metadata={
             "help": "and at least this many reports' worth of pseudo-buckets, so a sparse key's factors stay "
             "near 1 until its hour and day slots hold real counts"
         },
     )
-    utc_offset_hours: float = field(
+    utc_offset_hours: UtcOffsetHours = field(
         default=9.0, metadata={"help": "offset of the local day used for hour-of-day seasonality (JST = 9)"}
     )
-    dispersion: float = field(
+    dispersion: NonNegativeFloat = field(
         default=0.0,
         metadata={
             "help": "least extra-Poisson variance phi (var = mu + phi*mu^2); 0 = Poisson for sparse counts"
@@ -92,7 +101,7 @@ class DetectConfig:
         default=False,
         metadata={"help": "estimate phi from past residuals (for dense series; sparse counts keep Poisson)"},
     )
-    pending_max_expected: float = field(
+    pending_max_expected: NonNegativeFloat = field(
         default=1.0,
         metadata={
             "help": "a sparse key (at most this many reporters expected in its longest window) with a window of "
@@ -100,22 +109,22 @@ class DetectConfig:
             "baseline until it calms down, so a slow build is not learned as normal; 0 = never hold"
         },
     )
-    clip_sd: float = field(
+    clip_sd: PositiveFloat = field(
         default=2.0,
         metadata={"help": "a bucket is learned at most this many standard deviations above expected"},
     )
-    ticker_window_minutes: int = field(
+    ticker_window_minutes: PositiveInt = field(
         default=360, metadata={"help": "window of the ticker-cluster rule (same ticker, several reporters)"}
     )
-    ticker_min_reporters: int = field(
+    ticker_min_reporters: PositiveInt = field(
         default=3, metadata={"help": "distinct reporters naming one ticker within the window that fire it"}
     )
-    minhash_threshold: float = field(
+    minhash_threshold: Annotated[float, Field(gt=0, le=1)] = field(
         default=0.7, metadata={"help": "Jaccard similarity above which two texts count as one (copypasta)"}
     )
-    minhash_perm: int = field(default=64, metadata={"help": "MinHash permutations (more = exact but slower)"})
-    shingle_chars: int = field(default=3, metadata={"help": "character n-gram length of the text shingles"})
-    max_samples: int = field(default=5, metadata={"help": "sample post ids carried by a signal"})
+    minhash_perm: Annotated[int, Field(ge=16, le=1024)] = field(default=64, metadata={"help": "MinHash permutations (more = exact but slower)"})
+    shingle_chars: Annotated[int, Field(ge=1, le=20)] = field(default=3, metadata={"help": "character n-gram length of the text shingles"})
+    max_samples: Annotated[int, Field(ge=1, le=100)] = field(default=5, metadata={"help": "sample post ids carried by a signal"})
 
     def __post_init__(self) -> None:
         problems = []

@@ -141,7 +141,7 @@ def read_series_csv(path: str | Path) -> tuple[list[datetime], list[float], list
     A bad row raises :class:`InputError` naming ``file:line``."""
     p = Path(path)
     try:
-        handle = p.open(encoding="utf-8", newline="")
+        handle = p.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise InputError(f"cannot read the series ({exc.strerror}); check the path", path=str(p)) from exc
     timestamps: list[datetime] = []

@@ -45,6 +45,7 @@ class Request:
     params: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)  # epoch seconds it arrived, to compare with reset headers
 
 
 class LoopbackHTTP:

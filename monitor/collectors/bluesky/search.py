@@ -1,0 +1,278 @@
+"""searchPosts backfill through the atproto SDK, resumable per query (see the package docstring)."""
+
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from monitor.collectors import retry
+from monitor.collectors.base import CollectResult, collect_each, read_cursor, store_page
+from monitor.collectors.bluesky.parse import (
+    POST_COLLECTION,
+    SOURCE,
+    record_to_post,
+    split_at_uri,
+)
+from monitor.collectors.config import BlueskyConfig
+from monitor.collectors.retry import RetryPolicy, Shutdown
+from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
+from monitor.records import PostRecord, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+
+
+def search_cursor_name(query: str) -> str:
+    """Cursor key of one search query (queries may be long; the key column is not).
+
+    >>> search_cursor_name("楽天証券 不正")[:7]
+    'search:'
+    """
+    return "search:" + hashlib.sha256(query.encode()).hexdigest()[:16]
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Turn atproto errors into ones the shared policy reads.
+
+    atproto raises its own exception types: a 429 keeps its headers on ``exc.response`` (the policy reads
+    Bluesky's ``ratelimit-reset`` there), and a transport failure arrives as a ``NetworkError`` without a
+    response, whose cause is the httpx error.
+    """
+    response = getattr(exc, "response", None)
+    if getattr(response, "status_code", None) == 429:
+        wait = retry.wait_from_headers(getattr(response, "headers", None) or {})
+        if wait is not None:
+            return RateLimited(f"rate limit reached (HTTP 429, retry in {wait:.0f} s)", wait)
+        return exc
+    cause = exc.__cause__ or exc.__context__
+    if response is None and type(exc).__name__ in ("NetworkError", "InvokeTimeoutError") and cause is not None:
+        verdict = retry.classify(cause)
+        reason = verdict.cause if verdict.kind == "transient" else f"{type(cause).__name__}: {cause}"
+        return retry.TransientError(reason)
+    return exc
+
+
+SEARCH_OVERLAP = timedelta(minutes=10)
+
+
+def _iso_z(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _overlap(since: str) -> str:
+    """The ``since`` sent: the stored mark minus :data:`SEARCH_OVERLAP`.
+
+    >>> _overlap("2025-03-19T06:00:07Z")
+    '2025-03-19T05:50:07Z'
+    """
+    try:
+        return _iso_z(parse_timestamp(since, "since") - SEARCH_OVERLAP)
+    except InputError:
+        return since
+
+
+def _sort_time(view: Any) -> str | None:
+    """When searchPosts sorts a post: the earlier of createdAt and indexedAt, never in the future.
+
+    A client with a wrong clock can write a createdAt years ahead; taken as the ``since`` mark it would
+    hide every later post, so the mark is capped at now.
+
+    >>> _sort_time({"indexedAt": "2025-03-19T06:00:09.5Z", "record": {"createdAt": "2025-03-19T06:00:07.000Z"}})
+    '2025-03-19T06:00:07Z'
+    >>> _sort_time({"indexedAt": "2025-03-19T06:00:09Z", "record": {"createdAt": "2999-01-01T00:00:00Z"}})
+    '2025-03-19T06:00:09Z'
+    """
+    if not isinstance(view, dict):
+        return None
+    record = view.get("record") if isinstance(view.get("record"), dict) else {}
+    times = []
+    for value, name in ((record.get("createdAt"), "createdAt"), (view.get("indexedAt"), "indexedAt")):
+        try:
+            times.append(parse_timestamp(value, name))
+        except InputError:
+            continue
+    if not times:
+        return None
+    return _iso_z(min(min(times), datetime.now(UTC)))
+
+
+def _search_post(view: Any) -> PostRecord:
+    """One ``app.bsky.feed.defs#postView`` as a PostRecord."""
+    if not isinstance(view, dict):
+        raise InputError(f"post view must be an object, got {type(view).__name__}")
+    did, collection, rkey = split_at_uri(view.get("uri"))  # type: ignore[arg-type]
+    author = view.get("author") if isinstance(view.get("author"), dict) else {}
+    if collection != POST_COLLECTION:
+        raise InputError(f"{view.get('uri')} is not a post")
+    metrics = {k: view[k] for k in ("likeCount", "replyCount", "repostCount", "quoteCount") if isinstance(view.get(k), int)}
+    fallback = None
+    if isinstance(view.get("indexedAt"), str):
+        try:
+            fallback = parse_timestamp(view["indexedAt"], "indexedAt")
+        except InputError:
+            fallback = None
+    return record_to_post(
+        did=str(author.get("did") or did), rkey=rkey, record=view.get("record"),
+        handle=author.get("handle") if isinstance(author.get("handle"), str) else None,
+        fallback_time=fallback, metrics=metrics,
+    )
+
+
+class SearchBackfill:
+    """searchPosts through the atproto SDK, resumable per query; see the module docstring."""
+
+    source = SOURCE
+
+    def __init__(self, config: BlueskyConfig, policy: RetryPolicy | None = None, *, timeout: float = 30.0) -> None:
+        if not config.handle:
+            raise CredentialsError("BLUESKY_HANDLE", "set BLUESKY_HANDLE (and BLUESKY_APP_PASSWORD) to enable the "
+                                   "searchPosts backfill; Jetstream needs no account")
+        if not config.app_password:
+            raise CredentialsError("BLUESKY_APP_PASSWORD", "set BLUESKY_APP_PASSWORD (an app password, or "
+                                   "BLUESKY_APP_PASSWORD_FILE) to enable the searchPosts backfill; Jetstream needs no account")
+        self.config = config
+        self.policy = policy or RetryPolicy()
+        self.timeout = timeout
+        self._client: Any = None
+        self._last: tuple[str, str] | None = None  # (url, body) of the last searchPosts answer, verbatim
+
+    def _make_client(self) -> Any:
+        from atproto import Client
+        from atproto_client.request import Request
+
+        owner = self
+
+        class RecordingRequest(Request):
+            """Keeps the raw body of each answer: the page is stored verbatim, not as re-serialized models."""
+
+            def _send_request(self, method: str, url: str, **kwargs: Any) -> Any:
+                response = super()._send_request(method, url, **kwargs)
+                owner._last = (str(response.url), response.text)
+                return response
+
+        return Client(base_url=self.config.api_url, request=RecordingRequest(timeout=self.timeout))
+
+    def login(self, stop: threading.Event, result: CollectResult) -> None:
+        if self._client is not None:
+            return
+        from atproto_client.exceptions import UnauthorizedError
+
+        client = self._make_client()
+
+        def attempt() -> Exception | None:
+            result.requests += 1
+            try:
+                client.login(self.config.handle, self.config.app_password.reveal(), fetch_bsky_profile=False)
+            except UnauthorizedError as exc:
+                return exc  # a refusal is an answer, not a failure worth retrying
+            except Exception as exc:
+                translated = _translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+            return None
+
+        refused = retry.call(attempt, policy=self.policy, stop=stop, what="Bluesky login",
+                             credential_hint="BLUESKY_APP_PASSWORD")
+        if refused is not None:
+            raise CredentialsError(
+                "BLUESKY_APP_PASSWORD",
+                f"Bluesky login as {self.config.handle} was refused: {refused}; check BLUESKY_HANDLE and "
+                "BLUESKY_APP_PASSWORD (an app password from Settings > Privacy and security > App passwords)",
+            )
+        self._client = client
+
+    def _page(self, params: dict[str, Any], stop: threading.Event, result: CollectResult) -> tuple[dict[str, Any], str, str]:
+        from atproto_client.exceptions import ModelError
+
+        def attempt() -> tuple[dict[str, Any], str, str]:
+            result.requests += 1
+            self._last = None
+            try:
+                self._client.app.bsky.feed.search_posts(params=params)
+            except ModelError as exc:
+                # The SDK rejects a whole page for one odd post; our own parse keeps the good ones.
+                log.info("Bluesky search: the SDK could not model a page (%s); parsing it leniently", exc)
+            except Exception as exc:
+                translated = _translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+            if self._last is None:
+                raise retry.TransientError("Bluesky search: no answer body recorded")
+            url, body = self._last
+            page = json.loads(body)  # a truncated body raises here and is retried
+            if not isinstance(page, dict):
+                raise retry.TransientError("Bluesky search: answer is not a JSON object")
+            return page, body, url
+
+        return retry.call(attempt, policy=self.policy, stop=stop, what=f"Bluesky search {params['q']!r}",
+                          credential_hint="BLUESKY_APP_PASSWORD")
+
+    def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
+        name = search_cursor_name(query)
+        stored = read_cursor(engine, SOURCE, name)
+        since = stored.value or None
+        extra = dict(stored.extra)
+        next_cursor = extra.get("cursor")
+        pending_newest = extra.get("pending_newest")
+        for _ in range(self.config.max_search_pages):
+            params: dict[str, Any] = {"q": query, "lang": "ja", "sort": "latest", "limit": self.config.search_limit}
+            if since:
+                # searchPosts filters on sortAt, and a post can be indexed late: overlap the last sweep.
+                params["since"] = _overlap(since)
+            if next_cursor:
+                params["cursor"] = next_cursor
+            page, body, url = self._page(params, stop, result)
+            records: list[PostRecord] = []
+            views = page.get("posts") if isinstance(page.get("posts"), list) else []
+            for view in views:
+                try:
+                    records.append(_search_post(view))
+                except InputError as exc:
+                    result.skipped += 1
+                    log.warning("Bluesky search: skipped a post: %s", exc)
+            for view in views:
+                stamp = _sort_time(view)
+                if stamp is not None and (pending_newest is None or stamp > pending_newest):
+                    pending_newest = stamp
+            token = page.get("cursor") if isinstance(page.get("cursor"), str) and page.get("posts") else None
+            if token == next_cursor and token is not None:
+                raise SourceError(f"Bluesky search {query!r}: the API answered the same cursor again; the next pass resumes")
+            if token:
+                value, new_extra = since or "", {"query": query, "cursor": token, "pending_newest": pending_newest}
+            else:
+                value, new_extra = pending_newest or since or "", {"query": query}
+            new, dup = store_page(
+                engine, source=SOURCE, endpoint=url, body=body, records=records,
+                cursor_name=name, cursor_value=value, cursor_extra=new_extra,
+            )
+            result.pages += 1
+            result.new += new
+            result.duplicate += dup
+            if not token:
+                return
+            next_cursor = token
+            if stop.is_set():
+                raise Shutdown()
+        result.notes.append(f"search page limit {self.config.max_search_pages} reached; the next pass continues")
+
+    def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
+        result = CollectResult(SOURCE)
+        try:
+            self.login(stop, result)
+        except Shutdown:
+            result.stopped = True
+            return result
+        result.add(collect_each(SOURCE, self.config.search_queries, self.collect_query, engine, stop))
+        return result
+
+

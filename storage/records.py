@@ -1,0 +1,196 @@
+"""The Post record of DESIGN.md as one pydantic model: what input is validated against, what the store
+keeps (``storage.models.Post`` takes its column limits from here), and what every export and the API
+write (:class:`ExportRecord` adds the analysis fields; CSV and Parquet columns are derived from it).
+
+Validation errors are plain ``ValueError`` messages written for people (one line, naming the field and
+the fix); ``monitor.records`` turns them into ``InputError`` with the file and line.
+"""
+
+from __future__ import annotations
+
+import typing
+from datetime import datetime, timedelta, timezone
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_serializer
+
+__all__ = [
+    "ANALYSIS_FIELDS", "ExportRecord", "KNOWN_SOURCES", "LIMITS", "MAX_TEXT_CHARS", "POST_FIELDS", "PostRecord",
+    "flat_columns", "parse_timestamp", "validation_message",
+]
+
+KNOWN_SOURCES = ("5ch", "bluesky", "reddit", "web", "x")
+MAX_TEXT_CHARS = 100_000  # longer "posts" are not posts; the cap keeps one bad line from filling the store
+REQUIRED = ("source", "id", "created_at", "author_id", "text")
+# Longest value of each short text field; the table's column sizes are these, so what validates is storable.
+LIMITS = {"source": 32, "id": 128, "author_id": 128, "author_handle": 256, "lang": 16, "url": 2000,
+          "repost_of": 128, "reply_to": 128, "quote_of": 128}
+
+
+def parse_timestamp(value: Any, field_name: str = "created_at") -> datetime:
+    """An ISO 8601 timestamp WITH an offset (``Z`` accepted) as an aware datetime.
+
+    >>> parse_timestamp("2025-03-19T15:02:11+09:00").isoformat()
+    '2025-03-19T15:02:11+09:00'
+    >>> parse_timestamp("2021-04-08T19:34:32.000Z").isoformat()
+    '2021-04-08T19:34:32+00:00'
+    >>> parse_timestamp("2025-03-19 15:02")
+    Traceback (most recent call last):
+    ...
+    ValueError: created_at '2025-03-19 15:02' has no UTC offset: write it as ISO 8601 with an offset, e.g. 2025-03-19T15:02:11+09:00
+    """
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field_name} must be an ISO 8601 string, got {type(value).__name__}")
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValueError(
+            f"{field_name} {text[:40]!r} is not an ISO 8601 timestamp: write e.g. 2025-03-19T15:02:11+09:00"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(
+            f"{field_name} {text[:40]!r} has no UTC offset: write it as ISO 8601 with an offset, "
+            "e.g. 2025-03-19T15:02:11+09:00"
+        )
+    return parsed
+
+
+def _text_field(name: str, required: bool) -> Any:
+    limit = LIMITS.get(name, MAX_TEXT_CHARS)
+
+    def check(value: Any) -> str | None:
+        if value is None:
+            if required:
+                raise ValueError(f"missing required field {name!r}: a Post record needs {', '.join(REQUIRED)}")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
+        text = str(value)
+        if len(text) > limit:
+            what = "characters, over the" if name == "text" else "characters, longer than the"
+            raise ValueError(f"{name} is {len(text):,} {what} {limit:,} limit for one post")
+        # Lone surrogates cannot be stored as UTF-8; keep the post, mark what was lost.
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+    return BeforeValidator(check)
+
+
+def _source(value: Any) -> Any:
+    if value is not None and value not in KNOWN_SOURCES:
+        raise ValueError(f"unknown source {value!r}: use one of {', '.join(KNOWN_SOURCES)}")
+    return value
+
+
+def _metrics(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("field 'metrics' must be an object")
+    return value
+
+
+def _created_at(value: Any) -> datetime:
+    if value is None:
+        raise ValueError(f"missing required field 'created_at': a Post record needs {', '.join(REQUIRED)}")
+    return parse_timestamp(value)
+
+
+class PostRecord(BaseModel):
+    """The Post record of DESIGN.md, validated. Unknown keys (an export's analysis fields) are ignored.
+
+    >>> PostRecord.model_validate({"source": "x", "id": 1, "created_at": "2025-03-19T15:02:11+09:00",
+    ...                            "author_id": "8812", "text": "楽天証券で勝手に中国株を買われた"}).key
+    'x:1'
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    source: Annotated[str, _text_field("source", True), BeforeValidator(_source)]
+    id: Annotated[str, _text_field("id", True)]
+    created_at: Annotated[datetime, BeforeValidator(_created_at)]  # timezone-aware
+    author_id: Annotated[str, _text_field("author_id", True)]
+    author_handle: Annotated[str | None, _text_field("author_handle", False)] = None
+    text: Annotated[str, _text_field("text", True)]
+    lang: Annotated[str | None, _text_field("lang", False)] = None
+    url: Annotated[str | None, _text_field("url", False)] = None
+    repost_of: Annotated[str | None, _text_field("repost_of", False)] = None
+    reply_to: Annotated[str | None, _text_field("reply_to", False)] = None
+    quote_of: Annotated[str | None, _text_field("quote_of", False)] = None
+    metrics: Annotated[dict[str, Any], BeforeValidator(_metrics)] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.id}"
+
+    @field_serializer("created_at")
+    def _iso(self, value: datetime) -> str:
+        return value.isoformat()  # "+00:00", not pydantic's "Z": the form the contract shows
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as one JSONL object of the contract."""
+        return self.model_dump(mode="json")
+
+    def row_values(self) -> dict[str, Any]:
+        """Column values of ``storage.models.Post`` (the contract's ``id`` is the table's ``post_id``)."""
+        offset = self.created_at.utcoffset()
+        values = self.model_dump(exclude={"id"})
+        values["created_at"] = self.created_at
+        values["post_id"] = self.id
+        values["utc_offset_min"] = int(offset.total_seconds() // 60) if offset is not None else 0
+        return values
+
+    @classmethod
+    def from_row(cls, row: Any) -> PostRecord:
+        """A stored ``storage.models.Post`` back as the record it was stored from (offset restored)."""
+        tz = timezone(timedelta(minutes=row.utc_offset_min))
+        values = {name: getattr(row, name) for name in POST_FIELDS if name not in ("id", "created_at")}
+        values["metrics"] = values["metrics"] or {}
+        return cls.model_construct(id=row.post_id, created_at=row.created_at.astimezone(tz), **values)
+
+
+class ExportRecord(PostRecord):
+    """A stored post with its newest analysis: JSONL, CSV and Parquet exports and the API write these."""
+
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
+    brokers: list[str] = Field(default_factory=list)
+    tickers: list[str] = Field(default_factory=list)
+    model: str | None = None
+
+
+POST_FIELDS: tuple[str, ...] = tuple(PostRecord.model_fields)
+ANALYSIS_FIELDS: tuple[str, ...] = tuple(f for f in ExportRecord.model_fields if f not in PostRecord.model_fields)
+
+
+def flat_columns() -> list[tuple[str, type]]:
+    """Export columns that hold one value or a list (CSV, Parquet): every field but the objects.
+
+    >>> [name for name, _ in flat_columns()][:3], [name for name, _ in flat_columns()][-3:]
+    (['source', 'id', 'created_at'], ['brokers', 'tickers', 'model'])
+    """
+    out = []
+    for name, info in ExportRecord.model_fields.items():
+        hint = info.annotation
+        if get_origin(hint) in (Union, UnionType):  # X | None -> X
+            hint = next(a for a in get_args(hint) if a is not type(None))
+        base = get_origin(hint) or hint
+        if base is dict:
+            continue
+        out.append((name, str if name == "created_at" else typing.cast(type, base)))
+    return out
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a validation error as one line written for people."""
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "value_error":
+        return str(err["ctx"]["error"])
+    if err["type"] == "missing":
+        return f"missing required field {field!r}: a Post record needs {', '.join(REQUIRED)}"
+    return f"field {field!r}: {err['msg']}"

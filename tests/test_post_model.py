@@ -1,0 +1,76 @@
+"""One Post model (storage.records.PostRecord): input validation, the table, and every export format agree."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from sqlmodel import select
+
+from monitor.ingest import store_records
+from monitor.records import parse_post
+from storage.database import session_scope
+from storage.export import CSV_COLUMNS, export
+from storage.models import Post
+from storage.queries import iter_post_views
+from storage.records import ANALYSIS_FIELDS, LIMITS, POST_FIELDS, ExportRecord, PostRecord
+
+LINE = {"source": "x", "id": "1902", "created_at": "2025-03-19T15:02:11+09:00", "author_id": "8812",
+        "author_handle": "taro", "text": "楽天証券で勝手に中国株を買われた", "lang": "ja",
+        "url": "https://x.com/taro/status/1902", "repost_of": None, "reply_to": "1901", "quote_of": None,
+        "metrics": {"like_count": 3}}
+
+
+def test_contract_fields_and_table_columns_agree():
+    assert POST_FIELDS == tuple(LINE)  # DESIGN.md order and names
+    columns = Post.__table__.columns
+    for name in POST_FIELDS:
+        column = columns["post_id" if name == "id" else name]
+        if name in LIMITS:
+            assert column.type.length == LIMITS[name], name
+
+
+def test_csv_and_parquet_columns_come_from_the_export_model():
+    flat = [n for n in ExportRecord.model_fields if n not in ("metrics", "scores")]
+    assert list(CSV_COLUMNS) == flat
+    assert set(ANALYSIS_FIELDS) == {"label", "score", "scores", "brokers", "tickers", "model"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"id": None}, "missing required field 'id'"), ({"source": "myspace"}, "unknown source 'myspace'"),
+     ({"author_id": ["a"]}, "field 'author_id' must be a string, got list"),
+     ({"lang": "x" * 17}, "lang is 17 characters, longer than the 16 limit"),
+     ({"created_at": "2025-03-19 15:02"}, "has no UTC offset")],
+)
+def test_bad_records_fail_with_one_line_naming_the_field(change, message):
+    with pytest.raises(Exception, match=message) as info:
+        parse_post({**LINE, **change})
+    assert "\n" not in str(info.value)
+
+
+def test_every_export_format_round_trips_the_record(sqlite_url, tmp_path):
+    from storage.database import open_store
+
+    engine = open_store(sqlite_url)
+    record = parse_post(LINE)
+    with session_scope(engine) as s:
+        store_records(s, [record])
+    with session_scope(engine) as s:
+        (view,) = list(iter_post_views(s))
+        assert PostRecord.from_row(s.exec(select(Post)).one()) == record
+        rows = [view.to_record()]
+    out = io.StringIO()
+    export(rows, "jsonl", None, out)
+    exported = json.loads(out.getvalue())
+    assert {k: exported[k] for k in POST_FIELDS} == LINE
+    assert parse_post(exported) == record  # an export is valid input again
+    out = io.StringIO()
+    export(rows, "csv", None, out)
+    assert next(csv.DictReader(io.StringIO(out.getvalue())))["created_at"] == LINE["created_at"]
+    export(rows, "parquet", str(tmp_path / "p.parquet"), out)
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column_names == list(CSV_COLUMNS) and table.to_pylist()[0]["text"] == LINE["text"]
