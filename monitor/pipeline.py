@@ -7,14 +7,19 @@ posts' timestamps, so a backtest exercises exactly what the live bot runs.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Iterable
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from monitor import alerts as alerting
@@ -26,12 +31,11 @@ from monitor.ingest import ImportResult, import_file
 from monitor.settings import Settings, load_settings
 from storage.database import open_store, session_scope
 from storage.export import json_line
+from storage.locks import acquire
 from storage.models import StateEntry
-from storage.queries import has_active_alerts
+from storage.queries import LIVE_SCOPE, has_active_alerts
 
 log = logging.getLogger(__name__)
-
-LIVE_SCOPE = "live"
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Pipeline:
         # alert and delivery stages instead of re-reading empty tables every few minutes.
         self._alerts_active: bool | None = None
         self._outbox_idle: bool | None = None
+        self._replay_run: ReplayRun | None = None
 
     # -- stages --------------------------------------------------------------------------------------
 
@@ -111,7 +116,11 @@ class Pipeline:
             session.add(entry)
 
     def analyze(self, now: datetime) -> int:
-        return analyze_pending(self.engine, self.analyzer, batch=self.settings.pipeline.analyze_batch, now=now)
+        # A replay analyses only the posts its clock has reached, so the first cycle does not classify the
+        # whole file and the window never holds reports from the simulated future.
+        until = now if self._replay_run is not None else None
+        return analyze_pending(self.engine, self.analyzer, batch=self.settings.pipeline.analyze_batch, now=now,
+                               until=until)
 
     def detect(self, now: datetime) -> list[Signal]:
         detector = self.detector
@@ -121,14 +130,23 @@ class Pipeline:
             reports = self._window.refresh(session, now)
             signals = detector.evaluate(now, reports)
             self._save_detector(session, now)
+            if self._replay_run is not None:
+                # The replay's clock is committed with the detector state it goes with: a killed replay
+                # resumes at this cycle (re-planning one cycle is idempotent), never from the start.
+                self._replay_run.clock = now
+                self._replay_run.save(session)
         return signals
 
     def alert(self, now: datetime, signals: list[Signal]) -> list[AlertEvent]:
         if not signals and self._alerts_active is False:
             return []
-        with session_scope(self.engine) as session:
-            events = alerting.process_signals(session, signals, now, self.settings.alerts, list(self.notifiers))
-            self._alerts_active = has_active_alerts(session)
+        try:
+            events = self._plan_alerts(now, signals)
+        except IntegrityError:
+            # Another writer opened one of these alerts first (the unique index on active fingerprints):
+            # plan again on top of what it stored instead of opening a second episode.
+            log.warning("another instance recorded an alert first; planning again on top of it")
+            events = self._plan_alerts(now, signals)
         if events:
             self._outbox_idle = False
         for event in events:
@@ -139,9 +157,16 @@ class Pipeline:
     def deliver(self, now: datetime) -> int:
         if not self.notifiers or self._outbox_idle:
             return 0
-        report = alerting.deliver_pending(self.engine, self.notifiers, now, self.settings.alerts)
+        report = alerting.deliver_pending(self.engine, self.notifiers, now, self.settings.alerts, self.scope)
         self._outbox_idle = report.retrying == 0 and report.waiting == 0
         return report.sent
+
+    def _plan_alerts(self, now: datetime, signals: list[Signal]) -> list[AlertEvent]:
+        with session_scope(self.engine) as session:
+            events = alerting.process_signals(session, signals, now, self.settings.alerts, list(self.notifiers),
+                                              self.scope)
+            self._alerts_active = has_active_alerts(session, self.scope)
+        return events
 
     def run_cycle(self, now: datetime) -> CycleResult:
         """One analyze -> detect -> alert -> deliver pass at ``now`` (stream time in replay)."""
@@ -160,33 +185,143 @@ class Pipeline:
 
     def replay(self, path: str | Path, *, step: timedelta | None = None, tail: timedelta | None = None,
                on_error: Callable[[InputError], None] | None = None,
-               on_cycle: Callable[[CycleResult], None] | None = None) -> tuple[ImportResult, list[AlertEvent]]:
+               on_cycle: Callable[[CycleResult], None] | None = None,
+               rerun: bool = False) -> tuple[ImportResult, list[AlertEvent]]:
         """The whole pipeline over a file in simulated time: store it, then step the clock through it.
 
-        The clock starts at the first post and advances by ``step``; each cycle sees only posts created
-        before its ``now``, so the run is causal. After the last post the clock runs on for ``tail`` so
-        open alerts can resolve.
+        The clock starts at the first post and advances by ``step``; each cycle analyses and sees only
+        posts created before its ``now``, so the run is causal. After the last post the clock runs on for
+        ``tail`` so open alerts can resolve.
+
+        A backtest never touches live state: its alerts, events, outbox rows and detector baseline live in
+        a scope of their own (``replay:<file digest>#<run>``), starting from a fresh baseline. The run is
+        recorded in the store with its clock, so a killed replay of the same file resumes where it stopped
+        and never opens its alerts again. A file whose replay already finished here, or whose posts were
+        all stored before, is refused with the way to backtest it (``rerun`` runs detection again over the
+        stored posts in a new scope). One replay at a time per store.
         """
         step = step or timedelta(seconds=self.settings.pipeline.replay_step_seconds)
-        imported = self.import_file(path, on_error=on_error)
-        events: list[AlertEvent] = []
-        if imported.first is None or imported.last is None:
-            return imported, events
         tail = tail if tail is not None else timedelta(hours=3)
-        start = _ceil_time(imported.first, step)
-        # A backtest judges the file on its own: it starts from a fresh baseline, kept apart from the
-        # live bot's (scope), so replaying the past never disturbs the live state or vice versa.
-        self._detector = Detector(self.settings.detect)
-        self._window = None
-        now = start
-        end = imported.last + tail
-        while now <= end:
-            cycle = self.run_cycle(now)
-            events.extend(cycle.events)
-            if on_cycle:
-                on_cycle(cycle)
-            now += step
+        base = self.scope if self.scope != LIVE_SCOPE else "replay"
+        events: list[AlertEvent] = []
+        with _local_copy(path) as (local, digest), _replay_lock(self.engine, str(path)):
+            run = ReplayRun.load(self.engine, digest)
+            if run is not None and run.status == "done" and not rerun:
+                raise InputError(
+                    f"{path}: this store already holds a finished replay of this file ({run.scope}); a backtest "
+                    "judges a file on its own: replay into a fresh --db, or pass --rerun to run detection again "
+                    "over the stored posts")
+            imported = self.import_file(local, on_error=on_error)
+            if imported.first is None or imported.last is None:
+                return imported, events
+            if run is None and imported.stored == 0 and not rerun:
+                raise InputError(
+                    f"{path}: every post of this file ({imported.duplicates}) was already stored here, so a replay "
+                    "would not judge the file on its own: replay into a fresh --db, or pass --rerun to run "
+                    "detection over the stored posts")
+            resume = run is not None and run.status == "running" and run.clock is not None
+            if resume:
+                assert run is not None and run.clock is not None
+                log.warning("%s: resuming the interrupted replay (%s) at %s", path, run.scope, run.clock.isoformat())
+                now = run.clock
+            else:
+                number = (run.number + 1) if run is not None else 1
+                run = ReplayRun(digest, str(path), f"{base}:{digest[:16]}#{number}", number, "running", None)
+                now = _ceil_time(imported.first, step)
+            self.scope = run.scope
+            self._replay_run = run
+            self._window = None
+            self._alerts_active = self._outbox_idle = None
+            # A fresh baseline for a new run; a resumed run reads the one stored with its clock.
+            self._detector = None if resume else Detector(self.settings.detect)
+            with session_scope(self.engine) as session:
+                run.save(session)
+            end = imported.last + tail
+            while now <= end:
+                cycle = self.run_cycle(now)
+                events.extend(cycle.events)
+                if on_cycle:
+                    on_cycle(cycle)
+                now += step
+            run.status = "done"
+            with session_scope(self.engine) as session:
+                run.save(session)
+            self._replay_run = None
         return imported, events
+
+
+@dataclass
+class ReplayRun:
+    """A replay of one file (by content digest) into this store: its scope, run number, status and clock."""
+
+    digest: str
+    path: str
+    scope: str
+    number: int
+    status: str  # running | done
+    clock: datetime | None
+
+    @property
+    def key(self) -> str:
+        return f"replay-run:{self.digest}"
+
+    @classmethod
+    def load(cls, engine: sa.Engine, digest: str) -> ReplayRun | None:
+        with Session(engine) as session:
+            entry = session.get(StateEntry, f"replay-run:{digest}")
+        if entry is None or not entry.value:
+            return None
+        v = entry.value
+        clock = datetime.fromisoformat(v["clock"]) if v.get("clock") else None
+        return cls(digest, v.get("path", ""), v["scope"], int(v.get("number", 1)), v.get("status", "done"), clock)
+
+    def save(self, session: Session) -> None:
+        value = {"path": self.path, "scope": self.scope, "number": self.number, "status": self.status,
+                 "clock": self.clock.isoformat() if self.clock else None}
+        entry = session.get(StateEntry, self.key)
+        stamp = datetime.now(UTC)
+        if entry is None:
+            session.add(StateEntry(key=self.key, value=value, updated_at=stamp))
+        else:
+            entry.value = value
+            entry.updated_at = stamp
+            session.add(entry)
+
+
+@contextmanager
+def _replay_lock(engine: sa.Engine, path: str) -> Iterator[None]:
+    lock = acquire(engine, "replay")
+    if lock is None:
+        raise InputError(f"{path}: another replay is running against this store; wait for it to finish, "
+                         "or replay into another --db")
+    with lock:
+        yield
+
+
+@contextmanager
+def _local_copy(path: str | Path) -> Iterator[tuple[Path, str]]:
+    """The file and its SHA-256; standard input is copied to a temporary file first (read twice)."""
+    digest = hashlib.sha256()
+    if str(path) == "-":
+        with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as tmp:
+            for chunk in iter(lambda: sys.stdin.buffer.read(1 << 20), b""):
+                digest.update(chunk)
+                tmp.write(chunk)
+        try:
+            yield Path(tmp.name), digest.hexdigest()
+        finally:
+            Path(tmp.name).unlink(missing_ok=True)
+        return
+    local = Path(path)
+    if not local.exists():
+        raise InputError(f"no such file: {local}", path=str(local))
+    try:
+        with open(local, "rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror}); check the path") from exc
+    yield local, digest.hexdigest()
 
 
 def _ceil_time(moment: datetime, step: timedelta) -> datetime:

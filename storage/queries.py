@@ -13,6 +13,8 @@ from sqlmodel import Session, select
 
 from storage.models import Alert, Annotation, Mention, Post
 
+LIVE_SCOPE = "live"  # the live bot's alerts; each backtest keeps its own scope (Alert.scope)
+
 
 @dataclass
 class PostView:
@@ -122,6 +124,7 @@ def label_counts(session: Session) -> dict[str, int]:
     return {label: int(n) for label, n in rows}
 
 
-def has_active_alerts(session: Session) -> bool:
-    """Whether any alert is pending or firing (so a quiet cycle still has lifecycle work to do)."""
-    return session.exec(select(Alert.id).where(Alert.status != "resolved").limit(1)).first() is not None
+def has_active_alerts(session: Session, scope: str = LIVE_SCOPE) -> bool:
+    """Whether any alert of ``scope`` is pending or firing (so a quiet cycle still has lifecycle work to do)."""
+    stmt = select(Alert.id).where(Alert.scope == scope, Alert.status != "resolved").limit(1)
+    return session.exec(stmt).first() is not None

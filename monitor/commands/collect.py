@@ -85,6 +85,7 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
     from monitor.collectors.health import health_report
     from storage.database import session_scope
     from storage.models import Alert
+    from storage.queries import LIVE_SCOPE
 
     silent_after = timedelta(minutes=settings.scheduler.silent_after_minutes)
     views = {v.source: v for v in health_report(engine, now, silent_after)}
@@ -112,7 +113,8 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
                   f"(last new post {_fmt(view.last_post_at, now)}); check its queries and credentials", file=out)
     with session_scope(engine) as session:
         alerts = session.exec(
-            select(Alert).where(Alert.status.in_(("pending", "firing"))).order_by(Alert.first_seen)
+            select(Alert).where(Alert.scope == LIVE_SCOPE, Alert.status.in_(("pending", "firing")))
+            .order_by(Alert.first_seen)
         ).all()
         print(f"open alerts: {len(alerts)}", file=out)
         for alert in alerts:

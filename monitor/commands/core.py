@@ -75,7 +75,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                                  terminal=sys.stderr)
         show = _error_printer()
         step = parse_duration(args.step) if args.step else None
-        imported, events = pipeline.replay(args.file, step=step, tail=parse_duration(args.tail), on_error=show)
+        imported, events = pipeline.replay(args.file, step=step, tail=parse_duration(args.tail), on_error=show,
+                                           rerun=args.rerun)
         show.summary()
     kinds = Counter(e.event for e in events)
     print(f"{args.file}: {imported.stored} new posts, {imported.duplicates} already stored, "
@@ -184,6 +185,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--step", metavar="DURATION", help="simulated clock step between cycles (default 5m)")
     p.add_argument("--tail", metavar="DURATION", default="3h", help="keep the clock running after the last post (default 3h)")
     p.add_argument("--notify", action="store_true", help="also send to the configured notifiers (Slack ...)")
+    p.add_argument("--rerun", action="store_true",
+                   help="replay a file this store already holds again: detection over the stored posts, "
+                        "in a new backtest scope")
 
     p = add_command(subparsers, "import", "store a Post JSONL or twarc2 JSONL file without alerting",
              "incident-monitor import posts.jsonl", cmd_import)
