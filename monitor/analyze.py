@@ -199,7 +199,7 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
 # Annotation ids are assigned at insert but become visible at commit; on PostgreSQL two workers can commit
 # out of id order. Re-reading this many ids below the last maximum catches such a late commit (the window
 # is keyed by post, so a re-read report changes nothing).
-LATE_COMMIT_IDS = 2000
+LATE_COMMIT_IDS = 1000
 
 
 class ReportWindow:
@@ -226,8 +226,10 @@ class ReportWindow:
             rows = _load_reports(session, self.model, since, now, None, top)
         else:
             rows = _load_reports(session, self.model, self._last_now, now, None, top, since_exclusive=True)
+            # One writer at a time on SQLite: ids there commit in order and need no slack.
+            slack = LATE_COMMIT_IDS if _dialect(session) == "postgresql" else 0
             rows += _load_reports(session, self.model, since, self._last_now,
-                                  max(0, self._max_annotation - LATE_COMMIT_IDS), top)
+                                  max(0, self._max_annotation - slack), top)
         self._last_now, self._max_annotation = now, max(top, self._max_annotation)
         for _, report in rows:
             self._reports[report.post_key] = report

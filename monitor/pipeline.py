@@ -24,10 +24,11 @@ from sqlmodel import Session
 
 from monitor import alerts as alerting
 from monitor.analyze import ReportWindow, analyze_pending, load_analyzer
+from monitor.detect.counting import bucket_index
 from monitor.detect.detector import Detector
 from monitor.errors import InputError, MonitorError
 from monitor.events import AlertEvent, Signal
-from monitor.ingest import ImportResult, import_file
+from monitor.ingest import ImportResult, _insert, import_file
 from monitor.settings import Settings, load_settings
 from storage.database import open_store, session_scope
 from storage.export import json_line
@@ -73,6 +74,8 @@ class Pipeline:
         self._alerts_active: bool | None = None
         self._outbox_idle: bool | None = None
         self._replay_run: ReplayRun | None = None
+        self._saved_bucket: int | None = None  # bucket of the detector state last stored
+        self._pruned_at: datetime | None = None
 
     # -- stages --------------------------------------------------------------------------------------
 
@@ -106,14 +109,19 @@ class Pipeline:
         return Detector(config)
 
     def _save_detector(self, session: Session, now: datetime) -> None:
+        """Store the detector state when it changed: it changes only when a bucket closes, so a live cycle
+        every minute writes it once per bucket, not every cycle. Once a (stream) day, idle ticker models
+        are pruned first (:func:`prune_state`)."""
+        bucket = bucket_index(now, self.detector.bucket)
+        if bucket == self._saved_bucket:
+            return
         state = self.detector.to_state()
-        entry = session.get(StateEntry, self._state_key())
-        if entry is None:
-            session.add(StateEntry(key=self._state_key(), value=state, updated_at=now))
-        else:
-            entry.value = state
-            entry.updated_at = now
-            session.add(entry)
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            if prune_state(state, bucket):
+                self._detector = Detector.from_state(state)
+        save_state(session, self._state_key(), state, now)
+        self._saved_bucket = bucket
 
     def analyze(self, now: datetime) -> int:
         # A replay analyses only the posts its clock has reached, so the first cycle does not classify the
@@ -232,6 +240,7 @@ class Pipeline:
             self._replay_run = run
             self._window = None
             self._alerts_active = self._outbox_idle = None
+            self._saved_bucket = self._pruned_at = None
             # A fresh baseline for a new run; a resumed run reads the one stored with its clock.
             self._detector = None if resume else Detector(self.settings.detect)
             with session_scope(self.engine) as session:
@@ -278,14 +287,53 @@ class ReplayRun:
     def save(self, session: Session) -> None:
         value = {"path": self.path, "scope": self.scope, "number": self.number, "status": self.status,
                  "clock": self.clock.isoformat() if self.clock else None}
-        entry = session.get(StateEntry, self.key)
-        stamp = datetime.now(UTC)
-        if entry is None:
-            session.add(StateEntry(key=self.key, value=value, updated_at=stamp))
-        else:
-            entry.value = value
-            entry.updated_at = stamp
-            session.add(entry)
+        save_state(session, self.key, value, datetime.now(UTC))
+
+
+# An idle ticker's model is dropped once nearly nothing of its history is left: the reporters it counted,
+# weighted by the detector's half-life, sum to less than this (a report five half-lives ago weighs 1/32).
+PRUNE_BELOW_REPORTERS = 0.05
+PRUNE_EVERY = timedelta(days=1)
+
+
+def prune_state(state: dict[str, Any], bucket: int) -> int:
+    """Drop idle ticker models from a detector state (in place); returns how many were dropped.
+
+    Tickers are the one unbounded key space (every code anyone names gets a model, and every closed bucket
+    updates every model), so their models are kept only while they hold history: a ticker that is not
+    firing and whose half-life-weighted reporter count has decayed below ``PRUNE_BELOW_REPORTERS`` starts
+    again from the prior if it is named again. Brokers and ``overall`` are never pruned, so their
+    near-zero baselines (what makes a third reporter at a quiet broker page) are kept. Scoring is not
+    changed: this works on the stored state, and a pruned key scores exactly as a key never seen.
+
+    >>> state = {"config": {"half_life_days": 1.0, "bucket_minutes": 60}, "episodes": [],
+    ...          "models": [["ticker", "7203.T", {"ref": 0, "s": 1.0}], ["broker", "楽天証券", {"ref": 0, "s": 0.0}]]}
+    >>> prune_state(state, 24 * 6), [m[1] for m in state["models"]]
+    (1, ['楽天証券'])
+    """
+    config = state.get("config") or {}
+    half_life = float(config.get("half_life_days") or 0) * 1440 / float(config.get("bucket_minutes") or 5)
+    firing = {(kind, key) for kind, key, *_ in state.get("episodes", ())}
+    kept, dropped = [], 0
+    for kind, key, model in state.get("models", ()):
+        if kind == "ticker" and (kind, key) not in firing:
+            ref = model.get("ref")
+            weight = 2.0 ** ((bucket - ref) / half_life) if half_life > 0 and ref is not None else 1.0
+            if float(model.get("s", 0.0)) / weight < PRUNE_BELOW_REPORTERS:
+                dropped += 1
+                continue
+        kept.append([kind, key, model])
+    if dropped:
+        state["models"] = kept
+    return dropped
+
+
+def save_state(session: Session, key: str, value: dict[str, Any], now: datetime) -> None:
+    """Upsert one state row without reading the old value first (the detector state is large)."""
+    table = StateEntry.__table__
+    stmt = _insert(session, table).values(key=key, value=value, updated_at=now)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
 
 
 @contextmanager

@@ -263,3 +263,26 @@ def test_a_restarted_bot_keeps_its_detector_baseline(surge_slice, sqlite_url):
     assert restarted.detector.to_state()["last_closed"] is not None
     # and it carries on from there: the next cycle gives the same signals in both
     assert restarted.run_cycle(now).signals == first.detect(now)
+
+
+def test_detector_state_is_written_once_per_bucket(surge_slice, sqlite_url):
+    """The whole detector state was serialised and rewritten every cycle; it changes only when a bucket
+    closes, so a cycle every minute writes it once per 5-minute bucket."""
+    from datetime import timedelta
+
+    from monitor.ingest import import_file
+    from monitor.pipeline import Pipeline
+    from monitor.settings import load_settings
+    from storage.models import StateEntry
+
+    engine = open_store(sqlite_url)
+    import_file(engine, surge_slice)
+    pipeline = Pipeline(engine, load_settings(env={}))
+    start = datetime.fromisoformat("2025-03-19T08:00:00+09:00")
+    stamps = []
+    for minute in range(10):
+        pipeline.run_cycle(start + timedelta(minutes=minute))
+        with Session(engine) as s:
+            stamps.append(s.get(StateEntry, "detector:live").updated_at)
+    assert stamps[:5] == [start] * 5
+    assert stamps[5:] == [start + timedelta(minutes=5)] * 5
