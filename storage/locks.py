@@ -26,9 +26,19 @@ LOCK_SQL = "SELECT {fn}(hashtext(current_schema() || ':' || :name))"
 class StoreLock:
     """A held lock; :meth:`release` (or process exit) lets the next holder in."""
 
-    def __init__(self, name: str, release: Any) -> None:
+    def __init__(self, name: str, release: Any, alive: Any = None) -> None:
         self.name = name
         self._release = release
+        self._alive = alive
+
+    def alive(self) -> bool:
+        """Whether the lock is still held (a PostgreSQL lock ends with its connection)."""
+        if self._release is None:
+            return False
+        try:
+            return self._alive() if self._alive is not None else True
+        except Exception:  # noqa: BLE001 - any failure to ask means the connection, and the lock, are gone
+            return False
 
     def release(self) -> None:
         if self._release is not None:
@@ -67,7 +77,11 @@ def acquire(engine: Engine, name: str, *, wait: bool = False) -> StoreLock | Non
                     conn.commit()
                 finally:
                     conn.close()
-            return StoreLock(name, release)
+            def alive() -> bool:
+                conn.execute(sa.text("SELECT 1"))
+                conn.commit()
+                return True
+            return StoreLock(name, release, alive)
         conn.close()
         return None
     path = _lock_path(engine, name)

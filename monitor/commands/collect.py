@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -178,12 +179,59 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
     stop = threading.Event()
     _stop_on_signals(stop)
+    leader = _lead_or_stand_by(engine, stop)
+    if leader is None:
+        print("stopped", file=sys.stderr)
+        return 0
     cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop)
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
     print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
-    bot.run_until_stopped()
+    lost = _watch_lock(leader, stop)
+    try:
+        bot.run_until_stopped()
+    finally:
+        leader.release()
     print("stopped", file=sys.stderr)
-    return 0
+    return 1 if lost.is_set() else 0
+
+
+def _watch_lock(lock: Any, stop: threading.Event, every: float = 10.0) -> threading.Event:
+    """Stop the bot when its scheduler lock is lost (the database dropped the lock's connection): a standby
+    may hold it by now, and two schedulers would page twice. Exits non-zero so a supervisor restarts it."""
+    lost = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(every):
+            if not lock.alive():
+                log.error("lost the scheduler lock (the database connection dropped); stopping so that only "
+                          "one instance schedules")
+                lost.set()
+                stop.set()
+
+    threading.Thread(target=watch, daemon=True, name="scheduler-lock-watch").start()
+    return lost
+
+
+STANDBY_POLL_SECONDS = 2.0
+
+
+def _lead_or_stand_by(engine: Any, stop: threading.Event) -> Any:
+    """Exactly one scheduler and alerting loop per store: take the ``scheduler`` lock (a PostgreSQL advisory
+    lock on a dedicated connection, a lock file on SQLite), or stand by until its holder is gone and take
+    over. Returns the held lock, or None when stopped while standing by."""
+    from storage.locks import acquire
+
+    lock = acquire(engine, "scheduler")
+    if lock is not None:
+        return lock
+    print(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
+          "taking over when it stops", file=sys.stderr, flush=True)
+    while not stop.wait(STANDBY_POLL_SECONDS):
+        lock = acquire(engine, "scheduler")
+        if lock is not None:
+            print("the other instance is gone; taking over the scheduler", file=sys.stderr, flush=True)
+            return lock
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
