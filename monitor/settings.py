@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 import tomllib
 import types
@@ -134,9 +135,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be an integer, got {value!r}") from None
     if hint is float:
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan compares false with every limit: it would switch a cap off
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+        if where.split(" ")[0].lower().endswith("_usd") and number < 0:
+            raise ConfigError(f"{where} is a spend in US dollars and must be 0 or more, got {value!r}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
