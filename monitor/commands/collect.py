@@ -186,6 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop)
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
     print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    _schedule_prune(bot, engine, settings)
     lost = _watch_lock(leader, stop)
     try:
         bot.run_until_stopped()
@@ -193,6 +194,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         leader.release()
     print("stopped", file=sys.stderr)
     return 1 if lost.is_set() else 0
+
+
+def _schedule_prune(bot: Any, engine: Any, settings: Any) -> None:
+    """The retention job: `db prune` every ``[retention] prune_every_hours``, first one an hour after start."""
+    from monitor.retention import prune
+
+    every = settings.retention.prune_every_hours
+    if not every:
+        return
+
+    def job() -> None:
+        try:
+            log.info("%s", prune(engine, settings.retention, datetime.now(UTC)).summary())
+        except Exception:  # noqa: BLE001 - a failed prune is retried at the next interval
+            log.exception("retention prune failed")
+
+    bot.scheduler.add_job(job, "interval", id="retention-prune", hours=every,
+                          next_run_time=datetime.now(UTC) + timedelta(hours=1))
 
 
 def _watch_lock(lock: Any, stop: threading.Event, every: float = 10.0) -> threading.Event:

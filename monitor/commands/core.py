@@ -170,6 +170,17 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from monitor.retention import prune
+
+    settings, engine = settings_and_engine(args)
+    report = prune(engine, settings.retention, datetime.now(UTC))
+    print(report.summary())
+    return 0
+
+
 # -- registration ----------------------------------------------------------------------------------------
 
 
@@ -212,6 +223,8 @@ def register(subparsers: Any) -> None:
     db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
     add_command(db_sub, "upgrade", "apply schema migrations (also done on every start)",
          "incident-monitor db upgrade --db postgresql://monitor@db/monitor", cmd_db_upgrade)
+    add_command(db_sub, "prune", "delete what the [retention] settings no longer keep (also scheduled in run)",
+         "incident-monitor db prune", cmd_db_prune)
 
 
 
