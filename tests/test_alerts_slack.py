@@ -328,3 +328,41 @@ def test_delivery_sends_only_the_outbox_of_its_scope(engine, slack) -> None:
     assert deliver_pending(engine, webhook(slack), T0, CFG).sent == 0  # the live bot's call
     assert deliver_pending(engine, webhook(slack), T0, CFG, "replay:abc#1").sent == 1
     assert len(slack.calls("webhook")) == 1
+
+
+def test_bot_looks_up_a_message_sent_before_a_crash_instead_of_sending_it_twice(engine, slack) -> None:
+    """With a slow Slack, 1 kill in 12 sent a message twice: Slack had accepted it, the process died before
+    recording it as sent. Each message carries its event id in Slack metadata; a retry looks first."""
+
+    def crash_after_send() -> None:  # the state a kill between Slack's answer and our commit leaves
+        with session_scope(engine) as session:
+            for item in session.exec(select(OutboxItem).where(OutboxItem.status == "sent")
+                                     .order_by(OutboxItem.id.desc()).limit(1)).all():
+                # pending again, its claim released (the dead owner's claim is taken over at once)
+                item.status, item.sent_at, item.next_attempt_at = "pending", None, item.created_at
+                session.add(item)
+
+    plan(engine, T0, [signal("楽天証券", T0)])
+    assert deliver_pending(engine, bot(slack), T0, CFG).sent == 1
+    [opened] = slack.calls("chat.postMessage")
+    assert opened.json["metadata"]["event_payload"]["event_id"] == outbox(engine)[0].event_id
+    crash_after_send()
+    with session_scope(engine) as session:  # nor was the thread recorded
+        alert = session.exec(select(Alert)).one()
+        thread = (alert.slack_channel, alert.slack_ts)
+        alert.slack_channel = alert.slack_ts = None
+        session.add(alert)
+    assert deliver_pending(engine, bot(slack), T0, CFG).sent == 1
+    assert len(slack.calls("chat.postMessage")) == 1 and len(slack.calls("conversations.history")) == 1
+    with Session(engine) as session:
+        alert = session.exec(select(Alert)).one()
+        assert (alert.slack_channel, alert.slack_ts) == thread  # the thread found again
+    # an update in the thread: same, through conversations.replies
+    plan(engine, T0 + STEP, [signal("楽天証券", T0 + STEP, count=20)])
+    assert deliver_pending(engine, bot(slack), T0 + STEP, CFG).sent == 1
+    assert len(slack.calls("chat.postMessage")) == 2
+    crash_after_send()
+    assert deliver_pending(engine, bot(slack), T0 + STEP, CFG).sent == 1
+    assert len(slack.calls("chat.postMessage")) == 2 and len(slack.calls("conversations.replies")) == 1
+    # a first try never looks (nothing can have been sent before it)
+    assert len(slack.calls("conversations.history")) == 1
