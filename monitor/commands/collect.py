@@ -113,6 +113,7 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
             print(f"    WARNING: no new post for over {settings.scheduler.silent_after_minutes} min "
                   f"(last new post {_fmt(view.last_post_at, now)}); check its queries and credentials", file=out)
     with session_scope(engine) as session:
+        print_pipeline_status(session, now, out)
         alerts = session.exec(
             select(Alert).where(Alert.scope == LIVE_SCOPE, Alert.status.in_(("pending", "firing")))
             .order_by(Alert.first_seen)
@@ -123,6 +124,33 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
                   f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.opened_at or alert.first_seen, now)}",
                   file=out)
     return attention
+
+
+def print_pipeline_status(session: Any, now: datetime, out: TextIO) -> None:
+    """Posts stored, the analysis backlog and its lag, live alerts opened, and messages not delivered."""
+    import sqlalchemy as sa
+    from sqlmodel import col, select
+
+    from storage.models import Alert, AlertEventRow, AnalysisQueue, OutboxItem, Post
+    from storage.queries import LIVE_SCOPE
+
+    posts = session.exec(select(sa.func.count()).select_from(Post)).one()
+    queued, oldest = session.exec(select(sa.func.count(), sa.func.min(AnalysisQueue.created_at))).one()
+    lag = f", oldest created {_fmt(_aware(oldest), now)}" if queued else ""
+    print(f"posts stored: {posts}; waiting for analysis: {queued}{lag}", file=out)
+    opened = session.exec(
+        select(sa.func.count()).select_from(AlertEventRow).join(Alert, col(Alert.id) == col(AlertEventRow.alert_id))
+        .where(col(Alert.scope) == LIVE_SCOPE, col(AlertEventRow.event) == "open")).one()
+    failing = session.exec(select(sa.func.count()).select_from(OutboxItem).where(
+        col(OutboxItem.status) == "pending", col(OutboxItem.last_error).is_not(None))).one()
+    dead = session.exec(select(sa.func.count()).select_from(OutboxItem).where(col(OutboxItem.status) == "dead")).one()
+    print(f"alerts opened (live): {opened}; messages retrying: {failing}, given up: {dead}", file=out)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)  # SQLite's min() returns the stored naive UTC text
 
 
 def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
