@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.errors import ModelError
 from monitor.events import Report
-from storage.models import Annotation, Mention, Post
+from monitor.ingest import _insert
+from storage.models import AnalysisQueue, Annotation, Mention, Post, StateEntry
 from storage.queries import mentions_by_annotation
 
 DETECTED_LABELS = ("victim_report", "incident_discussion")
@@ -42,62 +43,108 @@ def load_analyzer(model: str | None, securities: tuple[str, ...] = (), threads: 
         raise ModelError(str(exc)) from exc
 
 
-def pending_posts(session: Session, model: str, limit: int) -> list[Post]:
-    """Posts that have no annotation by ``model`` yet, oldest first."""
-    stmt = (
-        select(Post)
-        .outerjoin(Annotation, sa.and_(Annotation.post_pk == Post.id, Annotation.model == model))
-        .where(Annotation.id.is_(None))  # type: ignore[union-attr]
-        .order_by(Post.id)  # type: ignore[arg-type]
-        .limit(limit)
-    )
-    return list(session.exec(stmt).all())
+QUEUE_MODEL_KEY = "analysis:queue-model"
 
 
-def store_analysis(session: Session, post: Post, analysis: Any, now: datetime) -> Annotation:
-    annotation = Annotation(
-        post_pk=post.id,  # type: ignore[arg-type]
-        label=analysis.label,
-        score=float(analysis.score),
-        scores={k: float(v) for k, v in analysis.scores.items()},
-        model=analysis.model,
-        dictionary=analysis.dictionary,
-        analyzed_at=now,
-    )
-    session.add(annotation)
-    session.flush()
-    for m in analysis.mentions:
-        session.add(
-            Mention(
-                annotation_id=annotation.id,  # type: ignore[arg-type]
-                post_pk=post.id,  # type: ignore[arg-type]
-                kind=m.kind,
-                value=m.value,
-                surface=m.surface[:256],
-                start=m.start,
-                end=m.end,
-                by=m.by,
-            )
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def fill_queue(engine: sa.Engine, model: str) -> None:
+    """Queue every post ``model`` has not annotated yet, once per model version.
+
+    New posts are queued as they are stored; this one scan covers what was stored before the queue
+    existed or before a model upgrade (which re-annotates everything with the new model).
+    """
+    with Session(engine) as session:
+        entry = session.get(StateEntry, QUEUE_MODEL_KEY)
+        if entry is not None and entry.value.get("model") == model:
+            return
+        missing = (
+            select(Post.id, Post.created_at)
+            .where(~sa.exists().where(Annotation.post_pk == Post.id, Annotation.model == model))
         )
-    return annotation
+        stmt = _insert(session, AnalysisQueue.__table__).from_select(["post_pk", "created_at"], missing)
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["post_pk"]))
+        value = {"model": model}
+        if entry is None:
+            session.add(StateEntry(key=QUEUE_MODEL_KEY, value=value, updated_at=datetime.now(UTC)))
+        else:
+            entry.value = value
+            session.add(entry)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:  # another worker filled it at the same moment
+            session.rollback()
+
+
+def pending_posts(session: Session, limit: int, until: datetime | None = None) -> list[Post]:
+    """Queued posts, oldest first (created at or before ``until`` when given), claimed for this transaction.
+
+    On PostgreSQL the queue rows are locked ``FOR UPDATE SKIP LOCKED``: concurrent workers each take a
+    different batch and never analyze a post twice; a worker that dies releases its batch with its
+    connection. SQLite has one writer at a time, so there the lock is not needed.
+    """
+    stmt = select(AnalysisQueue.post_pk).order_by(AnalysisQueue.created_at, AnalysisQueue.post_pk).limit(limit)
+    if until is not None:
+        stmt = stmt.where(AnalysisQueue.created_at <= until)
+    if _dialect(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    keys = list(session.exec(stmt).all())
+    if not keys:
+        return []
+    return list(session.exec(select(Post).where(col(Post.id).in_(keys)).order_by(col(Post.id))).all())
+
+
+def store_analyses(session: Session, posts: Sequence[Post], results: Sequence[Any], now: datetime) -> int:
+    """Annotations and mentions of a batch in two bulk inserts, and the batch off the queue; returns how
+    many annotations were new (a post another worker annotated meanwhile is skipped)."""
+    if not posts:
+        return 0
+    table = Annotation.__table__
+    rows = [
+        {
+            "post_pk": post.id, "label": analysis.label, "score": float(analysis.score),
+            "scores": {k: float(v) for k, v in analysis.scores.items()}, "model": analysis.model,
+            "dictionary": analysis.dictionary, "analyzed_at": now,
+        }
+        for post, analysis in zip(posts, results, strict=True)
+    ]
+    stmt = (
+        _insert(session, table)
+        .on_conflict_do_nothing(index_elements=["post_pk", "model"])
+        .returning(table.c.id, table.c.post_pk)
+    )
+    ids = dict((pk, ann_id) for ann_id, pk in session.execute(stmt, rows).all())
+    mentions = [
+        {
+            "annotation_id": ids[post.id], "post_pk": post.id, "kind": m.kind, "value": m.value,
+            "surface": m.surface[:256], "start": m.start, "end": m.end, "by": m.by,
+        }
+        for post, analysis in zip(posts, results, strict=True) if post.id in ids
+        for m in analysis.mentions
+    ]
+    if mentions:
+        session.execute(sa.insert(Mention.__table__), mentions)
+    session.execute(sa.delete(AnalysisQueue).where(col(AnalysisQueue.post_pk).in_([p.id for p in posts])))
+    return len(ids)
 
 
 def analyze_pending(engine: sa.Engine, analyzer: AnalyzerLike, *, batch: int = 256,
-                    now: datetime | None = None, limit: int | None = None) -> int:
-    """Annotate every post the current model has not seen; one transaction per batch. Returns the count."""
+                    now: datetime | None = None, limit: int | None = None, until: datetime | None = None) -> int:
+    """Annotate the queued posts (created at or before ``until`` when given; replay passes its clock);
+    one transaction per batch. Returns how many posts this call annotated."""
+    fill_queue(engine, analyzer.model_version)
     done = 0
     while limit is None or done < limit:
         size = batch if limit is None else min(batch, limit - done)
         with Session(engine, expire_on_commit=False) as session:
-            posts = pending_posts(session, analyzer.model_version, size)
+            posts = pending_posts(session, size, until)
             if not posts:
                 break
             results = analyzer.analyze_batch([p.text for p in posts])
-            stamp = now or datetime.now(UTC)
-            for post, analysis in zip(posts, results, strict=True):
-                store_analysis(session, post, analysis, stamp)
+            done += store_analyses(session, posts, results, now or datetime.now(UTC))
             session.commit()
-        done += len(posts)
     return done
 
 
@@ -109,7 +156,8 @@ def load_reports(session: Session, model: str, since: datetime | None = None, un
 
 
 def _load_reports(session: Session, model: str, since: datetime | None, until: datetime | None,
-                  after_annotation: int | None) -> list[tuple[int, Report]]:
+                  after_annotation: int | None, upto_annotation: int | None = None,
+                  *, since_exclusive: bool = False) -> list[tuple[int, Report]]:
     stmt = (
         select(Post, Annotation)
         .join(Annotation, Annotation.post_pk == Post.id)
@@ -117,11 +165,13 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
         .order_by(Post.created_at, Post.id)  # type: ignore[arg-type]
     )
     if since is not None:
-        stmt = stmt.where(Post.created_at >= since)
+        stmt = stmt.where(Post.created_at > since if since_exclusive else Post.created_at >= since)
     if until is not None:
         stmt = stmt.where(Post.created_at <= until)
     if after_annotation is not None:
         stmt = stmt.where(Annotation.id > after_annotation)  # type: ignore[operator]
+    if upto_annotation is not None:
+        stmt = stmt.where(Annotation.id <= upto_annotation)  # type: ignore[operator]
     rows = session.exec(stmt).all()
     if not rows:
         return []
@@ -146,33 +196,46 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
     return reports
 
 
-class ReportWindow:
-    """The detector's reports kept in memory and topped up with what was annotated since the last call.
+# Annotation ids are assigned at insert but become visible at commit; on PostgreSQL two workers can commit
+# out of id order. Re-reading this many ids below the last maximum catches such a late commit (the window
+# is keyed by post, so a re-read report changes nothing).
+LATE_COMMIT_IDS = 1000
 
-    Annotations are written only by this process's analyze stage, in id order, and never change, so
-    "annotation id greater than the last one seen" finds exactly the new reports; the first call (and
-    the first after a restart) loads the lookback window. Reports older than the lookback are dropped.
+
+class ReportWindow:
+    """The detector's reports in [now - lookback, now], kept in memory and topped up each call.
+
+    Two small reads per call, never a scan of the store: reports whose post time entered the window
+    since the last call (annotated before, e.g. by the live bot or a worker ahead of a replay's clock),
+    and reports annotated since the last call whose post time had already passed. The window holds only
+    the window: posts created after ``now`` are read once their time comes, not before.
     """
 
     def __init__(self, model: str, lookback: timedelta) -> None:
         self.model = model
         self.lookback = lookback
         self._reports: dict[str, Report] = {}
-        self._last_annotation: int | None = None
+        self._last_now: datetime | None = None
+        self._max_annotation = 0
 
     def refresh(self, session: Session, now: datetime) -> list[Report]:
         since = now - self.lookback
-        if self._last_annotation is None:
-            rows = _load_reports(session, self.model, since, None, None)
-            self._last_annotation = 0
+        top = session.exec(select(sa.func.max(Annotation.id))).one() or 0
+        if self._last_now is None or self._last_now < since or now < self._last_now:
+            self._reports.clear()
+            rows = _load_reports(session, self.model, since, now, None, top)
         else:
-            rows = _load_reports(session, self.model, None, None, self._last_annotation)
-        for annotation_id, report in rows:
-            self._last_annotation = max(self._last_annotation, annotation_id)
+            rows = _load_reports(session, self.model, self._last_now, now, None, top, since_exclusive=True)
+            # One writer at a time on SQLite: ids there commit in order and need no slack.
+            slack = LATE_COMMIT_IDS if _dialect(session) == "postgresql" else 0
+            rows += _load_reports(session, self.model, since, self._last_now,
+                                  max(0, self._max_annotation - slack), top)
+        self._last_now, self._max_annotation = now, max(top, self._max_annotation)
+        for _, report in rows:
             self._reports[report.post_key] = report
         stale = [k for k, r in self._reports.items() if r.created_at < since]
         for key in stale:
             del self._reports[key]
-        window = [r for r in self._reports.values() if r.created_at <= now]
+        window = list(self._reports.values())
         window.sort(key=lambda r: (r.created_at, r.post_key))
         return window

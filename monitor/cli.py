@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "monitor.commands.spikes",
     "monitor.commands.alerts",
     "monitor.commands.collect",
+    "monitor.commands.work",
 )
 
 
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from monitor.redact import install
+
+    install()  # secrets never reach the log, whichever library logs them
 
 
 def main(argv: Sequence[str] | None = None) -> int:

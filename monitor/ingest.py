@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 from monitor import __version__
 from monitor.errors import InputError
 from monitor.records import PostRecord, parse_line_object
-from storage.models import CollectorCursor, Post, RawPage
+from storage.models import AnalysisQueue, CollectorCursor, Post, RawPage
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one X page is well under 1 MB; a 16 MB "line" is a broken file
 
@@ -128,11 +128,15 @@ def store_records(
         stmt = (
             _insert(session, table)
             .on_conflict_do_nothing(index_elements=["source", "post_id"])
-            .returning(table.c.source, table.c.post_id)
+            .returning(table.c.source, table.c.post_id, table.c.id, table.c.created_at)
         )
         inserted = session.execute(stmt, [post_row_values(r, raw_id, now) for r in unique.values()]).all()
         result.new = len(inserted)
-        result.new_keys = [f"{s}:{p}" for s, p in inserted]
+        result.new_keys = [f"{s}:{p}" for s, p, _, _ in inserted]
+        if inserted:
+            # Queued in the same transaction, so a stored post is always either annotated or queued.
+            session.execute(sa.insert(AnalysisQueue.__table__),
+                            [{"post_pk": pk, "created_at": created} for _, _, pk, created in inserted])
     result.duplicate = len(records) - result.new
     if cursor is not None:
         save_cursor(session, *cursor)

@@ -125,6 +125,7 @@ SECTIONS: dict[str, str | type] = {
     "reddit": "monitor.collectors.config:RedditConfig",
     "bluesky": "monitor.collectors.config:BlueskyConfig",
     "scheduler": "monitor.collectors.config:SchedulerConfig",
+    "retention": "monitor.retention:RetentionConfig",
 }
 
 

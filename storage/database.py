@@ -125,8 +125,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``; cheap when the schema is already current."""
     from alembic import command
 
+    from storage.locks import held
+
     try:
-        with engine.begin() as connection:
+        # Instances starting together (a rolling deploy, two replicas) migrate one after the other; the
+        # second finds the schema current and does nothing.
+        with held(engine, "migrations"), engine.begin() as connection:
             command.upgrade(_alembic_config(connection), revision)
     except OperationalError as exc:
         raise StorageError(

@@ -160,13 +160,26 @@ class StateEntry(SQLModel, table=True):
     updated_at: datetime = _ts(now=True)
 
 
+ACTIVE_ALERT = sa.text("status IN ('pending', 'firing')")
+
+
 class Alert(SQLModel, table=True):
-    """One alert per (kind, key) episode; the lifecycle planner moves it pending -> firing -> resolved."""
+    """One alert per (kind, key) episode; the lifecycle planner moves it pending -> firing -> resolved.
+
+    ``scope`` keeps the live bot's alerts apart from each backtest's ("live", "replay:<file digest>#<run>"):
+    a replay plans, records and delivers only its own. The partial unique index allows one pending or
+    firing episode per (scope, fingerprint), so two writers racing to open the same alert cannot both win.
+    """
 
     __tablename__ = "alerts"
-    __table_args__ = (sa.Index("ix_alerts_fingerprint_status", "fingerprint", "status"),)
+    __table_args__ = (
+        sa.Index("ix_alerts_fingerprint_status", "fingerprint", "status"),
+        sa.Index("uq_alerts_active_fingerprint", "scope", "fingerprint", unique=True,
+                 sqlite_where=ACTIVE_ALERT, postgresql_where=ACTIVE_ALERT),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(default="live", max_length=128, index=True)
     fingerprint: str = Field(max_length=300)  # f"{kind}:{key}"
     kind: str = Field(max_length=16)
     key: str = Field(max_length=256)
@@ -216,6 +229,21 @@ class OutboxItem(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
     sent_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(now=True)
+    # Who holds the current claim ("host/boot id/pid"), so a restarted process can take over the claims of
+    # one that died instead of waiting ``claim_seconds`` for them to expire.
+    claimed_by: str | None = Field(default=None, max_length=200)
+
+
+class AnalysisQueue(SQLModel, table=True):
+    """Posts the current model has not annotated yet: filled in the transaction that stores a post, emptied
+    in the one that stores its annotation. Analysis reads this small table instead of anti-joining every
+    post with its annotations, and workers share it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+
+    __tablename__ = "analysis_queue"
+
+    post_pk: int = Field(sa_column=Column(sa.Integer, sa.ForeignKey("posts.id", ondelete="CASCADE"),
+                                          primary_key=True, autoincrement=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
 
 
 class Silence(SQLModel, table=True):

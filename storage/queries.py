@@ -14,6 +14,8 @@ from sqlmodel import Session, col, select
 from storage.models import Alert, Annotation, Mention, Post
 from storage.records import ExportRecord, PostRecord
 
+LIVE_SCOPE = "live"  # the live bot's alerts; each backtest keeps its own scope (Alert.scope)
+
 
 @dataclass
 class PostView:
@@ -111,6 +113,7 @@ def label_counts(session: Session) -> dict[str, int]:
     return {label: int(n) for label, n in rows}
 
 
-def has_active_alerts(session: Session) -> bool:
-    """Whether any alert is pending or firing (so a quiet cycle still has lifecycle work to do)."""
-    return session.exec(select(Alert.id).where(Alert.status != "resolved").limit(1)).first() is not None
+def has_active_alerts(session: Session, scope: str = LIVE_SCOPE) -> bool:
+    """Whether any alert of ``scope`` is pending or firing (so a quiet cycle still has lifecycle work to do)."""
+    stmt = select(Alert.id).where(Alert.scope == scope, Alert.status != "resolved").limit(1)
+    return session.exec(stmt).first() is not None

@@ -5,7 +5,9 @@ request so tests assert on what Slack would have received. Nothing is monkeypatc
 through slack_sdk and urllib exactly as in production.
 
 Webhook (``POST /services/...``): 200 ``ok`` (text/plain) by default. Web API (``POST /api/<method>``):
-``chat.postMessage`` and ``chat.update`` answer ``{"ok": true, "channel": ..., "ts": ...}``; a bad token
+``chat.postMessage`` and ``chat.update`` answer ``{"ok": true, "channel": ..., "ts": ...}``;
+``conversations.history`` / ``conversations.replies`` (GET) list the posted messages with their
+``metadata`` when ``include_all_metadata`` is set; a bad token
 gets ``{"ok": false, "error": "invalid_auth"}``. Scripted answers (``push``) are served first, in order,
 per endpoint: any status/body/headers, a 429 with Retry-After, the real HTML 500 page, a delay longer than
 the client's timeout.
@@ -44,13 +46,20 @@ class Recorded:
 
     @property
     def endpoint(self) -> str:
-        return "webhook" if self.path.startswith("/services/") else self.path.removeprefix("/api/")
+        path = self.path.split("?", 1)[0]
+        return "webhook" if path.startswith("/services/") else path.removeprefix("/api/")
 
     @property
     def json(self) -> dict[str, Any]:
+        if self.method == "GET":
+            return {k: v[0] for k, v in parse_qs(self.path.partition("?")[2]).items()}
         if "application/x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
             return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
         return json.loads(self.body.decode("utf-8"))
+
+
+def _metadata(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def ok_webhook() -> Reply:
@@ -99,10 +108,13 @@ class SlackServer:
             def log_message(self, *args: Any) -> None:  # keep pytest output clean
                 pass
 
-            def do_POST(self) -> None:
+            def do_GET(self) -> None:
+                self.do_POST("GET")
+
+            def do_POST(self, method: str = "POST") -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                record = Recorded("POST", self.path, dict(self.headers.items()), body, time.monotonic())
+                record = Recorded(method, self.path, dict(self.headers.items()), body, time.monotonic())
                 reply = server._answer(record)
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -193,7 +205,8 @@ class SlackServer:
                 self._ts += 1
                 ts = f"1742367600.{self._ts:06d}"
                 self.messages[(channel, ts)] = {"text": args.get("text"), "blocks": args.get("blocks"),
-                                                "thread_ts": args.get("thread_ts")}
+                                                "thread_ts": args.get("thread_ts"), "ts": ts,
+                                                "metadata": _metadata(args.get("metadata"))}
                 body = {"ok": True, "channel": channel, "ts": ts,
                         "message": {"text": args.get("text"), "ts": ts, "thread_ts": args.get("thread_ts")}}
             elif record.endpoint == "chat.update":
@@ -202,6 +215,15 @@ class SlackServer:
                     return api_error("message_not_found")
                 self.messages[key].update(text=args.get("text"), blocks=args.get("blocks"))
                 body = {"ok": True, "channel": channel, "ts": args.get("ts"), "text": args.get("text")}
+            elif record.endpoint in ("conversations.history", "conversations.replies"):
+                # Newest first, as Slack lists them; metadata only when asked for (include_all_metadata).
+                parent = args.get("ts")
+                found = [
+                    {k: v for k, v in m.items() if k != "metadata" or args.get("include_all_metadata") in ("1", "true")}
+                    for (ch, ts), m in sorted(self.messages.items(), key=lambda kv: kv[0][1], reverse=True)
+                    if ch == channel and (m["thread_ts"] == parent or ts == parent if parent else not m["thread_ts"])
+                ]
+                body = {"ok": True, "messages": found[: int(args.get("limit") or 100)], "has_more": False}
             else:
                 return api_error("unknown_method", 404)
         return Reply(200, json.dumps(body), {"Content-Type": "application/json; charset=utf-8"})

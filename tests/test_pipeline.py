@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from monitor.cli import main
 from monitor.commands.core import DEMO_STREAM
-from storage.database import open_store
-from storage.models import Post
+from storage.database import open_store, session_scope
+from storage.models import Alert, AlertEventRow, OutboxItem, Post
 
 SURGE_FROM = "2025-03-19T06:00:00+09:00"
 SURGE_TO = "2025-03-19T20:00:00+09:00"
@@ -64,15 +64,118 @@ def test_sqlite_and_postgresql_give_the_same_alert_events(surge_slice, sqlite_ur
 
 
 def test_replaying_twice_stores_no_duplicates(surge_slice, db_url, capsys):
-    _replay(surge_slice, db_url, capsys)
+    """A second replay of the same file says so in one line with the way out; --rerun backtests again
+    over the stored posts in a scope of its own and gives the same events."""
+    events = _replay(surge_slice, db_url, capsys)
     engine = open_store(db_url)
     with Session(engine) as s:
         first = s.exec(select(sa.func.count()).select_from(Post)).one()
-    _replay(surge_slice, db_url, capsys)
+    assert main(["replay", str(surge_slice), "--db", db_url, "--alerts-jsonl", "-"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a finished replay" in err[0], err
+    assert "fresh --db" in err[0] and "--rerun" in err[0]
+    code = main(["replay", str(surge_slice), "--db", db_url, "--alerts-jsonl", "-", "--rerun"])
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert code == 0 and again == events
     with Session(engine) as s:
         assert s.exec(select(sa.func.count()).select_from(Post)).one() == first
+        scopes = set(s.exec(select(Alert.scope)).all())
     engine.dispose()
     assert first == len(surge_slice.read_text(encoding="utf-8").splitlines())
+    assert len(scopes) == 2 and all(sc.startswith("replay:") for sc in scopes)
+
+
+def test_a_file_imported_before_is_not_replayed_without_rerun(surge_slice, sqlite_url, capsys):
+    assert main(["import", str(surge_slice), "--db", sqlite_url]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(surge_slice), "--db", sqlite_url]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already stored here" in err[0] and "--rerun" in err[0], err
+
+
+def _live_alert(engine) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Rows of the live scope: alerts, their events, their outbox items (everything a replay must not touch)."""
+    with Session(engine) as s:
+        alerts = [(a.id, a.status, a.count, a.updated_at, a.resolved_at, a.extra)
+                  for a in s.exec(select(Alert).where(Alert.scope == "live").order_by(Alert.id)).all()]
+        ids = [a[0] for a in alerts]
+        events = [(e.id, e.event, e.at, e.payload) for e in s.exec(
+            select(AlertEventRow).where(AlertEventRow.alert_id.in_(ids)).order_by(AlertEventRow.id)).all()]
+        outbox = [(o.id, o.status, o.attempts, o.next_attempt_at) for o in s.exec(
+            select(OutboxItem).where(OutboxItem.event_id.in_([e[0] for e in events])).order_by(OutboxItem.id)).all()]
+    return alerts, events, outbox
+
+
+def test_a_replay_leaves_a_firing_live_alert_and_its_events_untouched(surge_slice, db_url, capsys):
+    """Issue 8 item 4: a backtest into the live store must neither resolve, update nor page the live alert
+    (before scopes, the replay's planner loaded the live episode and resolved it in simulated time)."""
+    from datetime import timedelta
+
+    from monitor.alerts import AlertsConfig, process_signals
+    from monitor.events import Signal
+
+    engine = open_store(db_url)
+    config = AlertsConfig(group_wait_minutes=0)
+    now = datetime.fromisoformat("2025-03-19T12:00:00+09:00")  # inside the replayed surge
+    with session_scope(engine) as session:
+        sig = Signal("broker", "楽天証券", now, timedelta(minutes=30), now - timedelta(minutes=30), count=6,
+                     expected=0.2, score=9.0, firing=True)
+        opened = process_signals(session, [sig], now, config, ["slack"])
+    assert [e.event for e in opened] == ["open"]
+    before = _live_alert(engine)
+    assert before[0][0][1] == "firing" and len(before[2]) == 1
+
+    events = _replay(surge_slice, db_url, capsys)
+    assert any(e["event"] == "open" and e["key"] == "楽天証券" for e in events)  # the replay has its own
+    assert _live_alert(engine) == before
+    with Session(engine) as s:
+        replayed = s.exec(select(Alert).where(Alert.scope != "live")).all()
+    assert replayed and all(a.scope.startswith("replay:") for a in replayed)
+    engine.dispose()
+
+
+def test_a_killed_replay_resumes_from_its_clock_and_never_reopens(surge_slice, sqlite_url, capsys):
+    """Re-running a killed replay used to restart the clock: alerts resolved before they opened and opened
+    again. Now it resumes at the stored clock, and the events of both runs add up to one clean run."""
+    from monitor.pipeline import open_pipeline
+
+    clean = _replay(surge_slice, f"sqlite:///{Path(sqlite_url[10:]).with_name('clean.sqlite')}", capsys)
+    opens_at = min(e["at"] for e in clean if e["event"] == "open")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_open(cycle) -> None:
+        if any(e.event == "open" for e in cycle.events):
+            raise Killed
+
+    first: list[dict] = []
+    pipeline = open_pipeline(sqlite_url, event_sinks=[lambda e: first.append(json.loads(json.dumps(e.to_json())))],
+                             scope="replay")
+    with pytest.raises(Killed):
+        pipeline.replay(surge_slice, on_cycle=kill_after_first_open)
+    assert first and max(e["at"] for e in first) == opens_at
+    pipeline.engine.dispose()
+    rest = _replay(surge_slice, sqlite_url, capsys)
+    combined = first + [e for e in rest if e not in first]
+    assert combined == clean
+    assert sum(e["event"] == "open" for e in first + rest) == sum(e["event"] == "open" for e in clean)
+
+
+def test_two_replays_into_one_store_get_a_clear_error(surge_slice, db_url, capsys):
+    from storage.locks import acquire
+
+    engine = open_store(db_url)
+    other = acquire(engine, "replay")  # a replay in progress elsewhere
+    assert other is not None
+    try:
+        assert main(["replay", str(surge_slice), "--db", db_url]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "another replay is running against this store" in err[0], err
+    finally:
+        other.release()
+    assert main(["replay", str(surge_slice), "--db", db_url]) == 0
+    engine.dispose()
 
 
 def test_replay_reports_bad_lines_and_keeps_going(surge_slice, sqlite_url, tmp_path, capsys):
@@ -162,3 +265,26 @@ def test_a_restarted_bot_keeps_its_detector_baseline(surge_slice, sqlite_url):
     assert restarted.detector.to_state()["last_closed"] is not None
     # and it carries on from there: the next cycle gives the same signals in both
     assert restarted.run_cycle(now).signals == first.detect(now)
+
+
+def test_detector_state_is_written_once_per_bucket(surge_slice, sqlite_url):
+    """The whole detector state was serialised and rewritten every cycle; it changes only when a bucket
+    closes, so a cycle every minute writes it once per 5-minute bucket."""
+    from datetime import timedelta
+
+    from monitor.ingest import import_file
+    from monitor.pipeline import Pipeline
+    from monitor.settings import load_settings
+    from storage.models import StateEntry
+
+    engine = open_store(sqlite_url)
+    import_file(engine, surge_slice)
+    pipeline = Pipeline(engine, load_settings(env={}))
+    start = datetime.fromisoformat("2025-03-19T08:00:00+09:00")
+    stamps = []
+    for minute in range(10):
+        pipeline.run_cycle(start + timedelta(minutes=minute))
+        with Session(engine) as s:
+            stamps.append(s.get(StateEntry, "detector:live").updated_at)
+    assert stamps[:5] == [start] * 5
+    assert stamps[5:] == [start + timedelta(minutes=5)] * 5

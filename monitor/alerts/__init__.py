@@ -28,6 +28,7 @@ from monitor.alerts.planner import AlertState, Plan, PlannedEvent, SilenceRule, 
 from monitor.alerts.store import load_silences, load_states, write_plan
 from monitor.errors import ConfigError
 from monitor.events import AlertEvent, Signal
+from storage.queries import LIVE_SCOPE
 
 __all__ = [
     "AlertState", "AlertsConfig", "Delivery", "DeliveryReport", "JsonlNotifier", "Notifier", "Plan",
@@ -42,6 +43,7 @@ def process_signals(
     now: datetime,
     config: AlertsConfig,
     notifiers: Sequence[str],
+    scope: str = LIVE_SCOPE,
 ) -> list[AlertEvent]:
     """Plan and record the alert events for ``signals`` at stream time ``now``; the caller commits.
 
@@ -51,10 +53,10 @@ def process_signals(
     alert) are recorded but owe no notification.
     """
     signals = [_bounded(s) for s in signals]
-    states = load_states(session, signals, now, config)
+    states = load_states(session, signals, now, config, scope)
     silences = load_silences(session, now)
     result = plan(states, signals, now, config, silences)
-    return write_plan(session, result, now, config, notifiers)
+    return write_plan(session, result, now, config, notifiers, scope)
 
 
 MAX_KEY_CHARS = 256  # Alert.key's column width; a longer key is cut the same way every time

@@ -13,9 +13,12 @@ replies have a thread to go to); when one is waiting for a retry, the later ones
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -27,6 +30,7 @@ from monitor.collectors.retry import RetryPolicy
 from monitor.errors import DeliveryError
 from monitor.events import AlertEvent
 from storage.models import Alert, AlertEventRow, OutboxItem
+from storage.queries import LIVE_SCOPE
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +66,59 @@ def event_from_payload(payload: dict) -> AlertEvent:
     return AlertEvent(**{**{f: getattr(event, f) for f in event.__dataclass_fields__}, "extra": dict(extra or {})})
 
 
-def _claim(engine: Engine, item_id: int, attempts: int, now: datetime, config: AlertsConfig) -> bool:
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def claim_owner() -> str:
+    """This process as a claim owner: host, boot and pid, so another process can tell when it is gone."""
+    return f"{socket.gethostname()}/{_boot_id()}/{os.getpid()}"
+
+
+def owner_is_gone(owner: str | None) -> bool:
+    """Whether the process that holds a claim has certainly ended: same host and boot, pid not running.
+
+    A claim by a process on another host (or of unknown form) is never judged gone; it expires after
+    ``claim_seconds`` as before.
+
+    >>> owner_is_gone(None), owner_is_gone(claim_owner())
+    (False, False)
+    """
+    if not owner:
+        return False
+    host, _, rest = owner.partition("/")
+    boot, _, pid = rest.rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if boot != _boot_id():
+        return True  # the machine rebooted since: that process is gone
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _claim(engine: Engine, item_id: int, attempts: int, now: datetime, config: AlertsConfig,
+           take_over: str | None = None) -> bool:
+    """Hold an item for ``claim_seconds``; ``take_over`` names a dead owner whose unexpired claim we take."""
+    due = col(OutboxItem.next_attempt_at) <= now
+    if take_over is not None:
+        due = sa.or_(due, col(OutboxItem.claimed_by) == take_over)
     with engine.begin() as conn:
         result = conn.execute(
             sa.update(OutboxItem)
             .where(col(OutboxItem.id) == item_id, col(OutboxItem.status) == "pending",
-                   col(OutboxItem.attempts) == attempts, col(OutboxItem.next_attempt_at) <= now)
-            .values(attempts=attempts + 1, next_attempt_at=now + timedelta(seconds=config.claim_seconds))
+                   col(OutboxItem.attempts) == attempts, due)
+            .values(attempts=attempts + 1, next_attempt_at=now + timedelta(seconds=config.claim_seconds),
+                    claimed_by=claim_owner())
         )
         return result.rowcount == 1
 
@@ -77,7 +127,7 @@ def _mark_sent(engine: Engine, item_id: int, alert_id: int, result: SendResult |
     with Session(engine) as session:
         session.execute(
             sa.update(OutboxItem).where(col(OutboxItem.id) == item_id)
-            .values(status="sent", sent_at=now, last_error=None)
+            .values(status="sent", sent_at=now, last_error=None, claimed_by=None)
         )
         if result is not None and result.slack_ts:
             # Only the first message of an alert becomes its thread.
@@ -96,8 +146,8 @@ def _mark_failed(engine: Engine, item_id: int, attempts: int, error: DeliveryErr
     if dead and error.retryable:
         message = f"gave up after {attempts} attempts: {message}"
     delay = max(backoff(attempts, config), timedelta(seconds=error.retry_after or 0))
-    values = {"status": "dead", "last_error": message} if dead else {
-        "last_error": message, "next_attempt_at": now + delay}
+    values = {"status": "dead", "last_error": message, "claimed_by": None} if dead else {
+        "last_error": message, "next_attempt_at": now + delay, "claimed_by": None}
     with engine.begin() as conn:
         conn.execute(sa.update(OutboxItem).where(col(OutboxItem.id) == item_id).values(**values))
     return dead
@@ -108,8 +158,13 @@ def deliver_pending(
     notifiers: Mapping[str, Notifier],
     now: datetime,
     config: AlertsConfig,
+    scope: str = LIVE_SCOPE,
 ) -> DeliveryReport:
-    """Send every due outbox item of the given notifiers; items of other notifiers stay untouched."""
+    """Send every due outbox item of the given notifiers for the alerts of ``scope``; items of other
+    notifiers and other scopes (a backtest's, the live bot's) stay untouched.
+
+    An item still claimed by a process that has died (killed between claim and send) is taken over at
+    once rather than after ``claim_seconds``."""
     report = DeliveryReport()
     if not notifiers:
         return report
@@ -118,16 +173,21 @@ def deliver_pending(
             select(OutboxItem, AlertEventRow, Alert)
             .join(AlertEventRow, col(AlertEventRow.id) == col(OutboxItem.event_id))
             .join(Alert, col(Alert.id) == col(AlertEventRow.alert_id))
-            .where(col(OutboxItem.status) == "pending", col(OutboxItem.notifier).in_(list(notifiers)))
+            .where(col(OutboxItem.status) == "pending", col(OutboxItem.notifier).in_(list(notifiers)),
+                   col(Alert.scope) == scope)
             .order_by(col(OutboxItem.event_id), col(OutboxItem.id))
             .limit(BATCH)
         ).all()
-        work = [(item.id, item.attempts, item.next_attempt_at, item.notifier, ev.id, ev.payload, alert.id)
-                for item, ev, alert in rows]
+        work = [(item.id, item.attempts, item.next_attempt_at, item.claimed_by, item.notifier, ev.id, ev.payload,
+                 alert.id) for item, ev, alert in rows]
     held: set[tuple[int, str]] = set()  # (alert, notifier) with an earlier item still owed
-    for item_id, attempts, next_at, name, event_id, payload, alert_id in work:
+    for item_id, attempts, next_at, owner, name, event_id, payload, alert_id in work:
         group = (alert_id, name)
-        if group in held or next_at > now or not _claim(engine, item_id, attempts, now, config):
+        orphan = owner if next_at > now and owner_is_gone(owner) else None
+        if orphan is not None:
+            log.warning("%s: event %s was claimed by %s, which has ended; sending it now", name, event_id, orphan)
+        if group in held or (next_at > now and orphan is None) or not _claim(
+                engine, item_id, attempts, now, config, take_over=orphan):
             held.add(group)
             report.waiting += 1
             continue

@@ -205,6 +205,10 @@ class SlackWebhookNotifier(_SlackBase):
         raise DeliveryError(f"{where}: HTTP {status} {detail}: {hint}", retryable=False)
 
 
+METADATA_EVENT = "incident_monitor_alert_event"  # Slack message metadata type carrying our event id
+LOOKUP_LIMIT = 100  # messages looked through for an event already posted
+
+
 class SlackBotNotifier(_SlackBase):
     """chat.postMessage for the open; updates and the resolve edit the parent and reply in its thread."""
 
@@ -222,7 +226,17 @@ class SlackBotNotifier(_SlackBase):
     def send(self, delivery: Delivery) -> SendResult | None:
         event = delivery.event
         blocks, text = self._blocks(delivery)
-        if delivery.slack_ts and delivery.slack_channel and event.event != "open":
+        metadata = {"event_type": METADATA_EVENT, "event_payload": {"event_id": delivery.event_id}}
+        threaded = bool(delivery.slack_ts and delivery.slack_channel and event.event != "open")
+        if delivery.attempt > 1:
+            # A retry may follow a crash after Slack accepted the message but before it was recorded as sent:
+            # look for this event's key in the messages' metadata before sending it again.
+            found = self._already_posted(delivery, threaded)
+            if found is not None:
+                log.warning("alert %s: event %s was already in Slack (ts %s); not sending it again",
+                            delivery.alert_id, delivery.event_id, found[1])
+                return None if threaded else SendResult(slack_channel=found[0], slack_ts=found[1])
+        if threaded:
             parent_blocks, parent_text = self._blocks(delivery, parent=True)
             try:
                 self._with_rate_limit(lambda: self._call(
@@ -237,15 +251,37 @@ class SlackBotNotifier(_SlackBase):
             self._with_rate_limit(lambda: self._call(
                 "chat.postMessage", self.client.chat_postMessage,
                 channel=delivery.slack_channel, thread_ts=delivery.slack_ts, text=text, blocks=blocks,
-                reply_broadcast=event.event == "resolve",
+                reply_broadcast=event.event == "resolve", metadata=metadata,
             ))
             return None
         # No parent (webhook-less first message, or the open was silenced): this message becomes the thread.
         channel = self.slack.channel_for(event.kind, event.key)
         response = self._with_rate_limit(lambda: self._call(
             "chat.postMessage", self.client.chat_postMessage, channel=channel, text=text, blocks=blocks,
+            metadata=metadata,
         ))
         return SendResult(slack_channel=str(response.get("channel") or channel), slack_ts=response.get("ts"))
+
+    def _already_posted(self, delivery: Delivery, threaded: bool) -> tuple[str, str] | None:
+        """(channel, ts) of a message carrying this event's id in its metadata, among the newest
+        ``LOOKUP_LIMIT`` of the alert's thread (or of the channel, for a first message)."""
+        event = delivery.event
+        if threaded:
+            channel = str(delivery.slack_channel)
+            response = self._with_rate_limit(lambda: self._call(
+                "conversations.replies", self.client.conversations_replies, channel=channel, ts=delivery.slack_ts,
+                include_all_metadata=True, limit=LOOKUP_LIMIT))
+        else:
+            channel = self.slack.channel_for(event.kind, event.key)
+            response = self._with_rate_limit(lambda: self._call(
+                "conversations.history", self.client.conversations_history, channel=channel,
+                include_all_metadata=True, limit=LOOKUP_LIMIT))
+        for message in response.get("messages") or ():
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == METADATA_EVENT and \
+                    (meta.get("event_payload") or {}).get("event_id") == delivery.event_id:
+                return channel, str(message.get("ts"))
+        return None
 
     def _call(self, method: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         where = f"slack {method} to {kwargs.get('channel')}"

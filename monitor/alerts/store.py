@@ -19,7 +19,7 @@ from monitor.alerts.planner import AlertState, Plan, SilenceRule
 from monitor.alerts.render import truncate
 from monitor.events import AlertEvent, Signal
 from storage.models import Alert, AlertEventRow, OutboxItem, Silence
-from storage.queries import get_posts_by_keys
+from storage.queries import LIVE_SCOPE, get_posts_by_keys
 
 STATE_KEYS = (
     "pending_since", "last_firing_at", "window_minutes", "brokers", "discussion_count", "explanation",
@@ -103,11 +103,13 @@ def _fill_row(row: Alert, state: AlertState, now: datetime) -> None:
     row.extra = extra  # a new dict, so the JSON column is seen as changed
 
 
-def load_states(session: Session, signals: Sequence[Signal], now: datetime, config: AlertsConfig) -> list[AlertState]:
-    """Every pending or firing episode, plus resolved ones recent enough to hold a cooldown."""
+def load_states(session: Session, signals: Sequence[Signal], now: datetime, config: AlertsConfig,
+                scope: str = LIVE_SCOPE) -> list[AlertState]:
+    """Every pending or firing episode of ``scope``, plus resolved ones recent enough to hold a cooldown."""
     earliest = min([now, *(s.at for s in signals)]) - config.cooldown - timedelta(seconds=1)
     rows = session.exec(
         select(Alert).where(
+            col(Alert.scope) == scope,
             sa.or_(
                 col(Alert.status).in_(("pending", "firing")),
                 sa.and_(col(Alert.status) == "resolved", col(Alert.resolved_at) >= earliest),
@@ -148,8 +150,14 @@ def write_plan(
     now: datetime,
     config: AlertsConfig,
     notifiers: Sequence[str],
+    scope: str = LIVE_SCOPE,
 ) -> list[AlertEvent]:
-    """Store the plan's alerts, events and outbox rows in ``session``; return the events with their ids."""
+    """Store the plan's alerts, events and outbox rows in ``session``; return the events with their ids.
+
+    An alert whose state did not change is not written (a firing alert is re-planned every cycle). A new
+    episode is inserted under the one-active-episode-per-fingerprint unique index: when another writer
+    opened the same alert first, the flush raises ``IntegrityError`` and the caller re-plans.
+    """
     rows: dict[str, Alert] = {}
     for state in plan.states:
         row = session.get(Alert, state.alert_id) if state.alert_id is not None else None
@@ -159,9 +167,12 @@ def write_plan(
             continue
         if row is None:
             row = Alert(
-                fingerprint=state.fingerprint, kind=state.kind, key=state.key, status=state.status,
+                scope=scope, fingerprint=state.fingerprint, kind=state.kind, key=state.key, status=state.status,
                 first_seen=state.first_seen, window_start=state.window_start, updated_at=now,
             )
+        elif replace(state_from_row(row), ref=state.ref) == state:
+            rows[state.ref] = row
+            continue
         _fill_row(row, state, now)
         session.add(row)
         rows[state.ref] = row

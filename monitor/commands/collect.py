@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -84,7 +85,7 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
     from monitor.collectors.health import health_report
     from storage.database import session_scope
     from storage.models import Alert
-    from storage.queries import post_counts
+    from storage.queries import LIVE_SCOPE, post_counts
 
     silent_after = timedelta(minutes=settings.scheduler.silent_after_minutes)
     views = {v.source: v for v in health_report(engine, now, silent_after)}
@@ -115,8 +116,10 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
             print(f"    WARNING: no new post for over {settings.scheduler.silent_after_minutes} min "
                   f"(last new post {_fmt(view.last_post_at, now)}); check its queries and credentials", file=out)
     with session_scope(engine) as session:
+        print_pipeline_status(session, now, out)
         alerts = session.exec(
-            select(Alert).where(Alert.status.in_(("pending", "firing"))).order_by(Alert.first_seen)
+            select(Alert).where(Alert.scope == LIVE_SCOPE, Alert.status.in_(("pending", "firing")))
+            .order_by(Alert.first_seen)
         ).all()
         print(f"open alerts: {len(alerts)}", file=out)
         for alert in alerts:
@@ -124,6 +127,33 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
                   f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.opened_at or alert.first_seen, now)}",
                   file=out)
     return attention
+
+
+def print_pipeline_status(session: Any, now: datetime, out: TextIO) -> None:
+    """Posts stored, the analysis backlog and its lag, live alerts opened, and messages not delivered."""
+    import sqlalchemy as sa
+    from sqlmodel import col, select
+
+    from storage.models import Alert, AlertEventRow, AnalysisQueue, OutboxItem, Post
+    from storage.queries import LIVE_SCOPE
+
+    posts = session.exec(select(sa.func.count()).select_from(Post)).one()
+    queued, oldest = session.exec(select(sa.func.count(), sa.func.min(AnalysisQueue.created_at))).one()
+    lag = f", oldest created {_fmt(_aware(oldest), now)}" if queued else ""
+    print(f"posts stored: {posts}; waiting for analysis: {queued}{lag}", file=out)
+    opened = session.exec(
+        select(sa.func.count()).select_from(AlertEventRow).join(Alert, col(Alert.id) == col(AlertEventRow.alert_id))
+        .where(col(Alert.scope) == LIVE_SCOPE, col(AlertEventRow.event) == "open")).one()
+    failing = session.exec(select(sa.func.count()).select_from(OutboxItem).where(
+        col(OutboxItem.status) == "pending", col(OutboxItem.last_error).is_not(None))).one()
+    dead = session.exec(select(sa.func.count()).select_from(OutboxItem).where(col(OutboxItem.status) == "dead")).one()
+    print(f"alerts opened (live): {opened}; messages retrying: {failing}, given up: {dead}", file=out)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)  # SQLite's min() returns the stored naive UTC text
 
 
 def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
@@ -182,12 +212,78 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
     stop = threading.Event()
     _stop_on_signals(stop)
+    leader = _lead_or_stand_by(engine, stop)
+    if leader is None:
+        print("stopped", file=sys.stderr)
+        return 0
     cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop)
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
     print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
-    bot.run_until_stopped()
+    _schedule_prune(bot, engine, settings)
+    lost = _watch_lock(leader, stop)
+    try:
+        bot.run_until_stopped()
+    finally:
+        leader.release()
     print("stopped", file=sys.stderr)
-    return 0
+    return 1 if lost.is_set() else 0
+
+
+def _schedule_prune(bot: Any, engine: Any, settings: Any) -> None:
+    """The retention job: `db prune` every ``[retention] prune_every_hours``, first one an hour after start."""
+    from monitor.retention import prune
+
+    every = settings.retention.prune_every_hours
+    if not every:
+        return
+
+    def job() -> None:
+        try:
+            log.info("%s", prune(engine, settings.retention, datetime.now(UTC)).summary())
+        except Exception:  # noqa: BLE001 - a failed prune is retried at the next interval
+            log.exception("retention prune failed")
+
+    bot.scheduler.add_job(job, "interval", id="retention-prune", hours=every,
+                          next_run_time=datetime.now(UTC) + timedelta(hours=1))
+
+
+def _watch_lock(lock: Any, stop: threading.Event, every: float = 10.0) -> threading.Event:
+    """Stop the bot when its scheduler lock is lost (the database dropped the lock's connection): a standby
+    may hold it by now, and two schedulers would page twice. Exits non-zero so a supervisor restarts it."""
+    lost = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(every):
+            if not lock.alive():
+                log.error("lost the scheduler lock (the database connection dropped); stopping so that only "
+                          "one instance schedules")
+                lost.set()
+                stop.set()
+
+    threading.Thread(target=watch, daemon=True, name="scheduler-lock-watch").start()
+    return lost
+
+
+STANDBY_POLL_SECONDS = 2.0
+
+
+def _lead_or_stand_by(engine: Any, stop: threading.Event) -> Any:
+    """Exactly one scheduler and alerting loop per store: take the ``scheduler`` lock (a PostgreSQL advisory
+    lock on a dedicated connection, a lock file on SQLite), or stand by until its holder is gone and take
+    over. Returns the held lock, or None when stopped while standing by."""
+    from storage.locks import acquire
+
+    lock = acquire(engine, "scheduler")
+    if lock is not None:
+        return lock
+    print(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
+          "taking over when it stops", file=sys.stderr, flush=True)
+    while not stop.wait(STANDBY_POLL_SECONDS):
+        lock = acquire(engine, "scheduler")
+        if lock is not None:
+            print("the other instance is gone; taking over the scheduler", file=sys.stderr, flush=True)
+            return lock
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

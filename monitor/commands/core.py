@@ -78,7 +78,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                                  terminal=sys.stderr)
         show = _error_printer()
         step = parse_duration(args.step) if args.step else None
-        imported, events = pipeline.replay(args.file, step=step, tail=parse_duration(args.tail), on_error=show)
+        imported, events = pipeline.replay(args.file, step=step, tail=parse_duration(args.tail), on_error=show,
+                                           rerun=args.rerun)
         show.summary()
     kinds = Counter(e.event for e in events)
     print(f"{args.file}: {imported.stored} new posts, {imported.duplicates} already stored, "
@@ -172,6 +173,17 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_prune(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from monitor.retention import prune
+
+    settings, engine = settings_and_engine(args)
+    report = prune(engine, settings.retention, datetime.now(UTC))
+    print(report.summary())
+    return 0
+
+
 # -- registration ----------------------------------------------------------------------------------------
 
 
@@ -187,6 +199,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--step", metavar="DURATION", help="simulated clock step between cycles (default 5m)")
     p.add_argument("--tail", metavar="DURATION", default="3h", help="keep the clock running after the last post (default 3h)")
     p.add_argument("--notify", action="store_true", help="also send to the configured notifiers (Slack ...)")
+    p.add_argument("--rerun", action="store_true",
+                   help="replay a file this store already holds again: detection over the stored posts, "
+                        "in a new backtest scope")
 
     p = add_command(subparsers, "import", "store a Post JSONL or twarc2 JSONL file without alerting",
              "incident-monitor import posts.jsonl", cmd_import)
@@ -211,6 +226,8 @@ def register(subparsers: Any) -> None:
     db_sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
     add_command(db_sub, "upgrade", "apply schema migrations (also done on every start)",
          "incident-monitor db upgrade --db postgresql://monitor@db/monitor", cmd_db_upgrade)
+    add_command(db_sub, "prune", "delete what the [retention] settings no longer keep (also scheduled in run)",
+         "incident-monitor db prune", cmd_db_prune)
 
 
 
