@@ -139,11 +139,20 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
                 text=post.text,
                 brokers=tuple(found.get("broker", ())),
                 tickers=tuple(found.get("ticker", ())),
-                repost_of=post.repost_of,
+                # A text-style repost (「RT @user: …」 with no repost id from the source) is a repost too: it
+                # carries its original's label but never counts as a reporter.
+                repost_of=post.repost_of or _text_repost_of(post.text),
                 url=post.url,
             ),
         ))
     return reports
+
+
+def _text_repost_of(text: str) -> str | None:
+    from nlp.views import repost_handle
+
+    handle = repost_handle(text)
+    return f"@{handle}" if handle else None
 
 
 class ReportWindow:

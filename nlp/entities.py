@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nlp.errors import ModelLoadError
-from nlp.normalize import Normalized, normalize
+from nlp.normalize import MAX_CHARS, Normalized, normalize
 from nlp.securities import SecuritiesMaster, Security, normalize_code
 
 __all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "brokers_of", "extract", "tickers_of"]
@@ -99,8 +99,29 @@ def extract(
     for kind, value, start, end, by in found:
         o_start, o_end = norm.span_to_original(start, end)
         mentions.append(Mention(kind, value, text[o_start:o_end], o_start, o_end, by))
+    if "@" in text:
+        mentions += _handle_mentions(text[: len(text) if not norm.truncated else MAX_CHARS])
     mentions.sort(key=lambda m: (m.start, m.end))
     return mentions
+
+
+# An @handle as X, Bluesky and Reddit write it; the character before must not make it part of an address.
+_HANDLE = re.compile(r"(?<![A-Za-z0-9_.@])@(?P<handle>[A-Za-z0-9_]{1,30})(?![A-Za-z0-9_])")
+
+
+def _handle_mentions(text: str) -> list[Mention]:
+    """Brokers named by their official accounts: a reply to @RakutenSec is about 楽天証券.
+
+    >>> [(m.value, m.surface) for m in _handle_mentions("@RakutenSec 勝手に売られた")]
+    [('楽天証券', '@RakutenSec')]
+    """
+    handles = _lexicon().handles
+    out = []
+    for match in _HANDLE.finditer(text):
+        name = handles.get(match.group("handle").lower())
+        if name is not None:
+            out.append(Mention("broker", name, match.group(), match.start(), match.end()))
+    return out
 
 
 def brokers_of(mentions: Iterable[Mention]) -> list[str]:
@@ -176,6 +197,7 @@ class _Lexicon:
     context: re.Pattern[str]
     strong: re.Pattern[str]
     names: tuple[str, ...]
+    handles: dict[str, str]  # lower-cased official @handle -> canonical broker name
 
 
 def _variants(alias: str) -> list[str]:
@@ -225,6 +247,7 @@ def _lexicon() -> _Lexicon:
         _word_regex(data["context"]) or re.compile("(?!)"),
         _word_regex(data.get("strong_context", [])) or re.compile("(?!)"),
         tuple(b["name"] for b in brokers),
+        {h.lower(): b["name"] for b in brokers for h in b.get("handles", [])},
     )
 
 

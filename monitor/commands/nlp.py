@@ -90,8 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default 13)")
     train.add_argument(
-        "--candidates", default="tfidf,transformer", metavar="LIST",
-        help="which candidates to fit, comma-separated: tfidf, transformer (default both)",
+        "--candidates", default="tfidf,words", metavar="LIST",
+        help="which candidates to fit, comma-separated: tfidf (char n-grams), words (Sudachi words; with tfidf "
+        "also the cascade of the two), transformer (default tfidf,words)",
     )  # fmt: skip
     train.set_defaults(handler=run_train)
 
@@ -234,9 +235,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg = replace(cfg, seed=args.seed)
     candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
-    unknown = [c for c in candidates if c not in ("tfidf", "transformer")]
+    unknown = [c for c in candidates if c not in ("tfidf", "words", "transformer")]
     if unknown or not candidates:
-        raise InputError(f"--candidates: unknown {unknown or 'empty list'}; use tfidf, transformer or both")
+        raise InputError(f"--candidates: unknown {unknown or 'empty list'}; use tfidf, words, transformer")
     try:
         report = train(
             args.output, corpus=args.corpus, base=args.base, cfg=cfg, candidates=candidates,

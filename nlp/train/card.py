@@ -8,7 +8,9 @@ from pathlib import Path
 def write_card(out: Path, config: dict) -> None:
     dev, speed, eligible = config["dev"], config["posts_per_s"], set(config["eligible"])
     names = {"tfidf": "TF-IDF + logistic regression baseline", "transformer": "tiny BERT (ONNX)",
-             "ensemble": "weighted ensemble of the baseline and the tiny BERT"}  # fmt: skip
+             "ensemble": "weighted ensemble of the baseline and the tiny BERT",
+             "words": "TF-IDF of chars and Sudachi words (voice markers) + logistic regression",
+             "cascade": "cascade: the baseline for every post, the Sudachi words model for the posts it is unsure of"}  # fmt: skip
     rows = "\n".join(
         f"| {names.get(c, c)} | {v['victim_report_f1']:.3f} | {v['macro_f1']:.3f} | {speed.get(c, 0)} | "
         f"{'yes' if c in eligible else 'no'} |"
@@ -55,6 +57,22 @@ def write_card(out: Path, config: dict) -> None:
         )  # fmt: skip
         + f"; train split extended with {config['augmented_posts']} generated reported-speech / third-person posts."
     )
+    words = config.get("words_spec") or {}
+    if words:
+        features += (
+            f"\n\nWords model features: the views {', '.join(words['views'])}; 'words' are Sudachi (sudachidict_core, "
+            "split mode C) normalized forms of the writer's own words (quotations collapsed to 「」), word 1-3-grams, "
+            "with markers after passive / causative auxiliaries, first-person and close-person nouns (and a following "
+            "possessive の) and reportive endings (nlp/features.py `word_tokens`)."
+        )
+    cascade = config.get("cascade") or {}
+    if cascade:
+        features += (
+            f"\n\nCascade: every post is read by the baseline; a post whose highest baseline probability is below "
+            f"{cascade['confidence']} goes to the words model, whose probabilities it then gets "
+            f"({cascade['dev_share']:.0%} of dev posts). Sudachi runs only for those posts, and only their "
+            "annotations name the Sudachi dictionary."
+        )
     card = f"""# {config["name"]}@{config["version"]}
 
 {why}
@@ -70,8 +88,10 @@ Trained by `incident-monitor nlp train` on {config["train_posts"]} posts (train 
 
 {threshold}
 
-Inference runs on numpy / scikit-learn / onnxruntime with the saved fast tokenizer: no torch. Weights are
-plain arrays (`tfidf/weights.npz`, `transformer/model.onnx`); nothing is unpickled at load time.
+Inference runs on numpy / scikit-learn / SudachiPy (and onnxruntime with the saved fast tokenizer for a
+transformer): no torch. Weights are plain arrays (`tfidf/weights.npz`, `words/weights.npz`,
+`transformer/model.onnx`); nothing is unpickled at load time. Posts are classified as the classifier view
+of nlp/views.py sees them: no links, @handles, emoji or `RT @user:` prefixes.
 Measure it with `incident-monitor nlp eval --split test` (report the test figures; do not tune on them).
 """
     (out / "model_card.md").write_text(card, encoding="utf-8")

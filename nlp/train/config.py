@@ -11,6 +11,10 @@ import numpy as np
 from nlp.errors import NLPError
 from nlp.evaluate import best_labels, label_report
 
+#: Candidates `nlp train` fits unless told otherwise: the char n-gram baseline and the Sudachi words model
+#: (together the cascade); the transformer trains on request (--candidates tfidf,words,transformer).
+CANDIDATES = ("tfidf", "words")
+
 
 class TrainError(NLPError):
     """Training cannot run (missing torch, unusable base model, too little data)."""
@@ -45,6 +49,14 @@ class TrainConfig:
     )
     tfidf_dense_scale: float = field(
         default=1.0, metadata={"help": "weight of the dense block against the L2-normalized TF-IDF rows"}
+    )
+    words_views: tuple[str, ...] = field(
+        default=("text", "frame", "words"),
+        metadata={"help": "views of the second-stage 'words' candidate: text, frame and Sudachi words"},
+    )
+    cascade_max_share: float = field(
+        default=0.4,
+        metadata={"help": "largest share of posts the cascade may send to its Sudachi stage (speed budget)"},
     )
     threads: int = field(default=2, metadata={"help": "CPU threads for torch during training"})
     augment_ratio: float = field(

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nlp.classify import CONFIG_NAME, FORMAT_VERSION, Ensemble, TfidfLogReg
+from nlp.classify import CONFIG_NAME, FORMAT_VERSION, Cascade, Ensemble, TfidfLogReg, routed_probs
 from nlp.corpus import LABELS, Example, load_corpus
 from nlp.train.augment import reported_speech, third_person
 from nlp.train.baseline import fit_tfidf
 from nlp.train.card import write_card
-from nlp.train.config import Log, TrainConfig, TrainError, seed_everything, victim_f1
-from nlp.train.select import choose_victim_bias, eligible_candidates, throughput
+from nlp.train.config import CANDIDATES, Log, TrainConfig, TrainError, seed_everything, victim_f1
+from nlp.train.select import choose_cascade, choose_victim_bias, eligible_candidates, throughput
 from nlp.train.transformer import fit_transformer
 
 
@@ -60,11 +60,11 @@ def train(
     base: str | None = None,
     cfg: TrainConfig | None = None,
     name: str = "victim-clf",
-    candidates: Sequence[str] = ("tfidf", "transformer"),
+    candidates: Sequence[str] = CANDIDATES,
     log: Log = print,
 ) -> TrainReport:
     """Fit the candidates on train, choose on dev, write a model directory to ``output``."""
-    from nlp.normalize import normalize
+    from nlp.views import classifier_input
 
     cfg = cfg or TrainConfig()
     seed_everything(cfg.seed)
@@ -81,8 +81,8 @@ def train(
     extra = reported_speech(tr, cfg.augment_ratio, cfg.seed) + third_person(
         tr, cfg.third_person_ratio, cfg.seed
     )
-    x_tr = [normalize(ex.text).text for ex in (*tr, *extra)]
-    x_dv = [normalize(ex.text).text for ex in dv]
+    x_tr = [classifier_input(ex.text) for ex in (*tr, *extra)]
+    x_dv = [classifier_input(ex.text) for ex in dv]
     y_tr, y_dv = [ex.label for ex in (*tr, *extra)], [ex.label for ex in dv]
     log(f"train {len(tr)} posts (+{len(extra)} reported-speech variants), dev {len(dv)} posts -> {out}")
 
@@ -93,6 +93,11 @@ def train(
         models["tfidf"] = fit_tfidf(x_tr, y_tr, x_dv, y_dv, cfg, log)
         models["tfidf"].save(out / "tfidf")
         models["tfidf"] = TfidfLogReg.load(out / "tfidf")  # score what was saved, not what is in memory
+    if "words" in candidates:
+        log("words: TF-IDF of chars and Sudachi words (with voice markers) + logistic regression")
+        models["words"] = fit_tfidf(x_tr, y_tr, x_dv, y_dv, cfg, log, views=cfg.words_views)
+        models["words"].save(out / "words")
+        models["words"] = TfidfLogReg.load(out / "words")
     if "transformer" in candidates:
         log(f"transformer: {'fine-tuning ' + base if base else 'tiny BERT from scratch'}")
         models["transformer"] = fit_transformer(x_tr, y_tr, x_dv, y_dv, out / "transformer", cfg, base, log)
@@ -100,7 +105,17 @@ def train(
         probs[cand] = m.predict_proba(x_dv)
     dev = {cand: victim_f1(y_dv, p) for cand, p in probs.items()}
     weights: dict[str, float] = {}
-    if len(models) == 2:
+    cascade: dict[str, object] = {}
+    if "tfidf" in models and "words" in models:
+        confidence, share, rows = choose_cascade(y_dv, probs["tfidf"], probs["words"], cfg.cascade_max_share)
+        for row in rows:
+            log(f"  cascade confidence {row['confidence']:.2f}: {row['share']:.0%} of dev read by words, "
+                f"dev victim F1 {row['f1']:.3f}{'  <- chosen' if row['confidence'] == confidence else ''}")  # fmt: skip
+        cascade = {"first": "tfidf", "second": "words", "confidence": confidence, "dev_share": round(share, 4)}
+        models["cascade"] = Cascade(models["tfidf"], models["words"], confidence)
+        probs["cascade"] = routed_probs(probs["tfidf"], probs["words"], confidence)
+        dev["cascade"] = victim_f1(y_dv, probs["cascade"])
+    if "tfidf" in models and "transformer" in models:
         best_w, best_score = None, None
         for w in np.linspace(0.1, 0.9, 9):
             mix = w * probs["tfidf"] + (1 - w) * probs["transformer"]
@@ -132,12 +147,13 @@ def train(
     config = {
         "format": FORMAT_VERSION, "name": name, "version": version, "use": use,
         "weights": weights if use == "ensemble" else {},
-        "candidates": sorted(models), "dev": {c: {"victim_report_f1": round(v[0], 4), "macro_f1": round(v[1], 4)}
+        "candidates": sorted(c for c in models if c != "cascade"), "dev": {c: {"victim_report_f1": round(v[0], 4), "macro_f1": round(v[1], 4)}
                                               for c, v in dev.items()},
         "ensemble_weights": weights, "base": base or "scratch", "train_posts": len(tr), "dev_posts": len(dv),
         "victim_bias": bias, "victim_tradeoff": tradeoff,
         "tfidf_spec": {**models["tfidf"].spec.__dict__, "views": list(models["tfidf"].spec.views),
                        "dense": list(models["tfidf"].spec.dense)} if "tfidf" in models else {},
+        "cascade": cascade, "words_spec": {"views": list(cfg.words_views)} if "words" in models else {},
         "seed": cfg.seed, "augmented_posts": len(extra), "posts_per_s": {c: round(v) for c, v in speed.items()}, "eligible": sorted(eligible),
     }  # fmt: skip
     (out / CONFIG_NAME).write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

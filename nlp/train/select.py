@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nlp.classify import shift_victim
+from nlp.classify import routed_probs, shift_victim
 from nlp.evaluate import best_labels, label_report
 from nlp.train.config import TrainConfig
 
@@ -17,11 +17,11 @@ def throughput(models: dict, texts: Sequence[str]) -> dict[str, float]:
     sample = (list(texts) * (1 + 1000 // max(1, len(texts))))[:1000]
     speed: dict[str, float] = {}
     for cand, model in models.items():
-        model.predict_proba(sample[:32])  # warm up lazy parts
+        model.predict_proba(sample[:32])  # warm up lazy parts (the Sudachi dictionary)  # warm up lazy parts
         start = time.perf_counter()
         model.predict_proba(sample)
         speed[cand] = len(sample) / max(1e-9, time.perf_counter() - start)
-    if len(models) == 2:
+    if "tfidf" in speed and "transformer" in speed:
         speed["ensemble"] = 1.0 / sum(1.0 / v for v in speed.values())
     return speed
 
@@ -61,3 +61,25 @@ def eligible_candidates(speed: dict[str, float], cfg: TrainConfig) -> set[str]:
         return set(speed)
     floor = speed["tfidf"] * cfg.min_speed_ratio
     return {c for c, v in speed.items() if c == "tfidf" or v >= floor}
+
+
+CASCADE_GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+
+
+def choose_cascade(gold: Sequence[str], first: np.ndarray, second: np.ndarray,
+                   max_share: float) -> tuple[float, float, list[dict[str, float]]]:  # fmt: skip
+    """The first stage's confidence below which a post goes to the second stage, chosen on dev.
+
+    Among the confidences that send at most ``max_share`` of dev posts on (the speed budget), the best dev
+    victim_report F1 wins; within BIAS_F1_TOLERANCE of it, the one that sends fewest posts on.
+    """
+    rows = []
+    top_share = first.max(axis=1)
+    for conf in CASCADE_GRID:
+        share = float(np.mean(top_share < conf)) if len(top_share) else 0.0
+        rep = label_report(gold, best_labels(routed_probs(first, second, conf)))["victim_report"]
+        rows.append({"confidence": conf, "share": round(share, 4), "f1": round(rep["f1"], 4)})
+    fit = [r for r in rows if r["share"] <= max_share] or rows[:1]
+    top = max(r["f1"] for r in fit)
+    best = min((r for r in fit if r["f1"] >= top - BIAS_F1_TOLERANCE), key=lambda r: r["share"])
+    return best["confidence"], best["share"], rows
