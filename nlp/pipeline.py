@@ -24,7 +24,7 @@ from nlp.errors import TextError
 from nlp.normalize import normalize
 from nlp.securities import SecuritiesMaster
 from nlp.tokenize import DICTIONARY_VERSION
-from nlp.views import classifier_text, has_japanese
+from nlp.views import classifier_view, has_japanese
 
 # Scores are rounded for the JSON line: more digits carry no information and bloat every output line.
 SCORE_DIGITS = 4
@@ -106,7 +106,7 @@ class Analyzer:
         sudachi = np.zeros(len(texts), dtype=bool)
         if asked:
             probs[asked], sudachi[asked] = self.classifier.predict(
-                [classifier_text(normalized[i].text) for i in asked]
+                [classifier_view(normalized[i], texts[i]) for i in asked]
             )
         out: list[Analysis] = []
         for row, found, ran in zip(probs, mentions, sudachi, strict=True):

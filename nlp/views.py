@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import re
 
-from nlp.normalize import normalize
+from nlp.normalize import Normalized, normalize
 
-__all__ = ["classifier_input", "classifier_text", "has_japanese", "repost_handle"]
+__all__ = ["classifier_input", "classifier_text", "classifier_view", "has_japanese", "repost_handle"]
+
+#: Bumped whenever the view changes what a model reads, so the model version (a hash of data, seed, settings
+#: and this) changes with it.
+VIEW_VERSION = 2
 
 _REPOST_PREFIX = re.compile(r"^(?:rt|repost|rp)\s?@user\s?:?\s*")
 _QUOTE_WRAPPER = re.compile(r"\s(?:qt|rt)\s?@user\s?:?\s*(?P<quoted>.+)$", re.DOTALL)
@@ -45,9 +49,40 @@ def classifier_text(normalized: str) -> str:
     return text
 
 
+def classifier_view(norm: Normalized, original: str) -> str:
+    """:func:`classifier_text` of a normalized post, without the block of hashtags (and links) at its end.
+
+    Tags appended to a post (``… #拡散希望 #NISA``) are labels for the timeline, not the writer's account of
+    what happened, and an appended tag must not flip the label; a tag inside a sentence (``#楽天証券 で…``)
+    is a word and stays. Brokers named by a trailing tag still count: entities read the whole text.
+
+    >>> classifier_input("楽天証券で勝手に売られた #拡散希望 #ＮＩＳＡ https://t.co/x")
+    '楽天証券で勝手に売られた'
+    >>> classifier_input("#楽天証券 で勝手に売られた")
+    '楽天証券 で勝手に売られた'
+    """
+    text = norm.text
+    end = len(text)
+    while True:
+        while end and text[end - 1] in " \n":
+            end -= 1
+        start = end
+        while start and text[start - 1] not in " \n":
+            start -= 1
+        if start == end or start == 0:
+            break
+        token = text[start:end]
+        origin = norm.offsets[start]
+        tagged = origin > 0 and original[origin - 1] in "#＃"
+        if not (tagged or _PLACEHOLDER.fullmatch(token)):
+            break
+        end = start
+    return classifier_text(text[:end] if end < len(text) else text)
+
+
 def classifier_input(text: str) -> str:
-    """``classifier_text(normalize(text).text)``: what training, evaluation and the pipeline classify."""
-    return classifier_text(normalize(text).text)
+    """What training, evaluation and the pipeline classify: :func:`classifier_view` of ``normalize(text)``."""
+    return classifier_view(normalize(text), text)
 
 
 def repost_handle(text: str) -> str | None:

@@ -64,7 +64,7 @@ def train(
     log: Log = print,
 ) -> TrainReport:
     """Fit the candidates on train, choose on dev, write a model directory to ``output``."""
-    from nlp.views import classifier_input
+    from nlp.views import VIEW_VERSION, classifier_input
 
     cfg = cfg or TrainConfig()
     seed_everything(cfg.seed)
@@ -143,7 +143,7 @@ def train(
     for row in tradeoff:
         log(f"  victim bias {row['bias']:+.2f}: dev P {row['precision']:.3f} R {row['recall']:.3f} "
             f"F1 {row['f1']:.3f}{'  <- chosen' if row['bias'] == bias else ''}")  # fmt: skip
-    version = data_version(data, cfg.seed, repr((cfg, tuple(candidates), base or "scratch")))
+    version = data_version(data, cfg.seed, repr((cfg, tuple(candidates), base or "scratch", VIEW_VERSION, FORMAT_VERSION)))
     config = {
         "format": FORMAT_VERSION, "name": name, "version": version, "use": use,
         "weights": weights if use == "ensemble" else {},
