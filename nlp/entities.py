@@ -35,7 +35,7 @@ from nlp.errors import ModelLoadError
 from nlp.normalize import MAX_CHARS, Normalized, normalize
 from nlp.securities import SecuritiesMaster, Security, normalize_code
 
-__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "brokers_of", "extract", "tickers_of"]
+__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "brokers_of", "extract", "extract_traced", "tickers_of"]
 
 BROKER_LEXICON = Path(__file__).resolve().parent / "data" / "brokers.json"
 
@@ -92,9 +92,21 @@ def extract(
     >>> [(m.value, m.by) for m in extract("ＳＢＩ証券でテンセントとトヨタ(7203)を売られた $TSLA も")]
     [('SBI証券', None), ('0700.HK', 'name'), ('7203.T', 'name'), ('7203.T', 'code'), ('TSLA', 'code')]
     """
+    return extract_traced(text, master, normalized=normalized)[0]
+
+
+def extract_traced(
+    text: str, master: SecuritiesMaster | None = None, *, normalized: Normalized | None = None
+) -> tuple[list[Mention], bool]:
+    """:func:`extract`, and whether the Sudachi dictionary ran for it (a company name needed word bounds).
+
+    >>> [(m.value, m.surface) for m in extract_traced("スクリーニングで銘柄を探す")[0]], extract_traced("今日は雨")[1]
+    ([], False)
+    """
     norm = normalized if normalized is not None else normalize(text)
     master = master or SecuritiesMaster.bundled()
-    found = _Finder(norm, master).run()
+    finder = _Finder(norm, master)
+    found = finder.run()
     mentions = []
     for kind, value, start, end, by in found:
         o_start, o_end = norm.span_to_original(start, end)
@@ -102,7 +114,7 @@ def extract(
     if "@" in text:
         mentions += _handle_mentions(text[: len(text) if not norm.truncated else MAX_CHARS])
     mentions.sort(key=lambda m: (m.start, m.end))
-    return mentions
+    return mentions, finder.sudachi_ran
 
 
 # An @handle as X, Bluesky and Reddit write it; the character before must not make it part of an address.
@@ -348,6 +360,8 @@ class _Finder:
         self.found: list[tuple[str, str, int, int, str | None]] = []
         self.broker_spans: list[tuple[int, int, bool]] = []
         self._strong_text: bool | None = None
+        self.sudachi_ran = False
+        self._bounds: set[int] | None = None
         self.masked = (
             [m.span() for m in _PLACEHOLDER.finditer(self.text)]
             if ("<url" in self.text or "@user" in self.text)
@@ -454,6 +468,8 @@ class _Finder:
                 # is the account there.
                 out.append(("ticker", sec.code, start, end, "name", bool(_OWN_SHARES.match(self.text, end))))
                 continue
+            if not self._on_word_bounds(start, end):
+                continue  # スクリーニング holds リーニン, but no word of it is one
             window = self._window(start, end, 25)
             cue = _STOCK_STRICT if sec.context == "stock" else _STOCK
             near = bool(
@@ -476,6 +492,23 @@ class _Finder:
                     out[i - 1] = (*out[i - 1][:5], True)
                     out[i] = (*out[i][:5], True)
         return out
+
+    def _on_word_bounds(self, start: int, end: int) -> bool:
+        """Whether a name match starts and ends where Sudachi (short units, mode A) puts word boundaries.
+
+        Latin names have regex word boundaries already; a kana or kanji name inside a longer word (リーニン in
+        スクリーニング) is no mention. Sudachi runs only here, only for texts with a name match.
+        """
+        text = self.text
+        if text[start] in _LATIN and text[end - 1] in _LATIN:
+            return True
+        if self._bounds is None:
+            from nlp.tokenize import get_tokenizer
+
+            tokens = get_tokenizer().tokens(text, "A")
+            self._bounds = {t.begin for t in tokens} | {t.end for t in tokens}
+            self.sudachi_ran = True
+        return start in self._bounds and end in self._bounds
 
     # tickers by code
 

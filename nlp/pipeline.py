@@ -19,7 +19,7 @@ import numpy as np
 
 from nlp.classify import TextClassifier, load_classifier
 from nlp.corpus import LABELS
-from nlp.entities import Mention, brokers_of, extract, tickers_of
+from nlp.entities import Mention, brokers_of, extract_traced, tickers_of
 from nlp.errors import TextError
 from nlp.normalize import normalize
 from nlp.securities import SecuritiesMaster
@@ -93,7 +93,8 @@ class Analyzer:
         texts = [_check_text(t) for t in texts]
         # Normalized once: the classifier reads its view of the text, the extractor the text and its offsets.
         normalized = [normalize(t) for t in texts]
-        mentions = [extract(t, self.master, normalized=n) for t, n in zip(texts, normalized, strict=True)]
+        traced = [extract_traced(t, self.master, normalized=n) for t, n in zip(texts, normalized, strict=True)]
+        mentions = [found for found, _ in traced]
         # Posts in other languages that name no broker are out of scope: irrelevant without asking the model
         # (it was trained on Japanese and English posts about brokers, and would guess on K-pop fan posts).
         in_scope = [
@@ -109,6 +110,7 @@ class Analyzer:
                 [classifier_view(normalized[i], texts[i]) for i in asked]
             )
         out: list[Analysis] = []
+        sudachi |= np.array([ran for _, ran in traced], dtype=bool)
         for row, found, ran in zip(probs, mentions, sudachi, strict=True):
             best = int(np.argmax(row))
             scores = {lab: round(float(p), SCORE_DIGITS) for lab, p in zip(LABELS, row, strict=True)}

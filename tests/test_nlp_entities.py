@@ -384,3 +384,28 @@ def test_reported_regressions(text, brokers, by_code, by_name):
     assert brokers_of(mentions) == brokers
     assert [m.value for m in mentions if m.kind == "ticker" and m.by == "code"] == by_code
     assert [m.value for m in mentions if m.kind == "ticker" and m.by == "name"] == by_name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("銘柄スクリーニングの条件を見直して、割安株を探す", []),  # リーニン inside スクリーニング: no Hong Kong stock
+        ("スクリーニングで中国株を探してみた", []),
+        ("テンセントを勝手に買われた", [("0700.HK", "テンセント")]),
+        ("トヨタの株を全部売られた", [("7203.T", "トヨタ")]),
+        ("トヨタの車を買った", []),  # no stock context
+    ],
+)
+def test_company_names_match_whole_words_in_a_stock_context(text, expected):
+    from nlp.entities import extract
+
+    assert [(m.value, m.surface) for m in extract(text) if m.by == "name"] == expected
+
+
+def test_the_analyzer_names_sudachi_when_word_bounds_were_checked():
+    from nlp import Analyzer
+    from nlp.tokenize import DICTIONARY_VERSION
+
+    analyzer = Analyzer.load()
+    with_name, plain = analyzer.analyze_batch(["テンセントを勝手に買われた", "今日はラーメン食べた。美味しかった"])
+    assert with_name.dictionary == DICTIONARY_VERSION and plain.dictionary == ""
