@@ -124,6 +124,23 @@ class Annotation(SQLModel, table=True):
     analyzed_at: datetime = _ts(now=True)
 
 
+class HumanLabel(SQLModel, table=True):
+    """A person's label for a stored post (`incident-monitor label import`), kept beside the model's
+    annotations and never touched by re-classification. One row per post and labeler; a later import by the
+    same labeler replaces that labeler's label."""
+
+    __tablename__ = "human_labels"
+    __table_args__ = (sa.UniqueConstraint("post_pk", "labeler", name="uq_human_labels_post_labeler"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_pk: int = Field(foreign_key="posts.id", index=True)
+    label: str = Field(max_length=32)
+    labeler: str = Field(max_length=128)
+    labeled_at: datetime = _ts()
+    note: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    imported_at: datetime = _ts(now=True)
+
+
 class Mention(SQLModel, table=True):
     """A broker or ticker named in a post (span in the original text)."""
 
