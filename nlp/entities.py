@@ -468,8 +468,6 @@ class _Finder:
                 # is the account there.
                 out.append(("ticker", sec.code, start, end, "name", bool(_OWN_SHARES.match(self.text, end))))
                 continue
-            if not self._on_word_bounds(start, end):
-                continue  # スクリーニング holds リーニン, but no word of it is one
             window = self._window(start, end, 25)
             cue = _STOCK_STRICT if sec.context == "stock" else _STOCK
             near = bool(
@@ -477,6 +475,9 @@ class _Finder:
                 or (_HK_CUE.search(window) and sec.market in ("HK", "SS", "SZ"))
                 or _NAME_TRADED.match(self.text, end)
             )
+            # Word bounds are checked only where the name could count (near a stock word, or beside a code).
+            if (near or _DIGIT.search(self.text)) and not self._on_word_bounds(start, end):
+                continue  # スクリーニング holds リーニン, but no word of it is one
             out.append(("ticker", sec.code, start, end, "name", near))
         # Names listed together share their evidence: 「アップルとテスラを全部売られて」
         linked = [
@@ -505,8 +506,7 @@ class _Finder:
         if self._bounds is None:
             from nlp.tokenize import get_tokenizer
 
-            tokens = get_tokenizer().tokens(text, "A")
-            self._bounds = {t.begin for t in tokens} | {t.end for t in tokens}
+            self._bounds = get_tokenizer().boundaries(text, "A")
             self.sudachi_ran = True
         return start in self._bounds and end in self._bounds
 
