@@ -43,6 +43,7 @@ _WINDOW = 30  # characters either side of a mention searched for context words
 _NEIGHBOUR = 12  # a weak broker alias this close to another broker alias is part of a list of brokers
 _LATIN = "abcdefghijklmnopqrstuvwxyz0123456789"
 _SENTENCE_END = re.compile(r"[。!?\n]")
+_BOUND_CONTEXT = 8  # characters either side of a company name given to Sudachi to check its word bounds
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,6 @@ class _Finder:
         self.broker_spans: list[tuple[int, int, bool]] = []
         self._strong_text: bool | None = None
         self.sudachi_ran = False
-        self._bounds: set[int] | None = None
         self.masked = (
             [m.span() for m in _PLACEHOLDER.finditer(self.text)]
             if ("<url" in self.text or "@user" in self.text)
@@ -503,12 +503,14 @@ class _Finder:
         text = self.text
         if text[start] in _LATIN and text[end - 1] in _LATIN:
             return True
-        if self._bounds is None:
-            from nlp.tokenize import get_tokenizer
+        from nlp.tokenize import get_tokenizer
 
-            self._bounds = get_tokenizer().boundaries(text, "A")
-            self.sudachi_ran = True
-        return start in self._bounds and end in self._bounds
+        # Only the name and a few characters either side are read: word bounds are local, and a whole long
+        # post through Sudachi for one name cost a tenth of the stage.
+        lo, hi = max(0, start - _BOUND_CONTEXT), min(len(text), end + _BOUND_CONTEXT)
+        bounds = get_tokenizer().boundaries(text[lo:hi], "A")
+        self.sudachi_ran = True
+        return start - lo in bounds and end - lo in bounds
 
     # tickers by code
 
