@@ -61,6 +61,7 @@ def store_analysis(session: Session, post: Post, analysis: Any, now: datetime) -
         score=float(analysis.score),
         scores={k: float(v) for k, v in analysis.scores.items()},
         model=analysis.model,
+        tokenizer=analysis.tokenizer,
         dictionary=analysis.dictionary,
         analyzed_at=now,
     )

@@ -120,6 +120,9 @@ class Annotation(SQLModel, table=True):
     score: float
     scores: dict[str, float] = _json(dict)
     model: str = Field(max_length=128)
+    # Provenance: what split the text for the model that ran first ("char-ngrams", "subword"); `dictionary`
+    # names the Sudachi dictionary when Sudachi ran for this post ("" when it did not).
+    tokenizer: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     dictionary: str = Field(max_length=128)
     analyzed_at: datetime = _ts(now=True)
 

@@ -183,3 +183,20 @@ def test_a_text_style_repost_of_a_victim_report_keeps_the_label_but_is_never_a_r
         reports = {r.post_key: r for r in load_reports(session, analyzer.model_version)}
     assert reports["x:1"].label == reports["x:2"].label == "victim_report"
     assert reports["x:2"].is_repost and not counts_as_reporter(reports["x:2"]) and counts_as_reporter(reports["x:1"])
+
+
+def test_annotations_name_the_model_tokenizer_and_dictionary_that_ran(surge_slice, db_url, capsys):
+    """Provenance on SQLite and PostgreSQL: every stored annotation names its model and the tokenizer of the
+    model that ran first; the Sudachi dictionary only for the posts Sudachi read."""
+    from nlp.tokenize import DICTIONARY_VERSION
+    from storage.models import Annotation
+
+    _replay(surge_slice, db_url, capsys)
+    engine = open_store(db_url)
+    with Session(engine) as s:
+        rows = s.exec(select(Annotation.model, Annotation.tokenizer, Annotation.dictionary)).all()
+    engine.dispose()
+    assert rows
+    assert {tokenizer for _, tokenizer, _ in rows} == {"char-ngrams"}  # the shipped cascade's first stage
+    assert all(model.startswith("victim-clf@") for model, _, _ in rows)
+    assert {dictionary for _, _, dictionary in rows} <= {"", DICTIONARY_VERSION}

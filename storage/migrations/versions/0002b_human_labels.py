@@ -1,4 +1,4 @@
-"""human labels beside the model's annotations (the labeling loop)
+"""human labels beside the model's annotations (the labeling loop); annotations name their tokenizer
 
 Revision ID: 0002b
 Revises: 0001
@@ -19,6 +19,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # What split the text for the first model ("char-ngrams", "subword"); rows stored before say "".
+    with op.batch_alter_table("annotations") as batch:
+        batch.add_column(
+            sa.Column("tokenizer", sqlmodel.sql.sqltypes.AutoString(length=64), server_default="", nullable=False)
+        )
     op.create_table(
         "human_labels",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -38,3 +43,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_human_labels_post_pk"), table_name="human_labels")
     op.drop_table("human_labels")
+    with op.batch_alter_table("annotations") as batch:
+        batch.drop_column("tokenizer")
