@@ -6,6 +6,8 @@ process's maximum resident set size (includes the ONNX / Sudachi native memory),
 separate pass so tracing does not slow the timed one.
 
     python benchmarks/nlp_throughput.py [--posts 10000] [--batch 256] [--model DIR]
+
+Run it on two cores as the target says: taskset -c 0,1 python benchmarks/nlp_throughput.py
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def main() -> None:
 
     data = posts(args.posts)
     chars = sum(len(t) for t in data)
+    start = time.perf_counter()
     analyzer = Analyzer.load(args.model)
+    analyzer.analyze_batch(data[:64])  # start-up: the model, the lexicons, the Sudachi dictionary
+    t_startup = time.perf_counter() - start
     tok = get_tokenizer()
-    analyzer.analyze_batch(data[:64])  # load lazily-built parts outside the timing
     tok.tokens(data[0], "C")
 
     import sudachipy
@@ -86,12 +90,16 @@ def main() -> None:
     print(f"SudachiPy tokenize alone (C):  {n / t_sudachi:10.0f} posts/s  ({t_sudachi:.2f} s)")
     print(f"nlp.tokenize tokens() (C):     {n / t_wrapper:10.0f} posts/s  ({t_wrapper:.2f} s)")
     print(f"full NLP stage:                {n / t_stage:10.0f} posts/s  ({t_stage:.2f} s)")
+    with_startup = n / (t_stage + t_startup)
+    print(f"full NLP stage incl. start-up: {with_startup:10.0f} posts/s  (start-up {t_startup:.2f} s)")
+    routed = sum(a.dictionary != "" for a in analyzer.analyze_batch(data[:2000])) / min(n, 2000)
+    print(f"posts read by the Sudachi stage of the cascade: {routed:.1%}")
     print(
         f"ratio full stage / SudachiPy alone: {t_sudachi / t_stage:.2f} (posts/s of the stage per posts/s of Sudachi)"
     )
     print(f"peak memory: tracemalloc {peak / 2**20:.1f} MiB during the stage; max RSS {rss_mb:.0f} MiB")
     target = 2000
-    print(f"target >= {target} posts/s: {'met' if n / t_stage >= target else 'NOT met'}")
+    print(f"target >= {target} posts/s including start-up: {'met' if with_startup >= target else 'NOT met'}")
 
 
 if __name__ == "__main__":

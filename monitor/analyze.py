@@ -106,7 +106,7 @@ def store_analyses(session: Session, posts: Sequence[Post], results: Sequence[An
         {
             "post_pk": post.id, "label": analysis.label, "score": float(analysis.score),
             "scores": {k: float(v) for k, v in analysis.scores.items()}, "model": analysis.model,
-            "dictionary": analysis.dictionary, "analyzed_at": now,
+            "tokenizer": analysis.tokenizer, "dictionary": analysis.dictionary, "analyzed_at": now,
         }
         for post, analysis in zip(posts, results, strict=True)
     ]
@@ -189,7 +189,9 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
                 text=post.text,
                 brokers=tuple(found.get("broker", ())),
                 tickers=tuple(found.get("ticker", ())),
-                repost_of=post.repost_of,
+                # A text-style repost (「RT @user: …」 with no repost id from the source) is a repost too: it
+                # carries its original's label but never counts as a reporter.
+                repost_of=post.repost_of or _text_repost_of(post.text),
                 url=post.url,
             ),
         ))
@@ -200,6 +202,13 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
 # out of id order. Re-reading this many ids below the last maximum catches such a late commit (the window
 # is keyed by post, so a re-read report changes nothing).
 LATE_COMMIT_IDS = 1000
+
+
+def _text_repost_of(text: str) -> str | None:
+    from nlp.views import repost_handle
+
+    handle = repost_handle(text)
+    return f"@{handle}" if handle else None
 
 
 class ReportWindow:

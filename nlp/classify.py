@@ -29,7 +29,7 @@ import numpy as np
 
 from nlp.corpus import LABELS
 from nlp.errors import ModelLoadError
-from nlp.features import FEATURE_NAMES, frame_view, voice_features
+from nlp.features import FEATURE_NAMES, frame_view, voice_features, word_ngrams, word_tokens
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED_MODEL = MODELS_DIR / "victim-clf"
@@ -115,16 +115,23 @@ class TfidfSpec:
             blocks.append(voice_features(texts) * np.float32(self.dense_scale))
         return csr_matrix(np.hstack(blocks)) if blocks else None
 
-    def view(self, name: str, texts: Sequence[str]) -> list[str]:
+    def view(self, name: str, texts: Sequence[str]) -> list:
         if name == "text":
             return list(texts)
         if name == "frame":
             return [frame_view(t) for t in texts]
+        if name == "words":  # Sudachi runs here, and only here
+            return [word_tokens(t) for t in texts]
         raise ModelLoadError(f"unknown tfidf view {name!r}; retrain the model")
 
-    def vectorizer(self, vocabulary: dict[str, int] | None = None, **kwargs):
+    def vectorizer(self, vocabulary: dict[str, int] | None = None, view: str = "text", **kwargs):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
+        if view == "words":
+            return TfidfVectorizer(
+                analyzer=word_ngrams, sublinear_tf=self.sublinear_tf, vocabulary=vocabulary, dtype=np.float32,
+                **kwargs,
+            )  # fmt: skip
         return TfidfVectorizer(
             analyzer=self.analyzer, ngram_range=(self.ngram_min, self.ngram_max),
             sublinear_tf=self.sublinear_tf, lowercase=False, vocabulary=vocabulary, dtype=np.float32, **kwargs,
@@ -202,6 +209,45 @@ class CharNgramTfidf:
         return csr_matrix(x.multiply(1.0 / norms[:, None]))
 
 
+class WordNgramTfidf:
+    """TF-IDF of word 1..3-grams (joined by spaces), the same matrix as scikit-learn's with ``word_ngrams``.
+
+    >>> v = WordNgramTfidf(["私", "私 の", "口座"], np.ones(3))
+    >>> v.transform([["私", "の", "口座"], []]).toarray().astype(float).round(3).tolist()
+    [[0.577, 0.577, 0.577], [0.0, 0.0, 0.0]]
+    """
+
+    def __init__(self, vocabulary: Sequence[str], idf: np.ndarray, sublinear_tf: bool = True) -> None:
+        self._columns = {term: i for i, term in enumerate(vocabulary)}
+        self._idf = np.asarray(idf, dtype=np.float32)
+        self._sublinear = sublinear_tf
+        self.n_features = len(vocabulary)
+
+    def transform(self, docs: Sequence[Sequence[str]]):
+        from scipy.sparse import csr_matrix
+
+        rows: list[int] = []
+        cols: list[int] = []
+        columns = self._columns
+        for i, tokens in enumerate(docs):
+            for gram in word_ngrams(tokens):
+                col = columns.get(gram)
+                if col is not None:
+                    rows.append(i)
+                    cols.append(col)
+        x = csr_matrix(
+            (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(docs), self.n_features)
+        )
+        x.sum_duplicates()
+        if self._sublinear:
+            np.log(x.data, out=x.data)
+            x.data += 1.0
+        x = x.multiply(self._idf).tocsr()
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return csr_matrix(x.multiply(1.0 / norms[:, None]))
+
+
 class TfidfLogReg:
     """Char n-gram TF-IDF and a multinomial logistic regression, stored as arrays (no pickle)."""
 
@@ -217,15 +263,23 @@ class TfidfLogReg:
         self.spec = spec
         self.labels = tuple(labels)
         self._blocks = [(list(vocab), np.asarray(idf, dtype=np.float32)) for vocab, idf in blocks]
-        self._vectorizers = [self._vectorizer(vocab, idf) for vocab, idf in self._blocks]
+        self._vectorizers = [
+            self._vectorizer(view, vocab, idf) for view, (vocab, idf) in zip(spec.views, self._blocks, strict=True)
+        ]
         order = _label_order(self.labels, Path("tfidf"))
         self._coef_t = np.ascontiguousarray(np.asarray(coef, dtype=np.float32)[order].T)
         self._intercept = np.asarray(intercept, dtype=np.float32)[order]
         if self._coef_t.shape[0] != sum(len(v) for v, _ in self._blocks) + spec.dense_width():
             raise ModelLoadError("tfidf: coefficient rows disagree with the vocabularies; retrain the model")
 
-    def _vectorizer(self, vocab: list[str], idf: np.ndarray):
+    @property
+    def uses_sudachi(self) -> bool:
+        return "words" in self.spec.views
+
+    def _vectorizer(self, view: str, vocab: list[str], idf: np.ndarray):
         spec = self.spec
+        if view == "words":
+            return WordNgramTfidf(vocab, idf, spec.sublinear_tf)
         if spec.analyzer == "char" and spec.ngram_min == 1 and spec.ngram_max <= CharNgramTfidf.MAX_N:
             return CharNgramTfidf(vocab, idf, spec.sublinear_tf)
         vec = spec.vectorizer({term: i for i, term in enumerate(vocab)})  # slower, pure-Python analyzer
@@ -438,6 +492,41 @@ class Ensemble:
         return probs
 
 
+class Cascade:
+    """A fast first stage for every post; the second stage reads the posts the first is unsure of.
+
+    A post goes on when the first stage's highest probability is below ``confidence`` (chosen on the dev
+    split by ``nlp train``); its probabilities are then the second stage's. The second stage reads words
+    (Sudachi), so Sudachi runs only for those posts: :meth:`predict_routed` says which they were.
+    """
+
+    kind = "cascade"
+
+    def __init__(self, first: TfidfLogReg, second: TfidfLogReg, confidence: float) -> None:
+        self.first, self.second, self.confidence = first, second, float(confidence)
+
+    def predict_routed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        probs = self.first.predict_proba(texts)
+        routed = probs.max(axis=1) < self.confidence if len(texts) else np.zeros(0, dtype=bool)
+        if routed.any():
+            probs = probs.copy()
+            probs[routed] = self.second.predict_proba([t for t, r in zip(texts, routed, strict=True) if r])
+        return probs, routed
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_routed(texts)[0]
+
+
+def routed_probs(first: np.ndarray, second: np.ndarray, confidence: float) -> np.ndarray:
+    """What a Cascade returns, from both stages' probabilities computed for every post (for tuning).
+
+    >>> routed_probs(np.array([[0.9, 0.05, 0.05], [0.5, 0.3, 0.2]]), np.zeros((2, 3)), 0.8).tolist()
+    [[0.9, 0.05, 0.05], [0.0, 0.0, 0.0]]
+    """
+    routed = first.max(axis=1) < confidence
+    return np.where(routed[:, None], second, first)
+
+
 # --------------------------------------------------------------------------------------------------
 # model directories
 
@@ -462,6 +551,21 @@ class TextClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return shift_victim(self.model.predict_proba(texts), self.victim_bias)
 
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities and, per post, whether the Sudachi dictionary ran for it (provenance)."""
+        if isinstance(self.model, Cascade):
+            probs, routed = self.model.predict_routed(texts)
+        else:
+            probs = self.model.predict_proba(texts)
+            routed = np.full(len(texts), bool(getattr(self.model, "uses_sudachi", False)))
+        return shift_victim(probs, self.victim_bias), routed
+
+    @property
+    def tokenizer(self) -> str:
+        """What splits text for the model that runs first: char n-grams or a subword tokenizer."""
+        first = self.model.first if isinstance(self.model, Cascade) else self.model
+        return {"tfidf": "char-ngrams", "transformer": "subword"}.get(getattr(first, "kind", ""), "mixed")
+
 
 def shift_victim(probs: np.ndarray, bias: float) -> np.ndarray:
     """Probabilities with ``bias`` added to the victim_report log-odds (a prior / threshold shift).
@@ -479,7 +583,7 @@ def shift_victim(probs: np.ndarray, bias: float) -> np.ndarray:
 def load_candidate(directory: Path, candidate: str, threads: int | None = None) -> ProbabilisticClassifier:
     """One candidate ("tfidf" or "transformer") stored inside a model directory; ``threads`` for ONNX."""
     sub = directory / candidate
-    if candidate == "tfidf":
+    if candidate in ("tfidf", "words"):
         return TfidfLogReg.load(sub)
     if candidate == "transformer":
         return OnnxTransformer(sub, threads)
@@ -515,6 +619,15 @@ def load_classifier(
         clf: ProbabilisticClassifier = Ensemble(
             [(load_candidate(directory, c, threads), float(w)) for c, w in weights.items()]
         )
+    elif choice == "cascade":
+        spec = cfg.get("cascade") or {}
+        try:
+            first, second = load_candidate(directory, spec["first"]), load_candidate(directory, spec["second"])
+            clf = Cascade(first, second, float(spec["confidence"]))  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            raise ModelLoadError(
+                f"{directory / CONFIG_NAME}: a cascade needs 'cascade': first, second, confidence; retrain"
+            ) from None
     elif isinstance(choice, str):
         clf = load_candidate(directory, choice, threads)
     else:

@@ -32,10 +32,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from nlp.errors import ModelLoadError
-from nlp.normalize import Normalized, normalize
+from nlp.normalize import MAX_CHARS, Normalized, normalize
 from nlp.securities import SecuritiesMaster, Security, normalize_code
 
-__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "broker_search_terms", "brokers_of", "extract", "tickers_of"]
+__all__ = ["BROKERS", "BROKER_LEXICON", "Mention", "broker_search_terms", "brokers_of", "extract", "extract_traced",
+           "tickers_of"]
 
 BROKER_LEXICON = Path(__file__).resolve().parent / "data" / "brokers.json"
 
@@ -43,6 +44,7 @@ _WINDOW = 30  # characters either side of a mention searched for context words
 _NEIGHBOUR = 12  # a weak broker alias this close to another broker alias is part of a list of brokers
 _LATIN = "abcdefghijklmnopqrstuvwxyz0123456789"
 _SENTENCE_END = re.compile(r"[。!?\n]")
+_BOUND_CONTEXT = 8  # characters either side of a company name given to Sudachi to check its word bounds
 
 
 @dataclass(frozen=True)
@@ -92,15 +94,48 @@ def extract(
     >>> [(m.value, m.by) for m in extract("ＳＢＩ証券でテンセントとトヨタ(7203)を売られた $TSLA も")]
     [('SBI証券', None), ('0700.HK', 'name'), ('7203.T', 'name'), ('7203.T', 'code'), ('TSLA', 'code')]
     """
+    return extract_traced(text, master, normalized=normalized)[0]
+
+
+def extract_traced(
+    text: str, master: SecuritiesMaster | None = None, *, normalized: Normalized | None = None
+) -> tuple[list[Mention], bool]:
+    """:func:`extract`, and whether the Sudachi dictionary ran for it (a company name needed word bounds).
+
+    >>> [(m.value, m.surface) for m in extract_traced("スクリーニングで銘柄を探す")[0]], extract_traced("今日は雨")[1]
+    ([], False)
+    """
     norm = normalized if normalized is not None else normalize(text)
     master = master or SecuritiesMaster.bundled()
-    found = _Finder(norm, master).run()
+    finder = _Finder(norm, master)
+    found = finder.run()
     mentions = []
     for kind, value, start, end, by in found:
         o_start, o_end = norm.span_to_original(start, end)
         mentions.append(Mention(kind, value, text[o_start:o_end], o_start, o_end, by))
+    if "@" in text:
+        mentions += _handle_mentions(text[: len(text) if not norm.truncated else MAX_CHARS])
     mentions.sort(key=lambda m: (m.start, m.end))
-    return mentions
+    return mentions, finder.sudachi_ran
+
+
+# An @handle as X, Bluesky and Reddit write it; the character before must not make it part of an address.
+_HANDLE = re.compile(r"(?<![A-Za-z0-9_.@])@(?P<handle>[A-Za-z0-9_]{1,30})(?![A-Za-z0-9_])")
+
+
+def _handle_mentions(text: str) -> list[Mention]:
+    """Brokers named by their official accounts: a reply to @RakutenSec is about 楽天証券.
+
+    >>> [(m.value, m.surface) for m in _handle_mentions("@RakutenSec 勝手に売られた")]
+    [('楽天証券', '@RakutenSec')]
+    """
+    handles = _lexicon().handles
+    out = []
+    for match in _HANDLE.finditer(text):
+        name = handles.get(match.group("handle").lower())
+        if name is not None:
+            out.append(Mention("broker", name, match.group(), match.start(), match.end()))
+    return out
 
 
 def brokers_of(mentions: Iterable[Mention]) -> list[str]:
@@ -176,6 +211,7 @@ class _Lexicon:
     context: re.Pattern[str]
     strong: re.Pattern[str]
     names: tuple[str, ...]
+    handles: dict[str, str]  # lower-cased official @handle -> canonical broker name
 
 
 def _variants(alias: str) -> list[str]:
@@ -225,6 +261,7 @@ def _lexicon() -> _Lexicon:
         _word_regex(data["context"]) or re.compile("(?!)"),
         _word_regex(data.get("strong_context", [])) or re.compile("(?!)"),
         tuple(b["name"] for b in brokers),
+        {h.lower(): b["name"] for b in brokers for h in b.get("handles", [])},
     )
 
 
@@ -353,6 +390,7 @@ class _Finder:
         self.found: list[tuple[str, str, int, int, str | None]] = []
         self.broker_spans: list[tuple[int, int, bool]] = []
         self._strong_text: bool | None = None
+        self.sudachi_ran = False
         self.masked = (
             [m.span() for m in _PLACEHOLDER.finditer(self.text)]
             if ("<url" in self.text or "@user" in self.text)
@@ -466,6 +504,9 @@ class _Finder:
                 or (_HK_CUE.search(window) and sec.market in ("HK", "SS", "SZ"))
                 or _NAME_TRADED.match(self.text, end)
             )
+            # Word bounds are checked only where the name could count (near a stock word, or beside a code).
+            if (near or _DIGIT.search(self.text)) and not self._on_word_bounds(start, end):
+                continue  # スクリーニング holds リーニン, but no word of it is one
             out.append(("ticker", sec.code, start, end, "name", near))
         # Names listed together share their evidence: 「アップルとテスラを全部売られて」
         linked = [
@@ -481,6 +522,24 @@ class _Finder:
                     out[i - 1] = (*out[i - 1][:5], True)
                     out[i] = (*out[i][:5], True)
         return out
+
+    def _on_word_bounds(self, start: int, end: int) -> bool:
+        """Whether a name match starts and ends where Sudachi (short units, mode A) puts word boundaries.
+
+        Latin names have regex word boundaries already; a kana or kanji name inside a longer word (リーニン in
+        スクリーニング) is no mention. Sudachi runs only here, only for texts with a name match.
+        """
+        text = self.text
+        if text[start] in _LATIN and text[end - 1] in _LATIN:
+            return True
+        from nlp.tokenize import get_tokenizer
+
+        # Only the name and a few characters either side are read: word bounds are local, and a whole long
+        # post through Sudachi for one name cost a tenth of the stage.
+        lo, hi = max(0, start - _BOUND_CONTEXT), min(len(text), end + _BOUND_CONTEXT)
+        bounds = get_tokenizer().boundaries(text[lo:hi], "A")
+        self.sudachi_ran = True
+        return start - lo in bounds and end - lo in bounds
 
     # tickers by code
 

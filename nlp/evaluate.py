@@ -111,28 +111,37 @@ def evaluate(
 ) -> EvalResult:
     """Score the model (and, with ``compare``, each candidate stored beside it) on ``examples``."""
     from nlp.classify import load_classifier
-    from nlp.normalize import normalize
+    from nlp.views import classifier_input
 
-    texts = [normalize(ex.text).text for ex in examples]
+    texts = [classifier_input(ex.text) for ex in examples]
     gold = [ex.label for ex in examples]
     main = load_classifier(model)
     result = EvalResult(split=split, n=len(examples))
-    pred = best_labels(main.predict_proba(texts))
+    from nlp.entities import brokers_of, extract
+    from nlp.views import has_japanese
+
+    mentions = [extract(ex.text) for ex in examples]
+    # The pipeline's scope rule: a post without Japanese that names no broker is irrelevant, model unasked.
+    out = [not has_japanese(t) and not brokers_of(m) for t, m in zip(texts, mentions, strict=True)]
+
+    def scoped(probs: np.ndarray) -> np.ndarray:
+        probs = np.array(probs, dtype=np.float32)
+        probs[out] = np.eye(len(LABELS), dtype=np.float32)[LABELS.index("irrelevant")]
+        return probs
+
+    pred = best_labels(scoped(main.predict_proba(texts)))
     result.models[f"shipped {main.model_version}: {_DESCRIPTION.get(main.use, main.use)}"] = label_report(
         gold, pred
     )
     result.errors = [(ex.id, g, p) for ex, g, p in zip(examples, gold, pred, strict=True) if g != p]
     if compare and main.use != "hf-torch":
-        for use in ("tfidf", "transformer", "ensemble"):
+        for use in ("tfidf", "words", "cascade", "transformer", "ensemble"):
             if use == main.use or not _has_candidate(main.path, use):
                 continue
             other = load_classifier(main.path, use=use)
             name = f"beside it: {_DESCRIPTION[use]}"
-            result.models[name] = label_report(gold, best_labels(other.predict_proba(texts)))
+            result.models[name] = label_report(gold, best_labels(scoped(other.predict_proba(texts))))
     if entities:
-        from nlp.entities import brokers_of, extract
-
-        mentions = [extract(ex.text) for ex in examples]
         result.brokers = set_micro(
             [set(ex.brokers) for ex in examples], [set(brokers_of(m)) for m in mentions]
         )
@@ -148,17 +157,22 @@ _DESCRIPTION = {
     "transformer": "tiny BERT / fine-tuned transformer (ONNX)",
     "ensemble": "ensemble of baseline and transformer",
     "hf-torch": "Hugging Face checkpoint (torch)",
+    "words": "TF-IDF of chars and Sudachi words + logistic regression (every post through Sudachi)",
+    "cascade": "cascade: baseline first, Sudachi words model for the posts it is unsure of",
 }
 
 
 def _has_candidate(directory: Path, use: str) -> bool:
     import json
 
-    if use == "ensemble":
+    if use in ("ensemble", "cascade"):
         try:
             cfg = json.loads((directory / "classifier.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
+        if use == "cascade":
+            stages = cfg.get("cascade") or {}
+            return bool(stages) and all((directory / stages.get(k, "-")).is_dir() for k in ("first", "second"))
         weights = cfg.get("weights") or cfg.get("ensemble_weights") or {}
         return bool(weights) and all((directory / c).is_dir() for c in weights)
     return (directory / use).is_dir()

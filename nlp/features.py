@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "frame_view", "voice_features"]
+__all__ = ["FEATURE_NAMES", "frame_view", "voice_features", "word_ngrams", "word_tokens"]
 
 _QUOTED = re.compile(
     r"「[^「」]{0,400}」|『[^『』]{0,400}』|“[^“”]{0,400}”|《[^《》]{0,400}》|\"[^\"\n]{0,400}\""
@@ -160,3 +160,84 @@ def voice_features(texts: Sequence[str]) -> np.ndarray:
         if text:
             out[i] = _row(text)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# words: Sudachi morphemes of the writer's own words, with markers of who did what to whom
+
+_FP_WORDS = frozenset("私 わたし わたくし あたし 僕 ぼく 俺 おれ 自分 ワイ 当方 小生 我が家 うち".split())
+_KIN_WORDS = frozenset(
+    "母 父 夫 妻 嫁 旦那 主人 両親 親 義母 義父 祖母 祖父 息子 娘 兄 姉 弟 妹 家族 叔母 叔父 伯母 伯父 "
+    "彼氏 彼女 友人 友達 知人 同僚 母親 父親 おかん おとん 親父 お袋 じいちゃん ばあちゃん".split()
+)
+_PASSIVE = frozenset(("れる", "られる"))
+_CAUSATIVE = frozenset(("せる", "させる"))
+_REPORTIVE = frozenset(("らしい", "相次ぐ", "次ぐ"))
+
+
+def word_tokens(text: str) -> list[str]:
+    """Sudachi normalized forms (split mode C) of ``text`` with quotations collapsed, plus markers.
+
+    Markers follow the word that triggers them: 〈受身〉 after a passive auxiliary on a verb (買われた, 売られてた),
+    〈使役〉 after a causative one, 〈一人称〉 / 〈身内〉 after a first-person or close-person noun and 〈の〉 when
+    a possessive follows it (私の口座, 母の口座), 〈伝聞〉 after a reportive ending (らしい, とのこと, 相次ぐ).
+
+    >>> word_tokens("私の口座で勝手に中国株を買われた")
+    ['私', '〈一人称〉', 'の', '〈の〉', '口座', 'で', '勝手に', '中国', '株', 'を', '買う', 'れる', '〈受身〉', 'た']
+    >>> word_tokens("男性は「勝手に売られた」と話す")[-4:]
+    ['「」', 'と', '話す', '〈伝聞〉']
+    """
+    from nlp.tokenize import get_tokenizer
+
+    out: list[str] = []
+    prev_pos = ""
+    owner = ""  # marker of a first-person / close-person noun just seen
+    for tok in get_tokenizer().tokens(frame_view(text), "C"):
+        if tok.surface.isspace():
+            continue
+        form = tok.normalized_form.replace(" ", "_")
+        pos = tok.pos[0]
+        out.append(form)
+        if owner and form == "の":
+            out.append("〈の〉")
+        owner = ""
+        if form in _FP_WORDS and pos in ("代名詞", "名詞"):
+            out.append("〈一人称〉")
+            owner = "fp"
+        elif form in _KIN_WORDS and pos == "名詞":
+            out.append("〈身内〉")
+            owner = "kin"
+        elif pos == "助動詞" and prev_pos in ("動詞", "助動詞") and form in _PASSIVE:
+            out.append("〈受身〉")
+        elif pos == "助動詞" and prev_pos in ("動詞", "助動詞") and form in _CAUSATIVE:
+            out.append("〈使役〉")
+        elif form in _REPORTIVE or (form == "こと" and out[-3:-1] == ["と", "の"]) or (
+            form in ("言う", "話す", "語る") and len(out) > 1 and out[-2] == "と"
+        ):
+            out.append("〈伝聞〉")
+        prev_pos = pos
+    return _join_quotes(out)
+
+
+def _join_quotes(tokens: list[str]) -> list[str]:
+    # frame_view leaves 「」 where a quotation was; Sudachi splits it into two symbols.
+    out: list[str] = []
+    for form in tokens:
+        if form == "」" and out and out[-1] == "「":
+            out[-1] = "「」"
+        else:
+            out.append(form)
+    return out
+
+
+def word_ngrams(tokens: Sequence[str]) -> list[str]:
+    """Word 1..3-grams joined by spaces (the analyzer of the "words" TF-IDF view).
+
+    >>> word_ngrams(["a", "b", "c"])
+    ['a', 'b', 'c', 'a b', 'b c', 'a b c']
+    """
+    tokens = list(tokens)
+    grams = tokens[:]
+    grams += [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+    grams += [f"{a} {b} {c}" for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False)]
+    return grams

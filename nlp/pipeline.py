@@ -19,11 +19,12 @@ import numpy as np
 
 from nlp.classify import TextClassifier, load_classifier
 from nlp.corpus import LABELS
-from nlp.entities import Mention, brokers_of, extract, tickers_of
+from nlp.entities import Mention, brokers_of, extract_traced, tickers_of
 from nlp.errors import TextError
 from nlp.normalize import normalize
 from nlp.securities import SecuritiesMaster
 from nlp.tokenize import DICTIONARY_VERSION
+from nlp.views import classifier_view, has_japanese
 
 # Scores are rounded for the JSON line: more digits carry no information and bloat every output line.
 SCORE_DIGITS = 4
@@ -40,7 +41,10 @@ class Analysis:
     tickers: list[str]
     mentions: list[Mention] = field(default_factory=list)
     model: str = ""
+    # What ran for this post besides the model: the Sudachi dictionary ("" when Sudachi did not run) and
+    # how the first model split the text ("char-ngrams", "subword").
     dictionary: str = ""
+    tokenizer: str = ""
 
     def to_json(self, id: str) -> dict:  # noqa: A002 - the contract's field name
         """Exactly one ``nlp classify`` output line (DESIGN.md), ready for json.dumps."""
@@ -69,7 +73,6 @@ class Analyzer:
         self.classifier = classifier
         self.master = master or SecuritiesMaster.bundled()
         self.model_version = classifier.model_version
-        self.dictionary_version = DICTIONARY_VERSION
 
     @classmethod
     def load(
@@ -90,28 +93,41 @@ class Analyzer:
     def analyze_batch(self, texts: Sequence[str]) -> list[Analysis]:
         """Analyze many posts at once: one classifier call for the whole batch is the fast path."""
         texts = [_check_text(t) for t in texts]
-        # Normalized once: the classifier reads the text, the extractor the text and its offsets.
+        # Normalized once: the classifier reads its view of the text, the extractor the text and its offsets.
         normalized = [normalize(t) for t in texts]
-        probs = (
-            self.classifier.predict_proba([n.text for n in normalized])
-            if texts
-            else np.zeros((0, len(LABELS)))
-        )
+        traced = [extract_traced(t, self.master, normalized=n) for t, n in zip(texts, normalized, strict=True)]
+        mentions = [found for found, _ in traced]
+        # Posts in other languages that name no broker are out of scope: irrelevant without asking the model
+        # (it was trained on Japanese and English posts about brokers, and would guess on K-pop fan posts).
+        in_scope = [
+            has_japanese(n.text) or any(m.kind == "broker" for m in ms)
+            for n, ms in zip(normalized, mentions, strict=True)
+        ]
+        asked = [i for i, keep in enumerate(in_scope) if keep]
+        probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        probs[:, LABELS.index("irrelevant")] = 1.0
+        sudachi = np.zeros(len(texts), dtype=bool)
+        if asked:
+            probs[asked], sudachi[asked] = self.classifier.predict(
+                [classifier_view(normalized[i], texts[i]) for i in asked]
+            )
         out: list[Analysis] = []
-        for text, norm, row in zip(texts, normalized, probs, strict=True):
+        sudachi |= np.array([ran for _, ran in traced], dtype=bool)
+        for row, found, ran in zip(probs, mentions, sudachi, strict=True):
             best = int(np.argmax(row))
             scores = {lab: round(float(p), SCORE_DIGITS) for lab, p in zip(LABELS, row, strict=True)}
-            mentions = extract(text, self.master, normalized=norm)
             out.append(
                 Analysis(
                     label=LABELS[best],
                     score=scores[LABELS[best]],
                     scores=scores,
-                    brokers=brokers_of(mentions),
-                    tickers=tickers_of(mentions),
-                    mentions=mentions,
+                    brokers=brokers_of(found),
+                    tickers=tickers_of(found),
+                    mentions=found,
                     model=self.model_version,
-                    dictionary=self.dictionary_version,
+                    # Provenance names what ran for this post: the Sudachi dictionary only when it did.
+                    dictionary=DICTIONARY_VERSION if ran else "",
+                    tokenizer=self.classifier.tokenizer,
                 )  # fmt: skip
             )
         return out

@@ -126,8 +126,28 @@ class Annotation(SQLModel, table=True):
     score: float
     scores: dict[str, float] = _json(dict)
     model: str = Field(max_length=128)
+    # Provenance: what split the text for the model that ran first ("char-ngrams", "subword"); `dictionary`
+    # names the Sudachi dictionary when Sudachi ran for this post ("" when it did not).
+    tokenizer: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     dictionary: str = Field(max_length=128)
     analyzed_at: datetime = _ts(now=True)
+
+
+class HumanLabel(SQLModel, table=True):
+    """A person's label for a stored post (`incident-monitor label import`), kept beside the model's
+    annotations and never touched by re-classification. One row per post and labeler; a later import by the
+    same labeler replaces that labeler's label."""
+
+    __tablename__ = "human_labels"
+    __table_args__ = (sa.UniqueConstraint("post_pk", "labeler", name="uq_human_labels_post_labeler"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_pk: int = Field(foreign_key="posts.id", index=True)
+    label: str = Field(max_length=32)
+    labeler: str = Field(max_length=128)
+    labeled_at: datetime = _ts()
+    note: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    imported_at: datetime = _ts(now=True)
 
 
 class Mention(SQLModel, table=True):

@@ -13,7 +13,7 @@ import pytest
 from monitor.cli import _walk, build_parser
 from tests.conftest import REPO, SHARED
 
-NOT_YET = {"query", "serve", "label queue", "label import",
+NOT_YET = {"query", "serve",
            "--host", "--port"}
 DOCS = [REPO / "README.md", SHARED / "DESIGN.md"]
 OTHER_TOOLS = {"--index-url"}  # pip's, in the install notes
@@ -28,8 +28,11 @@ def _parser_names() -> tuple[set[str], set[str]]:
     return commands, flags
 
 
+BENCHMARK_RUN = re.compile(r"`(?:taskset -c [\d,]+ )?python (benchmarks/[\w/]+\.py)([^`]*)`")
+
+
 def _documented(path) -> tuple[set[str], set[str]]:
-    text = path.read_text(encoding="utf-8")
+    text = BENCHMARK_RUN.sub("", path.read_text(encoding="utf-8"))  # their flags are checked below
     commands: set[str] = set()
     for row in re.findall(r"^\| (`[^|]+`(?:, `[^|]+`)*) \|", text, re.M):
         for cell in re.findall(r"`([^`]+)`", row):
@@ -49,6 +52,17 @@ def test_every_documented_command_and_flag_exists(path):
     variables = {c for c in documented_commands if c.upper() == c}
     missing = sorted((documented_commands - variables - commands - NOT_YET) | (documented_flags - flags - NOT_YET - OTHER_TOOLS))
     assert not missing, f"{path.name} names what the parser lacks: {missing}"
+
+
+def test_every_documented_benchmark_run_exists():
+    """A `python benchmarks/NAME.py --flag` in the README names a script that exists and a flag it parses."""
+    runs = BENCHMARK_RUN.findall((REPO / "README.md").read_text(encoding="utf-8"))
+    assert runs, "the README's Measured table names its benchmark commands"
+    for script, rest in runs:
+        source = (REPO / script).read_text(encoding="utf-8") if (REPO / script).exists() else None
+        assert source is not None, f"README runs {script}, which does not exist"
+        for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", rest):
+            assert f'"{flag}"' in source, f"README runs {script} {flag}, which the script does not parse"
 
 
 def test_not_yet_lists_only_what_is_missing():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def nlp_normalize(text: str) -> str:
 def test_bundled_model_card_says_which_candidate_ships_and_why():
     cfg = json.loads((BUNDLED_MODEL / "classifier.json").read_text(encoding="utf-8"))
     card = (BUNDLED_MODEL / "model_card.md").read_text(encoding="utf-8")
-    assert cfg["use"] in ("tfidf", "transformer", "ensemble")
+    assert cfg["use"] in ("tfidf", "transformer", "ensemble", "cascade")
     assert "dev split" in card and "test split was not used" in card
     size = sum(p.stat().st_size for p in BUNDLED_MODEL.rglob("*") if p.is_file())
     assert size < 8_000_000, f"bundled model is {size} bytes; keep it a few MB"
@@ -224,9 +225,11 @@ def test_training_a_tiny_model_for_one_epoch_writes_a_loadable_directory(tmp_pat
     cfg = TrainConfig(epochs=1, vocab_size=120, hidden_size=32, layers=1, max_length=32, batch_size=16)
     data = _slice()
     assert {e.split for e in data} >= {"train", "dev"}
-    report = train(tmp_path / "m", examples=data, cfg=cfg, log=lambda _: None)
-    assert report.use in ("tfidf", "transformer", "ensemble")
-    for use in ("tfidf", "transformer"):
+    report = train(
+        tmp_path / "m", examples=data, cfg=cfg, candidates=("tfidf", "words", "transformer"), log=lambda _: None
+    )
+    assert report.use in ("tfidf", "words", "cascade", "transformer", "ensemble")
+    for use in ("tfidf", "words", "cascade", "transformer"):
         clf = load_classifier(tmp_path / "m", use=use)
         probs = clf.predict_proba(["口座を乗っ取られた", "今日は雨"])
         assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
@@ -238,6 +241,33 @@ def test_training_a_tiny_model_for_one_epoch_writes_a_loadable_directory(tmp_pat
     assert "victim_report decision threshold" in (tmp_path / "m" / "model_card.md").read_text(
         encoding="utf-8"
     )
+
+
+def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path):
+    from nlp.train import TrainConfig, train
+
+    data = _slice()
+    runs = [train(tmp_path / name, examples=data, cfg=TrainConfig(), log=lambda _: None) for name in ("a", "b")]
+    assert runs[0].version == runs[1].version and re.fullmatch(r"[0-9a-f]{12}", runs[0].version)
+    for sub in ("tfidf", "words"):
+        with np.load(tmp_path / "a" / sub / "weights.npz") as a, np.load(tmp_path / "b" / sub / "weights.npz") as b:
+            assert sorted(a.files) == sorted(b.files)
+            assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    other = train(tmp_path / "c", examples=data, cfg=TrainConfig(seed=14), log=lambda _: None)
+    assert other.version != runs[0].version
+
+
+def test_fast_word_ngrams_equal_scikit_learn_exactly():
+    from nlp.classify import WordNgramTfidf
+    from nlp.features import word_tokens
+
+    spec = TfidfSpec(views=("words",))
+    docs = spec.view("words", ["私の口座で勝手に売られた", "母の口座も売られた", "今日は雨", "「売られた」と話す"] * 2)
+    vec = spec.vectorizer(min_df=1, view="words").fit(docs)
+    vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+    fast = WordNgramTfidf(vocab, vec.idf_)
+    probe = [*docs, [], word_tokens("未知の単語だけ")]
+    assert abs(vec.transform(probe) - fast.transform(probe)).max() < 1e-6
 
 
 def test_fast_char_ngrams_equal_scikit_learn_exactly():
@@ -314,7 +344,7 @@ def test_inference_never_imports_torch():
         "from nlp.pipeline import Analyzer\n"
         "from nlp.classify import load_classifier\n"
         "Analyzer.load().analyze_batch(['楽天証券で勝手に売られた', '今日は雨'])\n"
-        "for use in ('transformer', 'ensemble'):\n"
+        "for use in ('tfidf', 'words', 'cascade'):\n"
         "    load_classifier(use=use).predict_proba(['口座を乗っ取られた'])\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )

@@ -37,6 +37,10 @@ BROKER_CASES = [
     ("日興で被害、SMBC日興証券に電話した", ["SMBC日興証券"]),
     ("ネオトレの口座も危ない", ["SBIネオトレード証券"]),
     ("SBIネオトレード証券で買われた", ["SBIネオトレード証券"]),
+    # SBI in SBIネオトレ is part of the broker's name, not SBI証券 (long-0028)
+    ("SBIネオトレでやられた。ネオトレのサポートに電話した", ["SBIネオトレード証券"]),
+    ("ＳＢＩネオトレの信用口座で中国株を建てられた", ["SBIネオトレード証券"]),
+    ("SBI証券とSBIネオトレの両方で不正ログイン", ["SBI証券", "SBIネオトレード証券"]),
     ("DMM株で米国株", ["DMM.com証券"]),
     ("モルスタの担当者から電話", ["三菱UFJモルガン・スタンレー証券"]),
     ("ウィブルとWebullは同じ", ["ウィブル証券"]),
@@ -45,6 +49,7 @@ BROKER_CASES = [
     ("野村證券も野村証券も同じ", ["野村證券"]),
     ("野村で株を売られた", ["野村證券"]),
     ("大和証券から補償の連絡", ["大和証券"]),
+    ("大和で株を売られた", ["大和証券"]),
     ("PayPay証券のアプリ", ["PayPay証券"]),
     ("GMOクリックで約定", ["GMOクリック証券"]),
     ("岡三の口座", ["岡三証券"]),
@@ -78,6 +83,11 @@ NOT_BROKERS = [
     "大和市の株式会社で働いてる",
     "戦艦大和の株主優待",
     "大和ハウスの株を買われた",
+    # 大和 the place (long-0051): a home or a move there is no broker, even in a post about NISA
+    "上司が大和に家を建てるらしい。株で儲けたのかな、自分もNISAを始めたい",
+    "大和に住んでる友達が株を始めた",
+    "来月大和に引っ越すので証券口座の住所変更をした",
+    "大和在住、NISAで投信を積み立て中",
     "松井秀喜のホームラン",
     "松井さんの口座",
     "みずほ銀行の口座から振り込み",
@@ -384,3 +394,28 @@ def test_reported_regressions(text, brokers, by_code, by_name):
     assert brokers_of(mentions) == brokers
     assert [m.value for m in mentions if m.kind == "ticker" and m.by == "code"] == by_code
     assert [m.value for m in mentions if m.kind == "ticker" and m.by == "name"] == by_name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("銘柄スクリーニングの条件を見直して、割安株を探す", []),  # リーニン inside スクリーニング: no Hong Kong stock
+        ("スクリーニングで中国株を探してみた", []),
+        ("テンセントを勝手に買われた", [("0700.HK", "テンセント")]),
+        ("トヨタの株を全部売られた", [("7203.T", "トヨタ")]),
+        ("トヨタの車を買った", []),  # no stock context
+    ],
+)
+def test_company_names_match_whole_words_in_a_stock_context(text, expected):
+    from nlp.entities import extract
+
+    assert [(m.value, m.surface) for m in extract(text) if m.by == "name"] == expected
+
+
+def test_the_analyzer_names_sudachi_when_word_bounds_were_checked():
+    from nlp import Analyzer
+    from nlp.tokenize import DICTIONARY_VERSION
+
+    analyzer = Analyzer.load()
+    with_name, plain = analyzer.analyze_batch(["テンセントを勝手に買われた", "今日はラーメン食べた。美味しかった"])
+    assert with_name.dictionary == DICTIONARY_VERSION and plain.dictionary == ""

@@ -36,7 +36,7 @@ def test_to_json_is_exactly_the_contract_line(analyzer):
     row = a.to_json("x:190234")
     assert sorted(row) == CONTRACT_KEYS
     assert row["id"] == "x:190234" and row["model"] == analyzer.model_version
-    assert "@" in row["model"] and a.dictionary == analyzer.dictionary_version
+    assert "@" in row["model"] and a.tokenizer == "char-ngrams"
     assert row["brokers"] == ["楽天証券"] and row["label"] == "victim_report"
     for m in row["mentions"]:
         assert m["kind"] in ("broker", "ticker")
@@ -135,3 +135,16 @@ def test_the_pipeline_normalizes_each_post_once(analyzer, monkeypatch):
     results = analyzer.analyze_batch(texts)
     assert calls == texts
     assert results[0].brokers == ["楽天証券"] and results[0].tickers == ["0700.HK"]
+
+
+def test_provenance_names_the_sudachi_dictionary_only_for_posts_sudachi_read(analyzer):
+    from nlp.tokenize import DICTIONARY_VERSION
+
+    # A plain everyday post is clear to the first stage; an unsure one goes on to the Sudachi words model.
+    texts = ["今日はラーメン食べた。美味しかった", "証券口座、なんか変な約定がある気がするけど自分の注文かも"]
+    first = analyzer.classifier.model.first.predict_proba(texts).max(axis=1)
+    results = analyzer.analyze_batch(texts)
+    for confidence, a in zip(first, results, strict=True):
+        routed = confidence < analyzer.classifier.model.confidence
+        assert a.dictionary == (DICTIONARY_VERSION if routed else "")
+    assert results[0].dictionary == ""

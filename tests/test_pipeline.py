@@ -288,3 +288,43 @@ def test_detector_state_is_written_once_per_bucket(surge_slice, sqlite_url):
             stamps.append(s.get(StateEntry, "detector:live").updated_at)
     assert stamps[:5] == [start] * 5
     assert stamps[5:] == [start + timedelta(minutes=5)] * 5
+
+
+def test_a_text_style_repost_of_a_victim_report_keeps_the_label_but_is_never_a_reporter(sqlite_url, tmp_path):
+    from monitor.analyze import analyze_pending, load_analyzer, load_reports
+    from monitor.detect.counting import counts_as_reporter
+    from monitor.ingest import import_file
+
+    victim = "楽天証券で寝てる間に持ち株を全部売られて、知らない香港株を買われてた。電話もつながらない"
+    rows = [
+        {"id": "1", "source": "x", "created_at": "2025-03-19T10:00:00+09:00", "author_id": "a", "text": victim},
+        {"id": "2", "source": "x", "created_at": "2025-03-19T10:05:00+09:00", "author_id": "b",
+         "text": f"RT @a_handle: {victim}"},
+    ]  # fmt: skip
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    engine = open_store(sqlite_url)
+    import_file(engine, path)
+    analyzer = load_analyzer(None)
+    analyze_pending(engine, analyzer)
+    with Session(engine) as session:
+        reports = {r.post_key: r for r in load_reports(session, analyzer.model_version)}
+    assert reports["x:1"].label == reports["x:2"].label == "victim_report"
+    assert reports["x:2"].is_repost and not counts_as_reporter(reports["x:2"]) and counts_as_reporter(reports["x:1"])
+
+
+def test_annotations_name_the_model_tokenizer_and_dictionary_that_ran(surge_slice, db_url, capsys):
+    """Provenance on SQLite and PostgreSQL: every stored annotation names its model and the tokenizer of the
+    model that ran first; the Sudachi dictionary only for the posts Sudachi read."""
+    from nlp.tokenize import DICTIONARY_VERSION
+    from storage.models import Annotation
+
+    _replay(surge_slice, db_url, capsys)
+    engine = open_store(db_url)
+    with Session(engine) as s:
+        rows = s.exec(select(Annotation.model, Annotation.tokenizer, Annotation.dictionary)).all()
+    engine.dispose()
+    assert rows
+    assert {tokenizer for _, tokenizer, _ in rows} == {"char-ngrams"}  # the shipped cascade's first stage
+    assert all(model.startswith("victim-clf@") for model, _, _ in rows)
+    assert {dictionary for _, _, dictionary in rows} <= {"", DICTIONARY_VERSION}

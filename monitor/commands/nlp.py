@@ -92,10 +92,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default 13)")
     train.add_argument(
-        "--candidates", default="tfidf,transformer", metavar="LIST",
-        help="which candidates to fit, comma-separated: tfidf, transformer (default both)",
+        "--candidates", default="tfidf,words", metavar="LIST",
+        help="which candidates to fit, comma-separated: tfidf (char n-grams), words (Sudachi words; with tfidf "
+        "also the cascade of the two), transformer (default tfidf,words)",
     )  # fmt: skip
-    train.set_defaults(handler=run_train, shared_options=())  # reads the corpus, writes a directory
+    train.add_argument(
+        "--reviewed", action="store_true",
+        help="also train on the human labels stored by `label import` (split by a hash of the post id, as the corpus)",
+    )  # fmt: skip
+    # reads the corpus and writes a directory; --reviewed also reads the human labels from the store
+    train.set_defaults(handler=run_train, shared_options=("db", "config"))
 
     ev = sub.add_parser(
         "eval",
@@ -115,8 +121,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--file", metavar="FILE", default=None, help="a labeled JSONL file to score whole instead"
     )
+    ev.add_argument(
+        "--reviewed", action="store_true", help="score on the stored posts people labeled (`label import`)"
+    )
     ev.add_argument("--errors", type=int, default=0, metavar="N", help="also list up to N misclassified ids")
-    ev.set_defaults(handler=run_eval, shared_options=("config",))
+    # --config gives [nlp] model; --db (or the config's store) is read by --reviewed
+    ev.set_defaults(handler=run_eval, shared_options=("db", "config"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,6 +237,24 @@ def _corpus_error(exc: Exception) -> InputError:
     return InputError(str(exc))
 
 
+def reviewed_examples(args: argparse.Namespace) -> list:
+    """The stored posts people labeled, as corpus examples (id = source:post_id)."""
+    from sqlmodel import Session
+
+    from monitor.commands import settings_and_engine
+    from nlp.corpus import Example
+    from storage.labels import reviewed_posts
+
+    with Session(settings_and_engine(args, read_only=True)[1]) as session:
+        reviewed = reviewed_posts(session)
+    styles = {"x": "x", "reddit": "reddit", "bluesky": "bluesky"}
+    return [
+        Example(id=r.post.key, text=r.post.text, label=r.label, style=styles.get(r.post.source, "x"),
+                note=f"human label by {', '.join(r.labelers)}")
+        for r in reviewed
+    ]  # fmt: skip
+
+
 def run_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -242,12 +270,27 @@ def run_train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         cfg = replace(cfg, seed=args.seed)
     candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
-    unknown = [c for c in candidates if c not in ("tfidf", "transformer")]
+    unknown = [c for c in candidates if c not in ("tfidf", "words", "transformer")]
     if unknown or not candidates:
-        raise InputError(f"--candidates: unknown {unknown or 'empty list'}; use tfidf, transformer or both")
+        raise InputError(f"--candidates: unknown {unknown or 'empty list'}; use tfidf, words, transformer")
+    examples = None
+    if args.reviewed:
+        from nlp.corpus import load_corpus
+
+        try:
+            corpus = load_corpus(paths=args.corpus)
+        except CorpusError as exc:
+            raise _corpus_error(exc) from None
+        reviewed = reviewed_examples(args)
+        if not reviewed:
+            raise InputError("--reviewed: no human labels stored yet; run `incident-monitor label import` first")
+        known = {ex.id for ex in corpus}
+        examples = corpus + [ex for ex in reviewed if ex.id not in known]
+        print(f"training with {len(reviewed)} human-labeled stored posts beside {len(corpus)} corpus posts",
+              file=sys.stderr)  # fmt: skip
     try:
         report = train(
-            args.output, corpus=args.corpus, base=args.base, cfg=cfg, candidates=candidates,
+            args.output, corpus=args.corpus, examples=examples, base=args.base, cfg=cfg, candidates=candidates,
             log=lambda msg: print(msg, file=sys.stderr),
         )  # fmt: skip
     except CorpusError as exc:
@@ -268,7 +311,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from nlp.evaluate import evaluate
 
     try:
-        if args.file:
+        if args.reviewed:
+            examples = reviewed_examples(args)
+            split = "human-labeled stored posts"
+        elif args.file:
             examples = load_corpus(paths=[args.file])
             split = args.file
         else:
@@ -276,6 +322,8 @@ def run_eval(args: argparse.Namespace) -> int:
             split = args.split
     except CorpusError as exc:
         raise _corpus_error(exc) from None
+    if not examples and args.reviewed:
+        raise InputError("--reviewed: no human labels stored yet; run `incident-monitor label import` first")
     if not examples:
         raise InputError(f"no labeled posts in {split}; check --corpus / --file")
     try:

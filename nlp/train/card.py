@@ -1,0 +1,97 @@
+"""The model card written beside every trained model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_card(out: Path, config: dict) -> None:
+    dev, speed, eligible = config["dev"], config["posts_per_s"], set(config["eligible"])
+    names = {"tfidf": "TF-IDF + logistic regression baseline", "transformer": "tiny BERT (ONNX)",
+             "ensemble": "weighted ensemble of the baseline and the tiny BERT",
+             "words": "TF-IDF of chars and Sudachi words (voice markers) + logistic regression",
+             "cascade": "cascade: the baseline for every post, the Sudachi words model for the posts it is unsure of"}  # fmt: skip
+    rows = "\n".join(
+        f"| {names.get(c, c)} | {v['victim_report_f1']:.3f} | {v['macro_f1']:.3f} | {speed.get(c, 0)} | "
+        f"{'yes' if c in eligible else 'no'} |"
+        for c, v in dev.items()
+    )
+    use = config["use"]
+    better = [c for c in dev if c != use and dev[c]["victim_report_f1"] > dev[use]["victim_report_f1"]]
+    why = (
+        f"The shipped classifier is the {names[use]} because it has the best victim_report F1 on the dev split "
+        f"({dev[use]['victim_report_f1']:.3f}) among the candidates fast enough for the 2,000 posts/s budget of the "
+        "NLP stage"
+    )
+    if better:
+        why += (
+            "; "
+            + ", ".join(
+                f"the {names[c]} scored {dev[c]['victim_report_f1']:.3f} but classifies only {speed[c]} posts/s"
+                for c in better
+            )  # fmt: skip
+            + f" against {speed[use]} posts/s"
+        )
+    why += "; the test split was not used to choose."
+    tradeoff = config.get("victim_tradeoff") or []
+    threshold = (
+        "No victim_report decision threshold was tuned: the label is the plain argmax."
+        if not tradeoff
+        else "The victim_report decision threshold is a shift of its log-odds chosen on the dev split (the best "
+        "dev F1; within 0.005 of it, the smallest shift, as dev cannot tell those apart): "
+        f"{config['victim_bias']:+.2f}. Precision / recall on dev for every shift tried:\n\n"
+        "| shift | dev precision | dev recall | dev F1 |\n| --- | --- | --- | --- |\n"
+        + "\n".join(
+            f"| {r['bias']:+.2f}{' (chosen)' if r['bias'] == config['victim_bias'] else ''} | {r['precision']:.3f} "
+            f"| {r['recall']:.3f} | {r['f1']:.3f} |"
+            for r in tradeoff
+        )
+    )
+    spec = config.get("tfidf_spec") or {}
+    features = (
+        f"Baseline features: char 1-{spec.get('ngram_max', 3)}-gram TF-IDF of the views {', '.join(spec.get('views', []))}"
+        + (
+            f", plus the dense '{', '.join(spec['dense'])}' block (nlp/features.py) x{spec.get('dense_scale', 1.0)}"
+            if spec.get("dense")
+            else ""
+        )  # fmt: skip
+        + f"; train split extended with {config['augmented_posts']} generated reported-speech / third-person posts."
+    )
+    words = config.get("words_spec") or {}
+    if words:
+        features += (
+            f"\n\nWords model features: the views {', '.join(words['views'])}; 'words' are Sudachi (sudachidict_core, "
+            "split mode C) normalized forms of the writer's own words (quotations collapsed to 「」), word 1-3-grams, "
+            "with markers after passive / causative auxiliaries, first-person and close-person nouns (and a following "
+            "possessive の) and reportive endings (nlp/features.py `word_tokens`)."
+        )
+    cascade = config.get("cascade") or {}
+    if cascade:
+        features += (
+            f"\n\nCascade: every post is read by the baseline; a post whose highest baseline probability is below "
+            f"{cascade['confidence']} goes to the words model, whose probabilities it then gets "
+            f"({cascade['dev_share']:.0%} of dev posts). Sudachi runs only for those posts, and only their "
+            "annotations name the Sudachi dictionary."
+        )
+    card = f"""# {config["name"]}@{config["version"]}
+
+{why}
+
+Trained by `incident-monitor nlp train` on {config["train_posts"]} posts (train split), compared on
+{config["dev_posts"]} posts (dev split), seed {config["seed"]}, transformer base: {config["base"]}.
+
+| candidate | dev victim_report F1 | dev macro F1 | classifier posts/s (same run) | eligible |
+| --- | --- | --- | --- | --- |
+{rows}
+
+{features}
+
+{threshold}
+
+Inference runs on numpy / scikit-learn / SudachiPy (and onnxruntime with the saved fast tokenizer for a
+transformer): no torch. Weights are plain arrays (`tfidf/weights.npz`, `words/weights.npz`,
+`transformer/model.onnx`); nothing is unpickled at load time. Posts are classified as the classifier view
+of nlp/views.py sees them: no links, @handles, emoji or `RT @user:` prefixes.
+Measure it with `incident-monitor nlp eval --split test` (report the test figures; do not tune on them).
+"""
+    (out / "model_card.md").write_text(card, encoding="utf-8")
