@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "monitor.commands.spikes",
     "monitor.commands.alerts",
     "monitor.commands.collect",
+    "monitor.commands.query",
 )
 
 

@@ -24,6 +24,7 @@ from monitor import __version__
 from monitor.errors import InputError
 from monitor.records import PostRecord, parse_line_object
 from storage.models import CollectorCursor, Post, RawPage
+from storage.search import index_posts
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one X page is well under 1 MB; a 16 MB "line" is a broken file
 
@@ -145,11 +146,13 @@ def store_records(
         stmt = (
             _insert(session, table)
             .on_conflict_do_nothing(index_elements=["source", "post_id"])
-            .returning(table.c.source, table.c.post_id)
+            .returning(table.c.id, table.c.source, table.c.post_id)
         )
         inserted = session.execute(stmt, [post_row_values(r, raw_id, now) for r in unique.values()]).all()
         result.new = len(inserted)
-        result.new_keys = [f"{s}:{p}" for s, p in inserted]
+        result.new_keys = [f"{s}:{p}" for _, s, p in inserted]
+        # The search index is kept in the same transaction, so a stored post is always findable.
+        index_posts(session, [(pk, unique[(s, p)].text) for pk, s, p in inserted])
     result.duplicate = len(records) - result.new
     if cursor is not None:
         save_cursor(session, *cursor)

@@ -136,6 +136,34 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Engine:
     return engine
 
 
+def open_existing_store(url: str | None = None) -> Engine:
+    """The engine of a store that must already exist, for read-only commands: never creates a SQLite file,
+    never migrates; a store behind the code's schema gets one line naming `db upgrade`."""
+    url = resolve_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"DATABASE_URL is not a database URL ({url[:40]!r}): use sqlite:///PATH or postgresql://USER@HOST/DB") from exc
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        if not path.is_file():
+            raise StorageError(f"no store at {path}: collect, import or replay posts first (or pass --db URL)")
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        raise StorageError(
+            f"cannot reach the database at {redact(url)}: {exc.orig}; check DATABASE_URL (or --db) and that the server is running"
+        ) from exc
+    head = head_revision()
+    if revision != head:
+        raise StorageError(
+            f"the store at {redact(url)} is at schema revision {revision or 'none'}, this version reads {head}: "
+            "run `incident-monitor db upgrade` first"
+        )
+    return engine
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,7 +14,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from storage.errors import StorageError
 from storage.models import Alert, Annotation, Mention, Post
+from storage.search import SearchQuery, parse_query
+from storage.search import match as search_match
+
+
+class CursorError(StorageError):
+    """A paging cursor that this listing did not hand out."""
+
+
+# The Post-record fields, derived from the table (not a second hand-written list): every column except the
+# storage-internal ones, ``post_id`` published as ``id``. Maps record field -> column name.
+_INTERNAL_COLUMNS = ("id", "utc_offset_min", "raw_page_id", "ingested_at")
+POST_RECORD_COLUMNS: dict[str, str] = {
+    ("id" if c.name == "post_id" else c.name): c.name
+    for c in Post.__table__.columns  # type: ignore[attr-defined]
+    if c.name not in _INTERNAL_COLUMNS
+}
+ANALYSIS_FIELDS = ("label", "score", "scores", "brokers", "tickers", "model")
 
 
 @dataclass
@@ -22,24 +43,15 @@ class PostView:
     annotation: Annotation | None
     brokers: list[str] = field(default_factory=list)
     tickers: list[str] = field(default_factory=list)
+    mentions: list[dict[str, Any]] | None = None  # with spans, where the caller asked for them
+    rank: float | None = None  # search relevance, where a text search found it
 
     def to_record(self) -> dict[str, Any]:
         p = self.post
         tz = timezone(timedelta(minutes=p.utc_offset_min))
-        record: dict[str, Any] = {
-            "source": p.source,
-            "id": p.post_id,
-            "created_at": p.created_at.astimezone(tz).isoformat(),
-            "author_id": p.author_id,
-            "author_handle": p.author_handle,
-            "text": p.text,
-            "lang": p.lang,
-            "url": p.url,
-            "repost_of": p.repost_of,
-            "reply_to": p.reply_to,
-            "quote_of": p.quote_of,
-            "metrics": p.metrics or {},
-        }
+        record: dict[str, Any] = {name: getattr(p, column) for name, column in POST_RECORD_COLUMNS.items()}
+        record["created_at"] = p.created_at.astimezone(tz).isoformat()
+        record["metrics"] = p.metrics or {}
         a = self.annotation
         record.update(
             label=a.label if a else None,
@@ -49,41 +61,207 @@ class PostView:
             tickers=self.tickers,
             model=a.model if a else None,
         )
+        if self.mentions is not None:
+            record["mentions"] = self.mentions
+            record["provenance"] = provenance(a)
         return record
 
 
-def iter_post_views(session: Session, *, label: str | None = None, since: datetime | None = None,
-                    until: datetime | None = None, batch: int = 1000) -> Iterator[PostView]:
-    """Every stored post (oldest first) with its newest annotation and mentions, streamed in batches."""
-    newest = (
-        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id"))
-        .group_by(Annotation.post_pk)
-        .subquery()
+def provenance(annotation: Annotation | None) -> dict[str, Any] | None:
+    """Which model, tokenizer and dictionary produced a label (the tokenizer follows from the dictionary:
+    a ``sudachidict_*`` package is read by SudachiPy)."""
+    if annotation is None:
+        return None
+    dictionary = annotation.dictionary or None
+    tokenizer = "SudachiPy" if dictionary and dictionary.startswith("sudachidict") else None
+    return {"model": annotation.model, "tokenizer": tokenizer, "dictionary": dictionary,
+            "analyzed_at": annotation.analyzed_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    """The researchers' filters, shared by `query`, `export`, the HTTP API and notebooks.
+
+    Every field is optional; set fields are ANDed. ``label`` is the newest annotation's label, ``broker`` and
+    ``ticker`` are canonical values named by that annotation, ``q`` is full-text search
+    (:mod:`storage.search`), ``until`` is exclusive.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str | None = None
+    label: str | None = None
+    broker: str | None = None
+    ticker: str | None = None
+    author: str | None = None
+    lang: str | None = None
+    q: str | None = None
+
+    def search(self) -> SearchQuery | None:
+        return parse_query(self.q) if self.q else None
+
+
+ORDERS = ("newest", "oldest", "relevance")
+
+
+def _newest_annotation_id() -> Any:
+    return (
+        select(sa.func.max(Annotation.id))
+        .where(Annotation.post_pk == Post.id)
+        .correlate(Post)
+        .scalar_subquery()
     )
-    last_id = 0
-    while True:
-        stmt = (
-            select(Post, Annotation)
-            .outerjoin(newest, newest.c.post_pk == Post.id)
-            .outerjoin(Annotation, Annotation.id == newest.c.ann_id)
-            .where(Post.id > last_id)
-            .order_by(Post.id)  # type: ignore[arg-type]
-            .limit(batch)
-        )
-        if label is not None:
-            stmt = stmt.where(Annotation.label == label)
-        if since is not None:
-            stmt = stmt.where(Post.created_at >= since)
-        if until is not None:
-            stmt = stmt.where(Post.created_at < until)
-        rows = session.exec(stmt).all()
-        if not rows:
+
+
+def _filtered(session: Session, flt: PostFilter) -> tuple[Any, Any]:
+    """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied."""
+    dialect = session.get_bind().dialect.name
+    query = flt.search()
+    rank: Any = sa.cast(sa.null(), sa.Float)
+    stmt = select(Post, Annotation)
+    if query is not None:
+        hits = search_match(dialect, query).subquery("hits")
+        stmt = stmt.join(hits, hits.c.post_pk == Post.id)
+        rank = hits.c.rank
+    stmt = stmt.add_columns(rank.label("rank")).outerjoin(Annotation, Annotation.id == _newest_annotation_id())
+    if flt.since is not None:
+        stmt = stmt.where(Post.created_at >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(Post.created_at < flt.until)
+    if flt.source:
+        stmt = stmt.where(Post.source == flt.source)
+    if flt.author:
+        stmt = stmt.where(Post.author_id == flt.author)
+    if flt.lang:
+        stmt = stmt.where(Post.lang == flt.lang)
+    if flt.label:
+        stmt = stmt.where(Annotation.label == flt.label)
+    for kind, value in (("broker", flt.broker), ("ticker", flt.ticker)):
+        if value:
+            stmt = stmt.where(
+                select(Mention.id)
+                .where(Mention.annotation_id == Annotation.id, Mention.kind == kind, Mention.value == value)
+                .exists()
+            )
+    return stmt, rank
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str) -> list[Any]:
+    """The keyset values of a cursor; :class:`CursorError` when it is not one this order handed out."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or values[0] != order:
+            raise ValueError
+        if order == "oldest" and isinstance(values[1], int):
+            return values
+        if order == "newest" and isinstance(values[2], int):
+            return [order, datetime.fromisoformat(values[1]), values[2]]
+        if order == "relevance" and isinstance(values[1], int | float) and isinstance(values[2], int):
+            return values
+    except (ValueError, TypeError, IndexError, UnicodeDecodeError, binascii.Error):
+        pass
+    raise CursorError("cursor is not one this listing handed out: start again without it")
+
+
+def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str = "newest",
+               cursor: str | None = None, with_mentions: bool = False) -> tuple[list[PostView], str | None]:
+    """One page of posts matching ``flt`` and the cursor of the next page (None at the end).
+
+    ``order`` is ``newest`` (created_at, newest first), ``oldest`` (storage order) or ``relevance`` (search
+    rank, needs ``q``). Paging is keyset paging, so a page costs the same however deep it is.
+    """
+    if order not in ORDERS:
+        raise CursorError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
+    if order == "relevance" and not flt.q:
+        order = "newest"
+    stmt, rank = _filtered(session, flt)
+    after = decode_cursor(cursor, order) if cursor else None
+    if order == "newest":
+        stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())  # type: ignore[attr-defined]
+        if after:
+            stmt = stmt.where(sa.or_(Post.created_at < after[1],
+                                     sa.and_(Post.created_at == after[1], Post.id < after[2])))
+    elif order == "oldest":
+        stmt = stmt.order_by(Post.id)  # type: ignore[arg-type]
+        if after:
+            stmt = stmt.where(Post.id > after[1])
+    else:
+        stmt = stmt.order_by(rank.desc(), Post.id.desc())  # type: ignore[attr-defined]
+        if after:
+            stmt = stmt.where(sa.or_(rank < after[1], sa.and_(rank == after[1], Post.id < after[2])))
+    rows = session.exec(stmt.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    views = _views(session, rows, with_mentions)
+    next_cursor = None
+    if more and rows:
+        last = views[-1]
+        if order == "newest":
+            next_cursor = encode_cursor([order, last.post.created_at.isoformat(), last.post.id])
+        elif order == "oldest":
+            next_cursor = encode_cursor([order, last.post.id])
+        else:
+            next_cursor = encode_cursor([order, last.rank, last.post.id])
+    return views, next_cursor
+
+
+def count_posts(session: Session, flt: PostFilter) -> int:
+    stmt, _ = _filtered(session, flt)
+    return int(session.exec(select(sa.func.count()).select_from(stmt.subquery())).one())
+
+
+def _views(session: Session, rows: Any, with_mentions: bool) -> list[PostView]:
+    ann_ids = [a.id for _, a, _ in rows if a is not None]
+    found = mentions_by_annotation(session, ann_ids)
+    spans = mention_spans_by_annotation(session, ann_ids) if with_mentions else {}
+    views = []
+    for post, annotation, rank in rows:
+        entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
+        views.append(PostView(
+            post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])),
+            mentions=(spans.get(annotation.id, []) if annotation is not None else []) if with_mentions else None,  # type: ignore[arg-type]
+            rank=float(rank) if rank is not None else None,
+        ))
+    return views
+
+
+def iter_post_views(session: Session, flt: PostFilter | None = None, *, label: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None, batch: int = 1000,
+                    order: str = "oldest", limit: int | None = None,
+                    with_mentions: bool = False) -> Iterator[PostView]:
+    """Posts matching the filter in ``order`` (storage order by default), streamed in keyset-paged batches:
+    never the whole table in memory."""
+    flt = flt or PostFilter(label=label, since=since, until=until)
+    cursor = None
+    left = limit
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        views, cursor = find_posts(session, flt, limit=size, order=order, cursor=cursor,
+                                   with_mentions=with_mentions)
+        yield from views
+        if left is not None:
+            left -= len(views)
+        if cursor is None:
             return
-        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None])
-        for post, annotation in rows:
-            entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
-            yield PostView(post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])))
-        last_id = rows[-1][0].id  # type: ignore[assignment]
+
+
+def mention_spans_by_annotation(session: Session, annotation_ids: list[int],
+                                chunk: int = 500) -> dict[int, list[dict[str, Any]]]:
+    """Every broker and ticker mention per annotation id, with its span in the original text."""
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for start in range(0, len(annotation_ids), chunk):
+        for m in session.exec(
+            select(Mention)
+            .where(Mention.annotation_id.in_(annotation_ids[start : start + chunk]))  # type: ignore[attr-defined]
+            .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
+        ).all():
+            found[m.annotation_id].append({"kind": m.kind, "value": m.value, "surface": m.surface,
+                                           "start": m.start, "end": m.end, "by": m.by})
+    return found
 
 
 def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: int = 500) -> dict[int, dict[str, list[str]]]:

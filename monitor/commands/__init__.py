@@ -23,3 +23,13 @@ def settings_and_engine(args: argparse.Namespace) -> tuple[Any, Any]:
 
     settings = load_settings(getattr(args, "config", None))
     return settings, open_store(getattr(args, "db", None) or settings.storage.database_url)
+
+
+def settings_and_existing_engine(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Like :func:`settings_and_engine` for read-only commands: the store must exist already; nothing is
+    created or migrated."""
+    from monitor.settings import load_settings
+    from storage.database import open_existing_store
+
+    settings = load_settings(getattr(args, "config", None))
+    return settings, open_existing_store(getattr(args, "db", None) or settings.storage.database_url)
