@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "monitor.commands.alerts",
     "monitor.commands.collect",
     "monitor.commands.query",
+    "monitor.commands.serve",
 )
 
 

@@ -89,6 +89,7 @@ SECTIONS: dict[str, str | type] = {
     "reddit": "monitor.collectors.config:RedditConfig",
     "bluesky": "monitor.collectors.config:BlueskyConfig",
     "scheduler": "monitor.collectors.config:SchedulerConfig",
+    "api": "monitor.api.config:ApiConfig",
 }
 
 

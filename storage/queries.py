@@ -209,6 +209,14 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
     return views, next_cursor
 
 
+def get_post_view(session: Session, source: str, post_id: str, with_mentions: bool = True) -> PostView | None:
+    """One post by its (source, id), with its newest annotation and mentions."""
+    stmt, _ = _filtered(session, PostFilter())
+    rows = session.exec(stmt.where(Post.source == source, Post.post_id == post_id)).all()
+    views = _views(session, rows, with_mentions)
+    return views[0] if views else None
+
+
 def count_posts(session: Session, flt: PostFilter) -> int:
     stmt, _ = _filtered(session, flt)
     return int(session.exec(select(sa.func.count()).select_from(stmt.subquery())).one())
