@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 from monitor.analyze import load_reports
 from monitor.detect.config import DetectConfig
 from monitor.detect.counting import (
+    VICTIM,
     bucket_index,
     bucket_start,
     counts_as_reporter,
@@ -100,7 +101,9 @@ def count_series(session: Session, key: str, bucket: timedelta, since: datetime 
         raise InputError(f"{last - first + 1:,} buckets requested, over the {MAX_BUCKETS:,} limit: "
                          "use a larger bucket or a shorter time range")
     model = latest_model(session)
-    reports = load_reports(session, model, since, until) if model else []
+    # Only victim reports count, and only those naming the key: narrowed in SQL, then counted by detect.
+    mention = (kind, value) if kind != "overall" else None
+    reports = load_reports(session, model, since, until, labels=(VICTIM,), mention=mention) if model else []
     keyed = [r for r in reports if r.created_at < until and counts_as_reporter(r) and (kind, value) in report_keys(r)]
     detector = stored_detector(session, scope)
     neighbours: dict[str, list[str]] = {}

@@ -7,7 +7,7 @@ import binascii
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from storage.errors import StorageError
 from storage.models import Alert, Annotation, Mention, Post
-from storage.search import SearchQuery, parse_query
+from storage.search import SearchQuery, matches_text, parse_query
 from storage.search import match as search_match
 
 
@@ -113,14 +113,14 @@ def _newest_annotation_id() -> Any:
     )
 
 
-def _filtered(session: Session, flt: PostFilter) -> tuple[Any, Any]:
+def _filtered(session: Session, flt: PostFilter, ranked: bool = True) -> tuple[Any, Any]:
     """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied."""
     dialect = session.get_bind().dialect.name
     query = flt.search()
     rank: Any = sa.cast(sa.null(), sa.Float)
     stmt = select(Post, Annotation)
     if query is not None:
-        hits = search_match(dialect, query).subquery("hits")
+        hits = search_match(dialect, query, ranked).subquery("hits")
         stmt = stmt.join(hits, hits.c.post_pk == Post.id)
         rank = hits.c.rank
     stmt = stmt.add_columns(rank.label("rank")).outerjoin(Annotation, Annotation.id == _newest_annotation_id())
@@ -178,8 +178,12 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
         raise CursorError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
     if order == "relevance" and not flt.q:
         order = "newest"
-    stmt, rank = _filtered(session, flt)
     after = decode_cursor(cursor, order) if cursor else None
+    if flt.q and order == "newest":
+        page = _newest_matches_by_scan(session, flt, limit, after, with_mentions)
+        if page is not None:
+            return page
+    stmt, rank = _filtered(session, flt, ranked=order == "relevance")
     if order == "newest":
         stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())  # type: ignore[attr-defined]
         if after:
@@ -194,6 +198,10 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
         if after:
             stmt = stmt.where(sa.or_(rank < after[1], sa.and_(rank == after[1], Post.id < after[2])))
     rows = session.exec(stmt.limit(limit + 1)).all()
+    return _page(session, rows, limit, order, with_mentions)
+
+
+def _page(session: Session, rows: Any, limit: int, order: str, with_mentions: bool) -> tuple[list[PostView], str | None]:
     more = len(rows) > limit
     rows = rows[:limit]
     views = _views(session, rows, with_mentions)
@@ -215,6 +223,37 @@ def get_post_view(session: Session, source: str, post_id: str, with_mentions: bo
     rows = session.exec(stmt.where(Post.source == source, Post.post_id == post_id)).all()
     views = _views(session, rows, with_mentions)
     return views[0] if views else None
+
+
+SCAN_WINDOW = 2000
+
+
+def _newest_after(stmt: Any, after: list[Any] | None) -> Any:
+    stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())  # type: ignore[attr-defined]
+    if after:
+        stmt = stmt.where(sa.or_(Post.created_at < after[1], sa.and_(Post.created_at == after[1], Post.id < after[2])))
+    return stmt
+
+
+def _newest_matches_by_scan(session: Session, flt: PostFilter, limit: int, after: list[Any] | None,
+                            with_mentions: bool) -> tuple[list[PostView], str | None] | None:
+    """The newest-first page of a text search found by reading the newest posts and matching their text.
+
+    An index answers "which posts contain 株" fast when few do, but a common word matches a large part of
+    the store, and putting all of its matches in time order costs far more than reading the newest few
+    thousand posts and keeping those that match (:func:`storage.search.matches_text`, the index's exact
+    semantics). So: read up to SCAN_WINDOW of the newest posts that pass the other filters; if they hold a
+    full page of matches, or are all there is, that page is exact. Otherwise the word is rare, and None
+    sends the caller to the index.
+    """
+    query = flt.search()
+    assert query is not None
+    stmt, _ = _filtered(session, replace(flt, q=None), ranked=False)
+    rows = session.exec(_newest_after(stmt, after).limit(SCAN_WINDOW)).all()
+    hits = [row for row in rows if matches_text(row[0].text, query)]
+    if len(hits) > limit or len(rows) < SCAN_WINDOW:
+        return _page(session, hits[: limit + 1], limit, "newest", with_mentions)
+    return None
 
 
 def count_posts(session: Session, flt: PostFilter) -> int:

@@ -279,21 +279,30 @@ def backfill(connection: Connection, batch: int = 2000) -> int:
         last = int(rows[-1][0])
 
 
-def match(dialect: str, query: SearchQuery) -> sa.Select:
-    """A subquery of matching post primary keys (column ``post_pk``) with a ``rank`` column (higher = better)."""
+def match(dialect: str, query: SearchQuery, ranked: bool = True) -> sa.Select:
+    """A subquery of matching post primary keys (column ``post_pk``) with a ``rank`` column (higher = better;
+    NULL when not ``ranked``, which spares scoring every match)."""
     if dialect == "sqlite":
         fts = sa.table(TABLE, sa.column("rowid"))
-        sub = (
-            sa.select(fts.c.rowid.label("post_pk"), (-sa.func.bm25(sa.literal_column(TABLE))).label("rank"))
+        rank: Any = -sa.func.bm25(sa.literal_column(TABLE)) if ranked else sa.cast(sa.null(), sa.Float)
+        return (
+            sa.select(fts.c.rowid.label("post_pk"), rank.label("rank"))
             .select_from(fts)
             .where(sa.literal_column(TABLE).op("MATCH")(query.fts5()))
         )
-    else:
-        tsq = sa.cast(query.tsquery(), postgresql.TSQUERY)
-        pg = sa.table(TABLE, sa.column("post_pk"), sa.column("tokens"))
-        # ts_rank is a float4; as float8 it survives the round trip through a paging cursor exactly.
-        rank = sa.cast(sa.func.ts_rank(pg.c.tokens, tsq), postgresql.DOUBLE_PRECISION)
-        sub = sa.select(pg.c.post_pk, rank.label("rank")).where(
-            pg.c.tokens.op("@@")(tsq)
-        )
-    return sub
+    tsq = sa.cast(query.tsquery(), postgresql.TSQUERY)
+    pg = sa.table(TABLE, sa.column("post_pk"), sa.column("tokens"))
+    # ts_rank is a float4; as float8 it survives the round trip through a paging cursor exactly.
+    rank = sa.cast(sa.func.ts_rank(pg.c.tokens, tsq), postgresql.DOUBLE_PRECISION) if ranked else sa.cast(sa.null(), sa.Float)
+    return sa.select(pg.c.post_pk, rank.label("rank")).where(pg.c.tokens.op("@@")(tsq))
+
+
+def matches_text(text: str, query: SearchQuery) -> bool:
+    """Whether a text matches the query: exactly what the index answers (every part is letters and digits
+    only, so it occurs in the normalised text if and only if it occurs inside one run).
+
+    >>> matches_text("ＳＢＩ証券で約定", parse_query("sbi 約定")), matches_text("中国の株", parse_query("中国株"))
+    (True, False)
+    """
+    norm = normalise(text)
+    return all(part in norm for part in query.parts)

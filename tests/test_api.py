@@ -54,7 +54,7 @@ def test_healthz_is_open_and_every_api_route_needs_a_token(client):
 
 
 def test_posts_search_filters_and_shape(client):
-    body = client.get("/api/posts", params={"q": "約定", "broker": "楽天証券", "limit": 5}, headers=AUTH).json()
+    body = client.get("/api/posts", params={"q": "約定", "broker": "楽天証券", "limit": 5, "order": "relevance"}, headers=AUTH).json()
     assert set(body) == {"items", "next_cursor"}
     items = body["items"]
     assert [i["id"] for i in items][0] == "6" and sorted(i["id"] for i in items) == ["2", "6", "8"]

@@ -32,7 +32,7 @@ def run(capsys, *argv):
 
 
 def test_query_filters_and_search(store_url, capsys):
-    code, out, _ = run(capsys, "query", "--db", store_url, "-q", "約定", "--broker", "楽天証券", "--format", "jsonl",
+    code, out, _ = run(capsys, "query", "--db", store_url, "-q", "約定", "--broker", "楽天証券", "--format", "jsonl", "--order", "relevance",
                        "--raw-authors")
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]

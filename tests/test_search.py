@@ -152,3 +152,26 @@ def test_migration_backfills_an_existing_store(db_url):
     assert ids(search(engine, "約定")) == ["0"]
     assert ids(search(engine, "株")) == ["1"]
     engine.dispose()
+
+
+def test_newest_first_search_is_the_same_whichever_way_it_is_answered(store, monkeypatch):
+    """The newest-first page of a common word is read from the newest posts; of a rare one from the index.
+    Both must give the index's answer, page by page."""
+    import storage.queries as queries
+
+    def pages(q):
+        with Session(store) as s:
+            seen, cursor = [], None
+            while True:
+                page, cursor = find_posts(s, PostFilter(q=q), limit=1, order="newest", cursor=cursor)
+                seen += [v.post.post_id for v in page]
+                if cursor is None:
+                    return seen
+
+    for q in ("株", "約定", "楽天", "中国株", "sbi"):
+        monkeypatch.setattr(queries, "SCAN_WINDOW", 10_000)  # every page from reading the newest posts
+        scanned = pages(q)
+        monkeypatch.setattr(queries, "SCAN_WINDOW", 1)  # every page from the index
+        indexed = pages(q)
+        assert scanned == indexed
+        assert scanned == sorted(ids(search(store, q)), key=int, reverse=True)  # fixture ids follow time

@@ -158,7 +158,7 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
         try:
             search = flt.search()
             views, next_cursor = find_posts(session, flt, limit=limit or config.page_size,
-                                            order=order or ("relevance" if q else "newest"), cursor=cursor,
+                                            order=order or "newest", cursor=cursor,
                                             with_mentions=True)
         except SearchQueryError as exc:
             raise _field_error(422, "query", "q", str(exc)) from exc

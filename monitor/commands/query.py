@@ -142,7 +142,7 @@ def cmd_query(args: argparse.Namespace, *, out: Any = None) -> int:
         with Session(settings_and_existing_engine(args)[1]) as session:
             out.write(f"{count_posts(session, flt)}\n")
         return 0
-    order = args.order or ("relevance" if args.text else "newest")
+    order = args.order or "newest"
     return _write_posts(args, order=order, out=out)
 
 
@@ -184,7 +184,7 @@ def register(subparsers: Any) -> None:
     add_filter_arguments(p)
     add_output_arguments(p, "table")
     p.add_argument("--order", choices=("newest", "oldest", "relevance"),
-                   help="newest first (default), storage order, or search relevance (default with -q)")
+                   help="newest first (default), storage order, or search relevance (with -q: ranked by bm25 / ts_rank)")
     p.add_argument("--count", action="store_true", help="print only how many posts match")
     p.add_argument("--counts", metavar="KEY",
                    help="print distinct reporters of victim reports per bucket for broker:NAME, ticker:CODE or "

@@ -173,7 +173,7 @@ function highlighted(text, spans) {
 
 async function runSearch(more) {
   if (!more) {
-    state.search = { q: $("q").value.trim(), broker: $("broker").value.trim() };
+    state.search = { q: $("q").value.trim(), broker: $("broker").value.trim(), order: $("order").value };
     state.cursor = null;
     $("results").replaceChildren();
   }
