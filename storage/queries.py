@@ -113,17 +113,21 @@ def _newest_annotation_id() -> Any:
     )
 
 
-def _filtered(session: Session, flt: PostFilter, ranked: bool = True) -> tuple[Any, Any]:
-    """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied."""
+def _filtered(session: Session, flt: PostFilter, ranked: bool = True, columns: tuple[Any, ...] = ()) -> tuple[Any, Any]:
+    """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied (or just ``columns``)."""
     dialect = session.get_bind().dialect.name
     query = flt.search()
     rank: Any = sa.cast(sa.null(), sa.Float)
-    stmt = select(Post, Annotation)
+    stmt = select(*columns) if columns else select(Post, Annotation)
     if query is not None:
-        hits = search_match(dialect, query, ranked).subquery("hits")
+        # Materialised: the matches are found once, never probed per post (FTS5 probes cost a MATCH each).
+        hits = search_match(dialect, query, ranked).cte("hits").prefix_with("MATERIALIZED")
         stmt = stmt.join(hits, hits.c.post_pk == Post.id)
         rank = hits.c.rank
-    stmt = stmt.add_columns(rank.label("rank")).outerjoin(Annotation, Annotation.id == _newest_annotation_id())
+    if not columns:
+        stmt = stmt.add_columns(rank.label("rank"))
+    if not columns or flt.label or flt.broker or flt.ticker:
+        stmt = stmt.outerjoin(Annotation, Annotation.id == _newest_annotation_id())
     if flt.since is not None:
         stmt = stmt.where(Post.created_at >= flt.since)
     if flt.until is not None:
@@ -183,12 +187,11 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
         page = _newest_matches_by_scan(session, flt, limit, after, with_mentions)
         if page is not None:
             return page
-    stmt, rank = _filtered(session, flt, ranked=order == "relevance")
+    # Two steps: the page's keys in order (narrow rows, cheap to sort), then the full rows of those keys only.
+    stmt, rank = _filtered(session, flt, ranked=order == "relevance", columns=(Post.id,))
+    stmt = stmt.add_columns(rank.label("rank"))
     if order == "newest":
-        stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())  # type: ignore[attr-defined]
-        if after:
-            stmt = stmt.where(sa.or_(Post.created_at < after[1],
-                                     sa.and_(Post.created_at == after[1], Post.id < after[2])))
+        stmt = _newest_after(stmt, after)
     elif order == "oldest":
         stmt = stmt.order_by(Post.id)  # type: ignore[arg-type]
         if after:
@@ -197,8 +200,18 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
         stmt = stmt.order_by(rank.desc(), Post.id.desc())  # type: ignore[attr-defined]
         if after:
             stmt = stmt.where(sa.or_(rank < after[1], sa.and_(rank == after[1], Post.id < after[2])))
-    rows = session.exec(stmt.limit(limit + 1)).all()
-    return _page(session, rows, limit, order, with_mentions)
+    keys = session.execute(stmt.limit(limit + 1)).all()
+    return _page(session, _fetch(session, keys), limit, order, with_mentions)
+
+
+def _fetch(session: Session, keys: Any) -> list[Any]:
+    """(Post, newest Annotation, rank) for (post id, rank) keys, in the keys' order."""
+    if not keys:
+        return []
+    stmt, _ = _filtered(session, PostFilter(), ranked=False)
+    rows = session.exec(stmt.where(Post.id.in_([k[0] for k in keys]))).all()  # type: ignore[union-attr]
+    by_id = {row[0].id: row for row in rows}
+    return [(by_id[pk][0], by_id[pk][1], rank) for pk, rank in keys if pk in by_id]
 
 
 def _page(session: Session, rows: Any, limit: int, order: str, with_mentions: bool) -> tuple[list[PostView], str | None]:
@@ -225,7 +238,7 @@ def get_post_view(session: Session, source: str, post_id: str, with_mentions: bo
     return views[0] if views else None
 
 
-SCAN_WINDOW = 2000
+SCAN_WINDOW = 1000
 
 
 def _newest_after(stmt: Any, after: list[Any] | None) -> Any:
@@ -248,12 +261,13 @@ def _newest_matches_by_scan(session: Session, flt: PostFilter, limit: int, after
     """
     query = flt.search()
     assert query is not None
-    stmt, _ = _filtered(session, replace(flt, q=None), ranked=False)
-    rows = session.exec(_newest_after(stmt, after).limit(SCAN_WINDOW)).all()
-    hits = [row for row in rows if matches_text(row[0].text, query)]
-    if len(hits) > limit or len(rows) < SCAN_WINDOW:
-        return _page(session, hits[: limit + 1], limit, "newest", with_mentions)
-    return None
+    # Plain columns, not ORM objects: reading thousands of rows must cost what the database costs.
+    scan, _ = _filtered(session, replace(flt, q=None), columns=(Post.id, Post.text))
+    rows = session.execute(_newest_after(scan, after).limit(SCAN_WINDOW)).all()
+    hit_ids = [(pk, None) for pk, text in rows if matches_text(text, query)][: limit + 1]
+    if len(hit_ids) <= limit and len(rows) == SCAN_WINDOW:
+        return None
+    return _page(session, _fetch(session, hit_ids), limit, "newest", with_mentions)
 
 
 def count_posts(session: Session, flt: PostFilter) -> int:
