@@ -225,3 +225,26 @@ def test_serve_refuses_to_start_without_tokens_or_store(store_url, tmp_path, mon
     monkeypatch.setenv("MONITOR_API_TOKENS", "t")
     assert main(["serve", "--db", f"sqlite:///{missing}"]) == 1
     assert "no store at" in capsys.readouterr().err and not missing.parent.exists()
+
+
+def test_a_request_over_the_query_time_limit_is_stopped_with_503(db_url):
+    """A ranked one-character search over 30,000 posts takes longer than 10 ms; the limit cuts it off."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from query import generate  # the benchmark's generator: bulk rows indexed by storage.search
+
+    engine = open_store(db_url)
+    generate(engine, 30_000)
+    engine.dispose()
+    engine = open_existing_store(db_url)
+    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN, query_timeout_ms=10))) as strict:
+        response = strict.get("/api/posts", params={"q": "株", "order": "relevance"}, headers=AUTH)
+        assert response.status_code == 503
+        assert "longer than 10 ms" in response.json()["detail"]
+        assert strict.get("/healthz").status_code == 200  # the connection is usable again
+    engine.dispose()
+    engine = open_existing_store(db_url)
+    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN, query_timeout_ms=60_000))) as patient:
+        assert patient.get("/api/posts", params={"q": "株", "order": "relevance"}, headers=AUTH).status_code == 200
+    engine.dispose()

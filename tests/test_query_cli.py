@@ -161,3 +161,24 @@ def test_counts_carry_the_stored_baselines_expected_values(store_url, capsys):
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and [r["count"] for r in rows] == ["3", "0"]
     assert all(0 < float(r["expected"]) < 1 for r in rows)  # per-hour baseline of a quiet broker
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_stderr_only_when_it_is_a_terminal(store_url, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", KEY)
+    out = tmp_path / "all.jsonl"
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["export", "--db", store_url, "--output", str(out)]) == 0
+    assert f"\rexported {len(POSTS)} posts" in terminal.getvalue()
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(POSTS)
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    assert main(["export", "--db", store_url, "--output", str(out)]) == 0
+    assert "\r" not in piped.getvalue() and "wrote 8 posts" in piped.getvalue()
