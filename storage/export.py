@@ -60,7 +60,8 @@ class Pseudonymizer:
 
     The same author gets the same pseudonym in every export made with the same key, so researchers can
     still count posts per author, but nobody without the key can recompute it from a known id. Handles are
-    dropped, and so are URLs that carry a handle (X URLs are rewritten to the handle-free form).
+    dropped; X URLs are rewritten to the handle-free form and other sources' URLs dropped (a Bluesky URL
+    names the handle).
 
     >>> p = Pseudonymizer(b"k")
     >>> r = p({"source": "x", "id": "5", "author_id": "8812", "author_handle": "taro",

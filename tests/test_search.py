@@ -175,3 +175,17 @@ def test_newest_first_search_is_the_same_whichever_way_it_is_answered(store, mon
         indexed = pages(q)
         assert scanned == indexed
         assert scanned == sorted(ids(search(store, q)), key=int, reverse=True)  # fixture ids follow time
+
+
+def test_unindexed_posts_are_no_longer_found(store):
+    """What a prune must call before deleting posts (a contentless FTS5 index needs the text to forget it)."""
+    from sqlmodel import select
+
+    from storage.database import session_scope
+    from storage.models import Post
+    from storage.search import unindex_posts
+
+    with session_scope(store) as s:
+        post = s.exec(select(Post).where(Post.post_id == "2")).one()
+        unindex_posts(s, [(post.id, post.text)])
+    assert ids(search(store, "約定")) == ["6", "8"]
