@@ -3,7 +3,8 @@ series, and an API request end to end, beside a plain ``LIKE '%...%'`` scan run 
 
 What is timed (each repeated ``--repeat`` times, p50 / p95 in ms):
 - search, first page of 20, ranked (``order=relevance``) and newest first, for a one-character (株), a
-  two-character (約定) and a phrase (勝手に中国株) query, through ``storage.queries.find_posts``;
+  two-character (約定), a phrase (勝手に中国株) and a rare word (出金停止, 0.05% of posts) query, through
+  ``storage.queries.find_posts``;
 - the baseline: the same first page newest first with ``text LIKE '%q%'`` and no index;
 - ``monitor.research.count_series`` for ``broker:楽天証券``, 1h buckets over 30 days;
 - ``GET /api/posts?q=約定`` against a real uvicorn server on loopback (HTTP, auth, JSON included).
@@ -57,7 +58,7 @@ OTHER = ["今日は日経平均が上がった", "{b}でNISAの積立を設定�
 FILLER = ["本当に", "困った", "どうしよう", "みんなも気をつけて", "まじか", "（続く）", "今朝", "さっき", "ずっと", "なんで"]
 TICKERS = ["00700", "02269", "7203", "600519", "TSLA"]
 END = datetime(2025, 12, 31, tzinfo=UTC)
-QUERIES = {"one character": "株", "two characters": "約定", "phrase": "勝手に中国株"}
+QUERIES = {"one character": "株", "two characters": "約定", "phrase": "勝手に中国株", "rare word": "出金停止"}
 
 
 def generate(engine: sa.Engine, n: int, batch: int = 20_000, seed: int = 7) -> float:
@@ -78,6 +79,8 @@ def generate(engine: sa.Engine, n: int, batch: int = 20_000, seed: int = 7) -> f
             else:
                 label, template = "irrelevant", rng.choice(OTHER)
             text = template.format(b=broker, t=ticker) + " " + " ".join(rng.sample(FILLER, 2))
+            if rng.random() < 0.0005:  # a rare word: where an index pays and a LIKE scan reads everything
+                text += " 出金停止"
             pk = i + 1
             posts.append({"id": pk, "source": "x", "post_id": str(10**18 + i), "author_id": str(rng.randrange(n // 3 + 1)),
                           "created_at": END - timedelta(seconds=span * (n - i) / n), "utc_offset_min": 540,

@@ -8,6 +8,7 @@ collapsed); nothing here re-implements it. ``query --counts`` and the API's ``/a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,7 +110,7 @@ def count_series(session: Session, key: str, bucket: timedelta, since: datetime 
     neighbours: dict[str, list[str]] = {}
     if keyed:
         config = detector.config if detector else DetectConfig()  # the detector's own dedup settings
-        dedup = NearDuplicates(config.minhash_threshold, config.minhash_perm, config.shingle_chars)
+        dedup = _near_duplicates(config.minhash_threshold, config.minhash_perm, config.shingle_chars)
         neighbours = dedup.neighbours([r.post_key for r in keyed], [r.text for r in keyed])
     per_bucket: dict[int, list[Any]] = {}
     for r in keyed:
@@ -117,6 +118,13 @@ def count_series(session: Session, key: str, bucket: timedelta, since: datetime 
     counts = {b: len(reporter_groups(rs, neighbours)) for b, rs in per_bucket.items()}
     expected_of = _expected_function(detector, kind, value, bucket)
     return [CountPoint(bucket_start(b, bucket), counts.get(b, 0), expected_of(b)) for b in range(first, last + 1)]
+
+
+@functools.lru_cache(maxsize=4)
+def _near_duplicates(threshold: float, num_perm: int, shingle_chars: int) -> NearDuplicates:
+    """One per setting, kept: building one works out the LSH layout, and its signature cache (keyed by post)
+    serves the next series too."""
+    return NearDuplicates(threshold, num_perm, shingle_chars)
 
 
 def _expected_function(detector: Detector | None, kind: str, value: str, bucket: timedelta) -> Any:
