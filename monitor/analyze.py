@@ -149,21 +149,28 @@ def analyze_pending(engine: sa.Engine, analyzer: AnalyzerLike, *, batch: int = 2
 
 
 def load_reports(session: Session, model: str, since: datetime | None = None, until: datetime | None = None,
-                 *, after_annotation: int | None = None) -> list[Report]:
+                 *, after_annotation: int | None = None, labels: Sequence[str] = DETECTED_LABELS,
+                 mention: tuple[str, str] | None = None) -> list[Report]:
     """Victim reports and incident discussion created in [since, until] (and, when given, annotated after
-    annotation id ``after_annotation``), as the detector sees them."""
-    return [report for _, report in _load_reports(session, model, since, until, after_annotation)]
+    annotation id ``after_annotation``), as the detector sees them. ``labels`` and ``mention`` (kind,
+    value) narrow the load in SQL for readers that need one key's reports only."""
+    return [report for _, report in _load_reports(session, model, since, until, after_annotation,
+                                                      labels=labels, mention=mention)]
 
 
 def _load_reports(session: Session, model: str, since: datetime | None, until: datetime | None,
                   after_annotation: int | None, upto_annotation: int | None = None,
-                  *, since_exclusive: bool = False) -> list[tuple[int, Report]]:
+                  *, since_exclusive: bool = False, labels: Sequence[str] = DETECTED_LABELS,
+                  mention: tuple[str, str] | None = None) -> list[tuple[int, Report]]:
     stmt = (
         select(Post, Annotation)
         .join(Annotation, Annotation.post_pk == Post.id)
-        .where(Annotation.model == model, Annotation.label.in_(DETECTED_LABELS))  # type: ignore[attr-defined]
+        .where(Annotation.model == model, Annotation.label.in_(labels))  # type: ignore[attr-defined]
         .order_by(Post.created_at, Post.id)  # type: ignore[arg-type]
     )
+    if mention is not None:
+        stmt = stmt.where(select(Mention.id).where(Mention.annotation_id == Annotation.id, Mention.kind == mention[0],
+                                                   Mention.value == mention[1]).exists())
     if since is not None:
         stmt = stmt.where(Post.created_at > since if since_exclusive else Post.created_at >= since)
     if until is not None:

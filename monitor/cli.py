@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "monitor.commands.collect",
     "monitor.commands.work",
     "monitor.commands.label",
+    "monitor.commands.query",
+    "monitor.commands.serve",
 )
 
 

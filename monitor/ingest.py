@@ -24,6 +24,7 @@ from monitor import __version__
 from monitor.errors import InputError
 from monitor.records import PostRecord, parse_line_object
 from storage.models import AnalysisQueue, CollectorCursor, Post, RawPage
+from storage.search import index_posts
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # one X page is well under 1 MB; a 16 MB "line" is a broken file
 
@@ -134,9 +135,11 @@ def store_records(
         result.new = len(inserted)
         result.new_keys = [f"{s}:{p}" for s, p, _, _ in inserted]
         if inserted:
-            # Queued in the same transaction, so a stored post is always either annotated or queued.
+            # Queued and indexed in the same transaction, so a stored post is always either annotated or
+            # queued, and always findable.
             session.execute(sa.insert(AnalysisQueue.__table__),
                             [{"post_pk": pk, "created_at": created} for _, _, pk, created in inserted])
+            index_posts(session, [(pk, unique[(s, p)].text) for s, p, pk, _ in inserted])
     result.duplicate = len(records) - result.new
     if cursor is not None:
         save_cursor(session, *cursor)

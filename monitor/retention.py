@@ -31,6 +31,7 @@ from storage.models import (
     RawPage,
 )
 from storage.queries import LIVE_SCOPE
+from storage.search import unindex_posts
 
 log = logging.getLogger(__name__)
 BATCH = 2000
@@ -102,6 +103,9 @@ def prune(engine: Engine, config: RetentionConfig, now: datetime) -> PruneReport
         cutoff = now - timedelta(days=config.posts_without_mentions_days)
 
         def drop_posts(conn: sa.Connection, ids: list[int]) -> None:
+            # Out of the search index first: SQLite's contentless index needs the text to forget a post, and
+            # SQLite may hand a deleted post's id to the next post stored.
+            unindex_posts(conn, list(conn.execute(select(Post.id, Post.text).where(col(Post.id).in_(ids))).all()))
             conn.execute(sa.delete(Annotation).where(col(Annotation.post_pk).in_(ids)))
             conn.execute(sa.delete(Post).where(col(Post.id).in_(ids)))
 

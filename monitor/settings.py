@@ -126,6 +126,7 @@ SECTIONS: dict[str, str | type] = {
     "bluesky": "monitor.collectors.config:BlueskyConfig",
     "scheduler": "monitor.collectors.config:SchedulerConfig",
     "retention": "monitor.retention:RetentionConfig",
+    "api": "monitor.api.config:ApiConfig",
 }
 
 

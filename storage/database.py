@@ -182,6 +182,18 @@ def open_store(url: str | None = None, *, migrate: bool = True, must_exist: bool
     return engine
 
 
+def open_existing_store(url: str | None = None) -> Engine:
+    """The engine of a store that must already exist, for read-only commands: never creates a SQLite file,
+    never migrates; a store behind the code's schema gets one line naming `db upgrade`."""
+    engine = open_store(url, migrate=False, must_exist=True)
+    if schema_behind(engine):
+        raise StorageError(
+            f"the store at {redact(str(engine.url))} is at schema revision {current_revision(engine) or 'none'}, "
+            f"this version reads {head_revision()}: run `incident-monitor db upgrade` first"
+        )
+    return engine
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""

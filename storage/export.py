@@ -1,17 +1,22 @@
-"""Exports of stored posts with their annotations: JSONL (Post records + analysis), CSV and Parquet."""
+"""Exports of stored posts with their annotations: JSONL (Post records + analysis), CSV, Parquet and a table;
+pseudonymised or dehydrated for sharing."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from storage.errors import StorageError
-from storage.records import flat_columns
+from storage.records import ANALYSIS_FIELDS, POST_FIELDS
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("table", "jsonl", "csv", "parquet")
 # Characters that line readers such as Python's str.splitlines treat as line breaks although JSON allows
 # them raw inside strings (json.dumps already escapes the ASCII control characters); escaping them keeps
 # "one object per line" true for every reader.
@@ -30,8 +35,65 @@ def json_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).translate(_LINE_BREAKERS)
 
 
-# The flat fields of the one export model (storage.records.ExportRecord), in its order.
-CSV_COLUMNS: tuple[str, ...] = tuple(name for name, _ in flat_columns())
+# Column lists follow the one Post model (storage.records).
+CSV_COLUMNS = (*POST_FIELDS, *ANALYSIS_FIELDS, "mentions", "provenance")
+DEHYDRATED_COLUMNS = ("source", "id")
+# A spreadsheet runs a cell that starts with one of these as a formula ("CSV injection"); such cells get a
+# leading apostrophe, which spreadsheets show as text and strip from the value.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: str) -> str:
+    """A CSV cell that no spreadsheet will evaluate.
+
+    >>> neutralise_cell("=HYPERLINK(1)"), neutralise_cell("-1+2"), neutralise_cell("楽天")
+    ("'=HYPERLINK(1)", "'-1+2", '楽天')
+    """
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+# --- sharing: pseudonyms and dehydration ---------------------------------------------------------------
+
+
+class Pseudonymizer:
+    """Replaces author ids with a keyed hash (HMAC-SHA256) so exports can be shared.
+
+    The same author gets the same pseudonym in every export made with the same key, so researchers can
+    still count posts per author, but nobody without the key can recompute it from a known id. Handles are
+    dropped; X URLs are rewritten to the handle-free form and other sources' URLs dropped (a Bluesky URL
+    names the handle).
+
+    >>> p = Pseudonymizer(b"k")
+    >>> r = p({"source": "x", "id": "5", "author_id": "8812", "author_handle": "taro",
+    ...        "url": "https://x.com/taro/status/5"})
+    >>> r["author_id"], r["author_handle"], r["url"]
+    ('a_1910706bda74913f46c5', None, 'https://x.com/i/web/status/5')
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if not key:
+            raise StorageError("the pseudonym key is empty: set MONITOR_PSEUDONYM_KEY to a long random string")
+        self._key = key
+
+    def pseudonym(self, source: str, author_id: str) -> str:
+        digest = hmac.new(self._key, f"{source}:{author_id}".encode(), hashlib.sha256).hexdigest()
+        return "a_" + digest[:20]
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+        out = dict(record)
+        out["author_id"] = self.pseudonym(str(record.get("source")), str(record.get("author_id")))
+        out["author_handle"] = None
+        if record.get("url"):
+            out["url"] = f"https://x.com/i/web/status/{record['id']}" if record.get("source") == "x" else None
+        return out
+
+
+def dehydrate(record: dict[str, Any]) -> dict[str, Any]:
+    """Only what identifies the post on its platform (what platform terms allow sharing)."""
+    return {k: record.get(k) for k in DEHYDRATED_COLUMNS}
+
+
+# --- writers -------------------------------------------------------------------------------------------
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
@@ -43,35 +105,87 @@ def write_jsonl(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
 
 
 def _csv_value(value: Any) -> Any:
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = ";".join(value)
+    elif isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return ""
+    return neutralise_cell(value) if isinstance(value, str) else value
 
 
-def write_csv(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
-    writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+def write_csv(records: Iterable[dict[str, Any]], stream: TextIO, columns: Sequence[str] | None = None) -> int:
+    records = iter(records)
+    first = next(records, None)
+    if columns is None:
+        columns = [c for c in CSV_COLUMNS if first is None or c in first]
+    writer = csv.DictWriter(stream, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     n = 0
-    for record in records:
-        writer.writerow({k: _csv_value(record.get(k)) for k in CSV_COLUMNS})
+    for record in itertools.chain([first] if first is not None else [], records):
+        writer.writerow({k: _csv_value(record.get(k)) for k in columns})
         n += 1
     return n
 
 
+def _parquet_type(name: str) -> Any:
+    import pyarrow as pa
+
+    mention = pa.struct([("kind", pa.string()), ("value", pa.string()), ("surface", pa.string()),
+                         ("start", pa.int32()), ("end", pa.int32()), ("by", pa.string())])
+    special = {
+        "created_at": pa.timestamp("us", tz="UTC"),
+        "score": pa.float64(),
+        "brokers": pa.list_(pa.string()),
+        "tickers": pa.list_(pa.string()),
+        "mentions": pa.list_(mention),
+        "provenance": pa.struct([("model", pa.string()), ("tokenizer", pa.string()), ("dictionary", pa.string()),
+                                 ("analyzed_at", pa.timestamp("us", tz="UTC"))]),
+        "utc_offset_min": pa.int32(),
+    }
+    return special.get(name, pa.string())  # metrics and scores travel as JSON text
+
+
+def _parquet_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name == "created_at":
+        return datetime.fromisoformat(value).astimezone(UTC)
+    if name == "provenance":
+        return {**value, "analyzed_at": datetime.fromisoformat(value["analyzed_at"]).astimezone(UTC)}
+    if name in ("metrics", "scores"):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
 def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int = 10_000) -> int:
-    """Parquet needs a real file (it is written in row groups, not streamed to a terminal)."""
+    """Parquet needs a real file (it is written in row groups, not streamed to a terminal).
+
+    ``created_at`` is a typed ``timestamp[us, tz=UTC]``; the offset the author wrote with is kept in
+    ``utc_offset_min`` so local time can be restored.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrow = {str: pa.string(), float: pa.float64(), list: pa.list_(pa.string())}
-    schema = pa.schema([(name, arrow[kind]) for name, kind in flat_columns()])
+    records = iter(records)
+    first = next(records, None)
+    names = [c for c in CSV_COLUMNS if first is None or c in first]
+    if first is None or "created_at" in first:
+        names.insert(names.index("created_at") + 1, "utc_offset_min")
+    schema = pa.schema([(name, _parquet_type(name)) for name in names])
     n = 0
     buffer: list[dict[str, Any]] = []
+
+    def row(record: dict[str, Any]) -> dict[str, Any]:
+        out = {name: _parquet_value(name, record.get(name)) for name in names if name != "utc_offset_min"}
+        if "utc_offset_min" in names and record.get("created_at"):
+            offset = datetime.fromisoformat(record["created_at"]).utcoffset()
+            out["utc_offset_min"] = int(offset.total_seconds() // 60) if offset is not None else 0
+        return out
+
     with pq.ParquetWriter(str(path), schema) as writer:
-        for record in records:
-            buffer.append({name: record.get(name) for name in schema.names})
+        for record in itertools.chain([first] if first is not None else [], records):
+            buffer.append(row(record))
             if len(buffer) >= batch_rows:
                 writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
                 n += len(buffer)
@@ -79,6 +193,20 @@ def write_parquet(records: Iterable[dict[str, Any]], path: Path, batch_rows: int
         if buffer or n == 0:
             writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
             n += len(buffer)
+    return n
+
+
+def write_table(records: Iterable[dict[str, Any]], stream: TextIO, width: int = 60) -> int:
+    """A compact human-readable listing: time, source:id, label, brokers, text (one line each)."""
+    n = 0
+    for record in records:
+        text = " ".join(str(record.get("text") or "").split())
+        if len(text) > width:
+            text = text[: width - 1] + "…"
+        who = ",".join(record.get("brokers") or []) if "brokers" in record else ""
+        stream.write(f"{record.get('created_at', '')[:19]:<19}  {record.get('source')}:{record.get('id')}  "
+                     f"{record.get('label') or '-':<19}  {who:<12}  {text}\n")
+        n += 1
     return n
 
 
@@ -98,11 +226,12 @@ def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdo
             return write_parquet(records, Path(output))
         except OSError as exc:
             raise _unwritable(output, exc) from None
+    writer = {"jsonl": write_jsonl, "csv": write_csv, "table": write_table}[fmt]
     if output and output != "-":
         try:
             fh = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise _unwritable(output, exc) from None
         with fh:
-            return write_jsonl(records, fh) if fmt == "jsonl" else write_csv(records, fh)
-    return write_jsonl(records, stdout) if fmt == "jsonl" else write_csv(records, stdout)
+            return writer(records, fh)
+    return writer(records, stdout)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from storage.errors import StorageError
 from storage.models import Alert, Annotation, Mention, Post
 from storage.records import ExportRecord, PostRecord
+from storage.search import SearchQuery, matches_text, parse_query
+from storage.search import match as search_match
+
+
+class CursorError(StorageError):
+    """A paging cursor that this listing did not hand out."""
+
 
 LIVE_SCOPE = "live"  # the live bot's alerts; each backtest keeps its own scope (Alert.scope)
 
@@ -25,50 +36,280 @@ class PostView:
     annotation: Annotation | None
     brokers: list[str] = field(default_factory=list)
     tickers: list[str] = field(default_factory=list)
+    mentions: list[dict[str, Any]] | None = None  # with spans, where the caller asked for them
+    rank: float | None = None  # search relevance, where a text search found it
 
     def to_record(self) -> dict[str, Any]:
-        """The post as an :class:`~storage.records.ExportRecord` (JSON-ready dict): exports and the API."""
+        """The post as an :class:`~storage.records.ExportRecord` (JSON-ready dict) for exports and the API,
+        plus its mentions with spans and the label's provenance where the caller asked for them."""
         a = self.annotation
         analysis: dict[str, Any] = {"brokers": self.brokers, "tickers": self.tickers}
         if a is not None:
             analysis.update(label=a.label, score=round(a.score, 4), model=a.model,
                             scores={k: round(v, 4) for k, v in (a.scores or {}).items()})
         post = PostRecord.from_row(self.post)
-        return ExportRecord.model_construct(**dict(post), **analysis).model_dump(mode="json")
+        record: dict[str, Any] = ExportRecord.model_construct(**dict(post), **analysis).model_dump(mode="json")
+        if self.mentions is not None:
+            record["mentions"] = self.mentions
+            record["provenance"] = provenance(a)
+        return record
 
 
-def iter_post_views(session: Session, *, label: str | None = None, since: datetime | None = None,
-                    until: datetime | None = None, batch: int = 1000) -> Iterator[PostView]:
-    """Every stored post (oldest first) with its newest annotation and mentions, streamed in batches."""
-    newest = (
-        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id"))
-        .group_by(col(Annotation.post_pk))
-        .subquery()
+def provenance(annotation: Annotation | None) -> dict[str, Any] | None:
+    """Which model, tokenizer and dictionary produced a label, as the annotation recorded them: the tokenizer
+    of the model that ran first, and a Sudachi dictionary only where SudachiPy read the post."""
+    if annotation is None:
+        return None
+    return {"model": annotation.model, "tokenizer": annotation.tokenizer or None,
+            "dictionary": annotation.dictionary or None,
+            "analyzed_at": annotation.analyzed_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    """The researchers' filters, shared by `query`, `export`, the HTTP API and notebooks.
+
+    Every field is optional; set fields are ANDed. ``label`` is the newest annotation's label, ``broker`` and
+    ``ticker`` are canonical values named by that annotation, ``q`` is full-text search
+    (:mod:`storage.search`), ``until`` is exclusive.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str | None = None
+    label: str | None = None
+    broker: str | None = None
+    ticker: str | None = None
+    author: str | None = None
+    lang: str | None = None
+    q: str | None = None
+
+    def search(self) -> SearchQuery | None:
+        return parse_query(self.q) if self.q else None
+
+
+ORDERS = ("newest", "oldest", "relevance")
+
+
+def _newest_annotation_id() -> Any:
+    return (
+        select(sa.func.max(Annotation.id))
+        .where(Annotation.post_pk == Post.id)
+        .correlate(Post)
+        .scalar_subquery()
     )
-    last_id = 0
-    while True:
-        stmt = (
-            select(Post, Annotation)
-            .outerjoin(newest, newest.c.post_pk == col(Post.id))
-            .outerjoin(Annotation, col(Annotation.id) == newest.c.ann_id)
-            .where(col(Post.id) > last_id)
-            .order_by(col(Post.id))
-            .limit(batch)
-        )
-        if label is not None:
-            stmt = stmt.where(Annotation.label == label)
-        if since is not None:
-            stmt = stmt.where(Post.created_at >= since)
-        if until is not None:
-            stmt = stmt.where(Post.created_at < until)
-        rows = session.exec(stmt).all()
-        if not rows:
+
+
+def _filtered(session: Session, flt: PostFilter, ranked: bool = True, columns: tuple[Any, ...] = ()) -> tuple[Any, Any]:
+    """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied (or just ``columns``)."""
+    dialect = session.get_bind().dialect.name
+    query = flt.search()
+    rank: Any = sa.cast(sa.null(), sa.Float)
+    stmt = select(*columns) if columns else select(Post, Annotation)
+    if query is not None:
+        # Materialised: the matches are found once, never probed per post (FTS5 probes cost a MATCH each).
+        hits = search_match(dialect, query, ranked).cte("hits").prefix_with("MATERIALIZED")
+        stmt = stmt.join(hits, hits.c.post_pk == Post.id)
+        rank = hits.c.rank
+    if not columns:
+        stmt = stmt.add_columns(rank.label("rank"))
+    if not columns or flt.label or flt.broker or flt.ticker:
+        stmt = stmt.outerjoin(Annotation, Annotation.id == _newest_annotation_id())
+    if flt.since is not None:
+        stmt = stmt.where(Post.created_at >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(Post.created_at < flt.until)
+    if flt.source:
+        stmt = stmt.where(Post.source == flt.source)
+    if flt.author:
+        stmt = stmt.where(Post.author_id == flt.author)
+    if flt.lang:
+        stmt = stmt.where(Post.lang == flt.lang)
+    if flt.label:
+        stmt = stmt.where(Annotation.label == flt.label)
+    for kind, value in (("broker", flt.broker), ("ticker", flt.ticker)):
+        if value:
+            stmt = stmt.where(
+                select(Mention.id)
+                .where(Mention.annotation_id == Annotation.id, Mention.kind == kind, Mention.value == value)
+                .exists()
+            )
+    return stmt, rank
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str) -> list[Any]:
+    """The keyset values of a cursor; :class:`CursorError` when it is not one this order handed out."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or values[0] != order:
+            raise ValueError
+        if order == "oldest" and isinstance(values[1], int):
+            return values
+        if order == "newest" and isinstance(values[2], int):
+            return [order, datetime.fromisoformat(values[1]), values[2]]
+        if order == "relevance" and isinstance(values[1], int | float) and isinstance(values[2], int):
+            return values
+    except (ValueError, TypeError, IndexError, UnicodeDecodeError, binascii.Error):
+        pass
+    raise CursorError("cursor is not one this listing handed out: start again without it")
+
+
+def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str = "newest",
+               cursor: str | None = None, with_mentions: bool = False) -> tuple[list[PostView], str | None]:
+    """One page of posts matching ``flt`` and the cursor of the next page (None at the end).
+
+    ``order`` is ``newest`` (created_at, newest first), ``oldest`` (storage order) or ``relevance`` (search
+    rank, needs ``q``). Paging is keyset paging, so a page costs the same however deep it is.
+    """
+    if order not in ORDERS:
+        raise CursorError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
+    if order == "relevance" and not flt.q:
+        order = "newest"
+    after = decode_cursor(cursor, order) if cursor else None
+    if flt.q and order == "newest":
+        page = _newest_matches_by_scan(session, flt, limit, after, with_mentions)
+        if page is not None:
+            return page
+    # Two steps: the page's keys in order (narrow rows, cheap to sort), then the full rows of those keys only.
+    stmt, rank = _filtered(session, flt, ranked=order == "relevance", columns=(Post.id,))
+    stmt = stmt.add_columns(rank.label("rank"))
+    if order == "newest":
+        stmt = _newest_after(stmt, after)
+    elif order == "oldest":
+        stmt = stmt.order_by(Post.id)  # type: ignore[arg-type]
+        if after:
+            stmt = stmt.where(Post.id > after[1])
+    else:
+        stmt = stmt.order_by(rank.desc(), Post.id.desc())  # type: ignore[attr-defined]
+        if after:
+            stmt = stmt.where(sa.or_(rank < after[1], sa.and_(rank == after[1], Post.id < after[2])))
+    keys = session.execute(stmt.limit(limit + 1)).all()
+    return _page(session, _fetch(session, keys), limit, order, with_mentions)
+
+
+def _fetch(session: Session, keys: Any) -> list[Any]:
+    """(Post, newest Annotation, rank) for (post id, rank) keys, in the keys' order."""
+    if not keys:
+        return []
+    stmt, _ = _filtered(session, PostFilter(), ranked=False)
+    rows = session.exec(stmt.where(Post.id.in_([k[0] for k in keys]))).all()  # type: ignore[union-attr]
+    by_id = {row[0].id: row for row in rows}
+    return [(by_id[pk][0], by_id[pk][1], rank) for pk, rank in keys if pk in by_id]
+
+
+def _page(session: Session, rows: Any, limit: int, order: str, with_mentions: bool) -> tuple[list[PostView], str | None]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    views = _views(session, rows, with_mentions)
+    next_cursor = None
+    if more and rows:
+        last = views[-1]
+        if order == "newest":
+            next_cursor = encode_cursor([order, last.post.created_at.isoformat(), last.post.id])
+        elif order == "oldest":
+            next_cursor = encode_cursor([order, last.post.id])
+        else:
+            next_cursor = encode_cursor([order, last.rank, last.post.id])
+    return views, next_cursor
+
+
+def get_post_view(session: Session, source: str, post_id: str, with_mentions: bool = True) -> PostView | None:
+    """One post by its (source, id), with its newest annotation and mentions."""
+    stmt, _ = _filtered(session, PostFilter())
+    rows = session.exec(stmt.where(Post.source == source, Post.post_id == post_id)).all()
+    views = _views(session, rows, with_mentions)
+    return views[0] if views else None
+
+
+SCAN_WINDOW = 1000
+
+
+def _newest_after(stmt: Any, after: list[Any] | None) -> Any:
+    stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())  # type: ignore[attr-defined]
+    if after:
+        stmt = stmt.where(sa.or_(Post.created_at < after[1], sa.and_(Post.created_at == after[1], Post.id < after[2])))
+    return stmt
+
+
+def _newest_matches_by_scan(session: Session, flt: PostFilter, limit: int, after: list[Any] | None,
+                            with_mentions: bool) -> tuple[list[PostView], str | None] | None:
+    """The newest-first page of a text search found by reading the newest posts and matching their text.
+
+    An index answers "which posts contain 株" fast when few do, but a common word matches a large part of
+    the store, and putting all of its matches in time order costs far more than reading the newest few
+    thousand posts and keeping those that match (:func:`storage.search.matches_text`, the index's exact
+    semantics). So: read up to SCAN_WINDOW of the newest posts that pass the other filters; if they hold a
+    full page of matches, or are all there is, that page is exact. Otherwise the word is rare, and None
+    sends the caller to the index.
+    """
+    query = flt.search()
+    assert query is not None
+    # Plain columns, not ORM objects: reading thousands of rows must cost what the database costs.
+    scan, _ = _filtered(session, replace(flt, q=None), columns=(Post.id, Post.text))
+    rows = session.execute(_newest_after(scan, after).limit(SCAN_WINDOW)).all()
+    hit_ids = [(pk, None) for pk, text in rows if matches_text(text, query)][: limit + 1]
+    if len(hit_ids) <= limit and len(rows) == SCAN_WINDOW:
+        return None
+    return _page(session, _fetch(session, hit_ids), limit, "newest", with_mentions)
+
+
+def count_posts(session: Session, flt: PostFilter) -> int:
+    stmt, _ = _filtered(session, flt)
+    return int(session.exec(select(sa.func.count()).select_from(stmt.subquery())).one())
+
+
+def _views(session: Session, rows: Any, with_mentions: bool) -> list[PostView]:
+    ann_ids = [a.id for _, a, _ in rows if a is not None]
+    found = mentions_by_annotation(session, ann_ids)
+    spans = mention_spans_by_annotation(session, ann_ids) if with_mentions else {}
+    views = []
+    for post, annotation, rank in rows:
+        entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
+        views.append(PostView(
+            post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])),
+            mentions=(spans.get(annotation.id, []) if annotation is not None else []) if with_mentions else None,  # type: ignore[arg-type]
+            rank=float(rank) if rank is not None else None,
+        ))
+    return views
+
+
+def iter_post_views(session: Session, flt: PostFilter | None = None, *, label: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None, batch: int = 1000,
+                    order: str = "oldest", limit: int | None = None,
+                    with_mentions: bool = False) -> Iterator[PostView]:
+    """Posts matching the filter in ``order`` (storage order by default), streamed in keyset-paged batches:
+    never the whole table in memory."""
+    flt = flt or PostFilter(label=label, since=since, until=until)
+    cursor = None
+    left = limit
+    while left is None or left > 0:
+        size = batch if left is None else min(batch, left)
+        views, cursor = find_posts(session, flt, limit=size, order=order, cursor=cursor,
+                                   with_mentions=with_mentions)
+        yield from views
+        if left is not None:
+            left -= len(views)
+        if cursor is None:
             return
-        found = mentions_by_annotation(session, [a.id for _, a in rows if a is not None and a.id is not None])
-        for post, annotation in rows:
-            entities = found.get(annotation.id, {}) if annotation is not None and annotation.id is not None else {}
-            yield PostView(post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])))
-        last_id = rows[-1][0].id or last_id
+
+
+def mention_spans_by_annotation(session: Session, annotation_ids: list[int],
+                                chunk: int = 500) -> dict[int, list[dict[str, Any]]]:
+    """Every broker and ticker mention per annotation id, with its span in the original text."""
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for start in range(0, len(annotation_ids), chunk):
+        for m in session.exec(
+            select(Mention)
+            .where(Mention.annotation_id.in_(annotation_ids[start : start + chunk]))  # type: ignore[attr-defined]
+            .order_by(Mention.annotation_id, Mention.start)  # type: ignore[arg-type]
+        ).all():
+            found[m.annotation_id].append({"kind": m.kind, "value": m.value, "surface": m.surface,
+                                           "start": m.start, "end": m.end, "by": m.by})
+    return found
 
 
 def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: int = 500) -> dict[int, dict[str, list[str]]]:
@@ -95,15 +336,9 @@ def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
     return {f"{p.source}:{p.post_id}": p for p in rows}
 
 
-def post_counts(session: Session) -> dict[str, int]:
-    """Stored posts per source (``import``/``replay`` files count under the source their records name)."""
-    rows = session.exec(select(Post.source, sa.func.count()).group_by(col(Post.source)).order_by(col(Post.source))).all()
-    return {source: int(n) for source, n in rows}
-
-
 def label_counts(session: Session) -> dict[str, int]:
     newest = (
-        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(col(Annotation.post_pk)).subquery()
+        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(Annotation.post_pk).subquery()
     )
     rows = session.exec(
         select(Annotation.label, sa.func.count())
@@ -117,3 +352,9 @@ def has_active_alerts(session: Session, scope: str = LIVE_SCOPE) -> bool:
     """Whether any alert of ``scope`` is pending or firing (so a quiet cycle still has lifecycle work to do)."""
     stmt = select(Alert.id).where(Alert.scope == scope, Alert.status != "resolved").limit(1)
     return session.exec(stmt).first() is not None
+
+
+def post_counts(session: Session) -> dict[str, int]:
+    """Stored posts per source (``import``/``replay`` files count under the source their records name)."""
+    rows = session.exec(select(Post.source, sa.func.count()).group_by(col(Post.source)).order_by(col(Post.source))).all()
+    return {source: int(n) for source, n in rows}

@@ -8,16 +8,14 @@ the fix); ``monitor.records`` turns them into ``InputError`` with the file and l
 
 from __future__ import annotations
 
-import typing
 from datetime import datetime, timedelta, timezone
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_serializer
 
 __all__ = [
     "ANALYSIS_FIELDS", "ExportRecord", "KNOWN_SOURCES", "LIMITS", "MAX_TEXT_CHARS", "POST_FIELDS", "PostRecord",
-    "flat_columns", "parse_timestamp", "validation_message",
+    "parse_timestamp", "validation_message",
 ]
 
 KNOWN_SOURCES = ("5ch", "bluesky", "reddit", "web", "x")
@@ -165,24 +163,6 @@ class ExportRecord(PostRecord):
 
 POST_FIELDS: tuple[str, ...] = tuple(PostRecord.model_fields)
 ANALYSIS_FIELDS: tuple[str, ...] = tuple(f for f in ExportRecord.model_fields if f not in PostRecord.model_fields)
-
-
-def flat_columns() -> list[tuple[str, type]]:
-    """Export columns that hold one value or a list (CSV, Parquet): every field but the objects.
-
-    >>> [name for name, _ in flat_columns()][:3], [name for name, _ in flat_columns()][-3:]
-    (['source', 'id', 'created_at'], ['brokers', 'tickers', 'model'])
-    """
-    out = []
-    for name, info in ExportRecord.model_fields.items():
-        hint = info.annotation
-        if get_origin(hint) in (Union, UnionType):  # X | None -> X
-            hint = next(a for a in get_args(hint) if a is not type(None))
-        base = get_origin(hint) or hint
-        if base is dict:
-            continue
-        out.append((name, str if name == "created_at" else typing.cast(type, base)))
-    return out
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -53,7 +53,7 @@ def test_import_x_api_pages_keeps_users_and_reposts(db_url, shared, capsys, tmp_
     page = shared / "real" / "x" / "twarc2_jsonl" / "brexit.jsonl"
     assert main(["import", str(page), "--db", db_url]) == 0
     out = tmp_path / "out.jsonl"
-    assert main(["export", "--db", db_url, "--format", "jsonl", "--output", str(out)]) == 0
+    assert main(["export", "--db", db_url, "--format", "jsonl", "--output", str(out), "--raw-authors"]) == 0
     rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 100
     raw = json.loads(page.read_text(encoding="utf-8"))
@@ -74,7 +74,8 @@ def test_import_twarc_stream_with_truncated_last_line(db_url, shared, capsys):
     assert "7 new posts stored" in err
 
 
-def test_export_csv_and_parquet(bad_file, sqlite_url, tmp_path, capsys):
+def test_export_csv_and_parquet(bad_file, sqlite_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MONITOR_PSEUDONYM_KEY", "test-key")
     main(["import", str(bad_file), "--db", sqlite_url])
     capsys.readouterr()
     assert main(["export", "--db", sqlite_url, "--format", "csv"]) == 0

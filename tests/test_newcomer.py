@@ -28,7 +28,7 @@ def test_an_unsupported_database_url(capsys):
     _one_error_line(capsys, "database URL scheme 'mysql' is not supported")
 
 
-@pytest.mark.parametrize("argv", [["status"], ["status", "--check"], ["export"], ["alerts", "list"]])
+@pytest.mark.parametrize("argv", [["status"], ["status", "--check"], ["export", "--raw-authors"], ["query"], ["alerts", "list"]])
 def test_read_commands_never_create_a_store(tmp_path, capsys, argv):
     typo = tmp_path / "stroe.db"
     assert main([*argv, "--db", f"sqlite:///{typo}"]) == 1
@@ -41,7 +41,7 @@ def test_export_to_a_missing_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "p.jsonl").write_text(json.dumps(POST) + "\n", encoding="utf-8")
     assert main(["import", str(tmp_path / "p.jsonl"), "--db", db]) == 0
     capsys.readouterr()
-    assert main(["export", "--format", "csv", "--output", "/nonexistent/x.csv", "--db", db]) == 1
+    assert main(["export", "--raw-authors", "--format", "csv", "--output", "/nonexistent/x.csv", "--db", db]) == 1
     _one_error_line(capsys, "/nonexistent/x.csv: cannot write the export")
 
 

@@ -34,8 +34,8 @@ def test_contract_fields_and_table_columns_agree():
 
 
 def test_csv_and_parquet_columns_come_from_the_export_model():
-    flat = [n for n in ExportRecord.model_fields if n not in ("metrics", "scores")]
-    assert list(CSV_COLUMNS) == flat
+    # every field of the one model, then what an export adds on request (objects travel as JSON text in CSV)
+    assert list(CSV_COLUMNS) == [*ExportRecord.model_fields, "mentions", "provenance"]
     assert set(ANALYSIS_FIELDS) == {"label", "score", "scores", "brokers", "tickers", "model"}
 
 
@@ -73,4 +73,9 @@ def test_every_export_format_round_trips_the_record(sqlite_url, tmp_path):
     assert next(csv.DictReader(io.StringIO(out.getvalue())))["created_at"] == LINE["created_at"]
     export(rows, "parquet", str(tmp_path / "p.parquet"), out)
     table = pq.read_table(tmp_path / "p.parquet")
-    assert table.column_names == list(CSV_COLUMNS) and table.to_pylist()[0]["text"] == LINE["text"]
+    # typed created_at plus the author's offset; mentions and provenance only where the export asked for them
+    expected = [c for c in CSV_COLUMNS if c not in ("mentions", "provenance")]
+    expected.insert(expected.index("created_at") + 1, "utc_offset_min")
+    assert table.column_names == expected
+    row = table.to_pylist()[0]
+    assert row["text"] == LINE["text"] and row["created_at"].isoformat() == "2025-03-19T06:02:11+00:00"

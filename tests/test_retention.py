@@ -16,6 +16,7 @@ from monitor.records import PostRecord
 from monitor.retention import RetentionConfig, prune
 from storage.database import session_scope
 from storage.models import Alert, AlertEventRow, Annotation, OutboxItem, Post, RawPage
+from storage.queries import PostFilter, count_posts, find_posts
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OLD = NOW - timedelta(days=400)
@@ -63,6 +64,13 @@ def test_prune_deletes_only_what_retention_no_longer_keeps(engine) -> None:
     assert _count(engine, Annotation) == 1
     assert statuses == ["firing", "firing"] and _count(engine, AlertEventRow) == 2
     assert _count(engine, OutboxItem) == _count(engine, OutboxItem, OutboxItem.status == "pending") == 2
+    # The pruned post left the search index too: its words find nothing, and a post stored after the prune
+    # (which SQLite may give the pruned post's id) is found by its own words only.
+    with session_scope(engine) as s:
+        store_records(s, [_post(9, "新しい投稿です", NOW)], now=NOW)
+    with Session(engine) as s:
+        assert count_posts(s, PostFilter(q="天気")) == 0
+        assert [v.post.post_id for v in find_posts(s, PostFilter(q="新しい"))[0]] == ["709"]
     again = prune(engine, RetentionConfig(), NOW)
     assert (again.raw_pages, again.posts, again.alerts, again.outbox) == (0, 0, 0, 0)
     keep_all = RetentionConfig(raw_pages_days=0, posts_without_mentions_days=0, events_days=0, outbox_days=0)

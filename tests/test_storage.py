@@ -72,8 +72,11 @@ def test_migrations_match_the_models(engine):
     from alembic.runtime.migration import MigrationContext
     from sqlmodel import SQLModel
 
+    from storage.search import include_object
+
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), SQLModel.metadata)
+        context = MigrationContext.configure(conn, opts={"compare_type": False, "include_object": include_object})
+        diff = compare_metadata(context, SQLModel.metadata)
     assert diff == []
 
 

@@ -15,12 +15,20 @@ def add_command(sub: Any, name: str, help_text: str, example: str, handler: Any 
     return parser
 
 
-def settings_and_engine(args: argparse.Namespace, *, read_only: bool = False, migrate: bool = True) -> tuple[Any, Any]:
-    """The settings (``--config``) and the migrated store: ``--db``, else DATABASE_URL / the config, else the
-    default SQLite file. ``read_only`` commands never create a store: a mistyped path is an error."""
+def settings_and_engine(args: argparse.Namespace, *, read_only: bool = False, must_exist: bool = False,
+                        migrate: bool = True) -> tuple[Any, Any]:
+    """The settings (``--config``) and the store: ``--db``, else DATABASE_URL / the config, else the default
+    SQLite file, with its schema brought up to date.
+
+    ``read_only`` commands (query, export, serve, alerts list) open a store that must exist already and is
+    never created or migrated (a store behind the code's schema is one line naming ``db upgrade``);
+    ``must_exist`` only refuses to create one (``status``, whose ``--check`` also passes ``migrate=False``).
+    """
     from monitor.settings import load_settings
-    from storage.database import open_store
+    from storage.database import open_existing_store, open_store
 
     settings = load_settings(getattr(args, "config", None))
-    return settings, open_store(getattr(args, "db", None) or settings.storage.database_url, must_exist=read_only,
-                                migrate=migrate)
+    url = getattr(args, "db", None) or settings.storage.database_url
+    if read_only:
+        return settings, open_existing_store(url)
+    return settings, open_store(url, must_exist=must_exist, migrate=migrate)

@@ -180,7 +180,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
 
     # A health check (the Dockerfile's) only reads: it never creates a store or runs migrations.
-    settings, engine = settings_and_engine(args, read_only=True, migrate=not args.check)
+    settings, engine = settings_and_engine(args, must_exist=True, migrate=not args.check)
     if args.check:
         return check_health(engine, settings, datetime.now(UTC), sys.stdout)
     _, disabled = build_collectors(settings)

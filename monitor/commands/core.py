@@ -1,4 +1,4 @@
-"""Core commands: demo, replay, import, export, init, db upgrade."""
+"""Core commands: demo, replay, import, init, db upgrade (query and export live in query.py)."""
 
 from __future__ import annotations
 
@@ -130,27 +130,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if imported.failed else 0
 
 
-# -- export ----------------------------------------------------------------------------------------------
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from monitor.records import parse_timestamp
-    from storage.export import export
-    from storage.queries import iter_post_views
-
-    engine = settings_and_engine(args, read_only=True)[1]
-    since = parse_timestamp(args.since, "--since") if args.since else None
-    until = parse_timestamp(args.until, "--until") if args.until else None
-    with Session(engine) as session:
-        records = (v.to_record() for v in iter_post_views(session, label=args.label, since=since, until=until))
-        n = export(records, args.format, args.output, sys.stdout)
-    if args.output and args.output != "-":
-        print(f"wrote {n} posts to {args.output}", file=sys.stderr)
-    return 0
-
-
 # -- init / db -------------------------------------------------------------------------------------------
 
 
@@ -206,14 +185,6 @@ def register(subparsers: Any) -> None:
     p = add_command(subparsers, "import", "store a Post JSONL or twarc2 JSONL file without alerting",
              "incident-monitor import posts.jsonl", cmd_import)
     p.add_argument("file", help="Post JSONL or twarc2 JSONL; - for stdin")
-
-    p = add_command(subparsers, "export", "write stored posts with their labels, brokers and tickers",
-             "incident-monitor export --format csv --output posts.csv", cmd_export)
-    p.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl")
-    p.add_argument("--output", metavar="PATH", help="file to write (default stdout; parquet needs a file)")
-    p.add_argument("--label", choices=("victim_report", "incident_discussion", "irrelevant"))
-    p.add_argument("--since", metavar="ISO8601", help="only posts created at or after this time")
-    p.add_argument("--until", metavar="ISO8601", help="only posts created before this time")
 
     p = add_command(subparsers, "init", "write a commented incident-monitor.toml to start from",
              "incident-monitor init", cmd_init)

@@ -75,11 +75,16 @@ class NearDuplicates:
         self._params = (probe.b, probe.r)  # integration: work it out once, not per batch
         self._cache: dict[str, MinHash] = {}
         self._cache_size = cache_size
+        # Drawing the permutations is most of what a new MinHash costs; the same seed draws the same ones,
+        # so draw them once and share them (signatures are unchanged).
+        template = MinHash(num_perm=num_perm, seed=1)
+        self._permutations = (template.permutations, template.scheme)
 
     def signature(self, key: str, text: str) -> MinHash:
         sig = self._cache.get(key)
         if sig is None:
-            sig = MinHash(num_perm=self.num_perm, seed=1)
+            permutations, scheme = self._permutations
+            sig = MinHash(num_perm=self.num_perm, seed=1, permutations=permutations, scheme=scheme)
             sig.update_batch([s.encode("utf-8") for s in sorted(shingles(text, self.shingle_chars))])
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()  # crude but bounded; a miss only costs a re-hash

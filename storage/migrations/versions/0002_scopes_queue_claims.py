@@ -1,6 +1,6 @@
 """alert scopes, one active alert per fingerprint, the analysis queue, outbox claim owners
 
-Revision ID: 0002e
+Revision ID: 0002
 Revises: 0001
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 import storage.models
 
-revision: str = "0002e"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

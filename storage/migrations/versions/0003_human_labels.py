@@ -1,7 +1,7 @@
 """human labels beside the model's annotations (the labeling loop); annotations name their tokenizer
 
-Revision ID: 0002b
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from collections.abc import Sequence
@@ -12,8 +12,8 @@ from alembic import op
 
 import storage.models
 
-revision: str = "0002b"
-down_revision: str | None = "0002e"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
