@@ -81,7 +81,8 @@ def test_default_queries_split_at_512_characters_and_cover_every_word() -> None:
     pairs = set()
     for q in small:
         brokers_group, terms_group = re.findall(r"\(([^)]*)\)", q)
-        pairs |= {(b, t) for b in brokers_group.split(" OR ") for t in terms_group.split(" OR ")}
+        # a term of several words ("sbi securities") is one quoted phrase in X's query syntax
+        pairs |= {(b.strip('"'), t.strip('"')) for b in brokers_group.split(" OR ") for t in terms_group.split(" OR ")}
     assert pairs == {(b, t) for b in DEFAULT_BROKER_TERMS for t in DEFAULT_INCIDENT_TERMS}
 
 
