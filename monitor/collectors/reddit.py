@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor
 from monitor.collectors.config import RedditConfig
+from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
 from monitor.records import PostRecord, new_post
@@ -159,53 +160,8 @@ class RedditCollector:
 
     def collect_listing(self, engine: Engine, name: str, path: str, params: dict[str, Any],
                         result: CollectResult, stop: threading.Event) -> None:
-        cursor = read_cursor(engine, SOURCE, name)
-        floor = parse_cursor(cursor.value)
-        after = cursor.extra.get("after")
-        pending = cursor.extra.get("pending")
-        for _ in range(MAX_PAGES):
-            query = {**params, "limit": self.config.limit, "raw_json": 1}
-            if after:
-                query["after"] = after
-            page = self._get(path, query, result, stop)
-            retrieved = datetime.now(UTC)
-            children = page["data"].get("children") or []
-            records, reached_floor = [], False
-            for child in children:
-                data = child.get("data") if isinstance(child, dict) else None
-                try:
-                    record = thing_to_record(child)
-                except InputError as exc:
-                    result.skipped += 1
-                    log.warning("Reddit %s: skipped an item: %s", path, exc)
-                    continue
-                key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
-                if floor is not None and key <= floor:
-                    reached_floor = True
-                    continue
-                records.append(record)
-                if pending is None or key > parse_cursor(pending):  # type: ignore[operator]
-                    pending = f"{float(data['created_utc'])}:{record.id}"  # type: ignore[index]
-            next_after = page["data"].get("after")
-            done = reached_floor or not next_after or not children
-            if done:
-                value, extra = pending or cursor.value or "", {}
-            else:
-                value, extra = cursor.value or "", {"after": next_after, "pending": pending}
-            new, dup = store_page(
-                engine, source=SOURCE, endpoint=f"{self.config.oauth_url.rstrip('/')}{path}?{_query(query)}",
-                body=json.dumps(page, ensure_ascii=False), records=records, cursor_name=name,
-                cursor_value=value, cursor_extra=extra, retrieved_at=retrieved,
-            )
-            result.pages += 1
-            result.new += new
-            result.duplicate += dup
-            if done:
-                return
-            after = next_after
-            if stop.is_set():
-                raise Shutdown()
-        result.notes.append(f"{name}: page limit reached; the next pass continues")
+        walk_pages(engine, _ListingWalk(self, path, params), source=SOURCE, cursor_name=name, max_pages=MAX_PAGES,
+                   result=result, stop=stop, label=name)
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         result = CollectResult(SOURCE)
@@ -230,6 +186,62 @@ class RedditCollector:
             raise SourceError(f"every Reddit listing failed; first: {failures[0]}")
         result.notes.extend(failures[:3])
         return result
+
+
+class _ListingWalk:
+    """One listing, newest first down to the stored cursor, as a :class:`~monitor.collectors.paging.Walk`."""
+
+    def __init__(self, collector: RedditCollector, path: str, params: dict[str, Any]) -> None:
+        self.collector, self.path, self.params = collector, path, params
+        self.stored_value: str | None = None
+        self.floor: tuple[float, int] | None = None
+        self.after: str | None = None
+        self.pending: str | None = None
+
+    def begin(self, cursor: Cursor) -> bool:
+        self.stored_value = cursor.value
+        self.floor = parse_cursor(cursor.value)
+        self.after = cursor.extra.get("after")
+        self.pending = cursor.extra.get("pending")
+        return True
+
+    def fetch(self, result: CollectResult, stop: threading.Event) -> Page:
+        path = self.path
+        query = {**self.params, "limit": self.collector.config.limit, "raw_json": 1}
+        if self.after:
+            query["after"] = self.after
+        page = self.collector._get(path, query, result, stop)
+        retrieved = datetime.now(UTC)
+        children = page["data"].get("children") or []
+        records, reached_floor = [], False
+        for child in children:
+            data = child.get("data") if isinstance(child, dict) else None
+            try:
+                record = thing_to_record(child)
+            except InputError as exc:
+                result.skipped += 1
+                log.warning("Reddit %s: skipped an item: %s", path, exc)
+                continue
+            key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
+            if self.floor is not None and key <= self.floor:
+                reached_floor = True
+                continue
+            records.append(record)
+            if self.pending is None or key > parse_cursor(self.pending):  # type: ignore[operator]
+                self.pending = f"{float(data['created_utc'])}:{record.id}"  # type: ignore[index]
+        next_after = page["data"].get("after")
+        done = reached_floor or not next_after or not children
+        if done:
+            value, extra = self.pending or self.stored_value or "", {}
+        else:
+            value, extra = self.stored_value or "", {"after": next_after, "pending": self.pending}
+        self.after = next_after
+        return Page(endpoint=f"{self.collector.config.oauth_url.rstrip('/')}{path}?{_query(query)}",
+                    body=json.dumps(page, ensure_ascii=False), records=records, cursor_value=value,
+                    cursor_extra=extra, more=not done, retrieved_at=retrieved)
+
+    def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
+        return None
 
 
 def _immediate_retry_class() -> type:

@@ -35,9 +35,10 @@ import tweepy
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import health, retry
-from monitor.collectors.base import CollectResult, collect_each, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor, collect_each
 from monitor.collectors.config import XConfig
-from monitor.collectors.retry import RetryPolicy, Shutdown
+from monitor.collectors.paging import Page, walk_pages
+from monitor.collectors.retry import RetryPolicy
 from monitor.errors import CredentialsError, InputError, SourceError
 from monitor.records import PostRecord, x_page_users, x_tweet_to_record
 
@@ -192,90 +193,8 @@ class XCollector:
             return True
 
     def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
-        name = cursor_name(query)
-        cursor = read_cursor(engine, SOURCE, name)
-        since_id = cursor.value or None
-        extra = dict(cursor.extra)
-        next_token = extra.get("next_token")
-        now = datetime.now(UTC)
-        if not next_token and since_id and not self._due(extra, now):
-            if not self._counts_moved(query, since_id, result, stop, engine):
-                log.info("X %r: counts show nothing new since %s; search skipped", query[:40], since_id)
-                return
-        pending_newest = extra.get("pending_newest_id")
-        seen_tokens: dict[str, int] = {}
-        pages = 0
-        while True:
-            if pages >= self.config.max_pages_per_pass:
-                result.notes.append(f"page limit {self.config.max_pages_per_pass} reached; the next pass continues")
-                return
-            page_cost = self.config.max_results * self.config.cost_per_post_usd
-            spent = health.spent_today(engine, SOURCE)
-            if spent + page_cost > self.config.daily_budget_usd:
-                note = f"daily budget ${self.config.daily_budget_usd:.2f} reached (spent ~${spent:.2f} today); searching resumes tomorrow (UTC)"
-                log.warning("X: %s", note)
-                result.notes.append(note)
-                return
-            params: dict[str, Any] = {
-                "max_results": self.config.max_results,
-                "tweet_fields": TWEET_FIELDS,
-                "expansions": EXPANSIONS,
-                "user_fields": USER_FIELDS,
-            }
-            if since_id:
-                params["since_id"] = since_id
-            if next_token:
-                params["next_token"] = next_token
-            try:
-                page, body, endpoint = self._get(
-                    f"X search {query[:40]!r}", lambda p=params: self.client.search_recent_tweets(query, **p), result, stop
-                )
-            except SourceError as exc:
-                if next_token and "HTTP 400" in str(exc):
-                    # An expired pagination token: start again from since_id; re-reads are stored once.
-                    log.warning("X %r: pagination token refused (%s); restarting from since_id", query[:40], exc)
-                    next_token, pending_newest = None, None
-                    continue
-                raise
-            retrieved = datetime.now(UTC)
-            records = self._parse(page, result)
-            meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
-            newest = meta.get("newest_id")
-            if newest and (pending_newest is None or int(newest) > int(pending_newest)):
-                pending_newest = str(newest)
-            token = meta.get("next_token")
-            if token:
-                # A repeated page hands out the same token again; following it once more is right, but a
-                # service stuck on one page must not loop forever (the cursor keeps the token for later).
-                seen_tokens[token] = seen_tokens.get(token, 0) + 1
-                if seen_tokens[token] > 3:
-                    raise SourceError(f"X search {query[:40]!r}: the API keeps answering the same page; the next pass resumes")
-            if token:
-                new_extra = {**extra, "query": query, "next_token": token, "pending_newest_id": pending_newest}
-                value = since_id or ""
-            else:
-                newest_value = pending_newest or since_id or ""
-                if since_id and newest_value and int(since_id) > int(newest_value):
-                    newest_value = since_id
-                new_extra = {"query": query, "last_search_at": retrieved.isoformat()}
-                value = newest_value
-            new, dup = store_page(
-                engine, source=SOURCE, endpoint=endpoint, body=body, records=records,
-                cursor_name=name, cursor_value=value, cursor_extra=new_extra, retrieved_at=retrieved,
-            )
-            cost = len(page.get("data") or ()) * self.config.cost_per_post_usd if isinstance(page.get("data"), list) else 0.0
-            total_today = health.add_spend(engine, SOURCE, cost)
-            result.spend_usd += cost
-            result.pages += 1
-            result.new += new
-            result.duplicate += dup
-            pages += 1
-            log.info("X %r: page %d, %d new, %d duplicate, ~$%.4f (today ~$%.2f)", query[:40], pages, new, dup, cost, total_today)
-            if not token:
-                return
-            next_token = token
-            if stop.is_set():
-                raise Shutdown()
+        walk_pages(engine, _SearchWalk(self, engine, query), source=SOURCE, cursor_name=cursor_name(query),
+                   max_pages=self.config.max_pages_per_pass, result=result, stop=stop, label=f"X {query[:40]!r}")
 
     def _parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
         self.users.update(x_page_users(page))
@@ -296,3 +215,100 @@ class XCollector:
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         return collect_each(SOURCE, self.queries, self.collect_query, engine, stop)
+
+
+class _SearchWalk:
+    """One query's recent search as a :class:`~monitor.collectors.paging.Walk`."""
+
+    def __init__(self, collector: XCollector, engine: Engine, query: str) -> None:
+        self.collector, self.config, self.engine, self.query = collector, collector.config, engine, query
+        self.since_id: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.next_token: str | None = None
+        self.pending_newest: str | None = None
+        self.seen_tokens: dict[str, int] = {}
+        self.pages = 0
+
+    def begin(self, cursor: Cursor) -> bool:
+        self.since_id = cursor.value or None
+        self.extra = dict(cursor.extra)
+        self.next_token = self.extra.get("next_token")
+        self.pending_newest = self.extra.get("pending_newest_id")
+        return True
+
+    def due(self, result: CollectResult, stop: threading.Event) -> bool:
+        """Outside the search floor interval, search only when the counts endpoint shows something new."""
+        if self.next_token or not self.since_id or self.collector._due(self.extra, datetime.now(UTC)):
+            return True
+        if self.collector._counts_moved(self.query, self.since_id, result, stop, self.engine):
+            return True
+        log.info("X %r: counts show nothing new since %s; search skipped", self.query[:40], self.since_id)
+        return False
+
+    def fetch(self, result: CollectResult, stop: threading.Event) -> Page | None:
+        query = self.query
+        if self.pages == 0 and not self.due(result, stop):
+            return None
+        page_cost = self.config.max_results * self.config.cost_per_post_usd
+        spent = health.spent_today(self.engine, SOURCE)
+        if spent + page_cost > self.config.daily_budget_usd:
+            note = (f"daily budget ${self.config.daily_budget_usd:.2f} reached (spent ~${spent:.2f} today); "
+                    "searching resumes tomorrow (UTC)")
+            log.warning("X: %s", note)
+            result.notes.append(note)
+            return None
+        while True:
+            params: dict[str, Any] = {
+                "max_results": self.config.max_results,
+                "tweet_fields": TWEET_FIELDS,
+                "expansions": EXPANSIONS,
+                "user_fields": USER_FIELDS,
+            }
+            if self.since_id:
+                params["since_id"] = self.since_id
+            if self.next_token:
+                params["next_token"] = self.next_token
+            try:
+                page, body, endpoint = self.collector._get(
+                    f"X search {query[:40]!r}", lambda p=params: self.collector.client.search_recent_tweets(query, **p),
+                    result, stop,
+                )
+                break
+            except SourceError as exc:
+                if self.next_token and "HTTP 400" in str(exc):
+                    # An expired pagination token: start again from since_id; re-reads are stored once.
+                    log.warning("X %r: pagination token refused (%s); restarting from since_id", query[:40], exc)
+                    self.next_token, self.pending_newest = None, None
+                    continue
+                raise
+        retrieved = datetime.now(UTC)
+        records = self.collector._parse(page, result)
+        meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
+        newest = meta.get("newest_id")
+        if newest and (self.pending_newest is None or int(newest) > int(self.pending_newest)):
+            self.pending_newest = str(newest)
+        token = meta.get("next_token")
+        if token:
+            # A repeated page hands out the same token again; following it once more is right, but a
+            # service stuck on one page must not loop forever (the cursor keeps the token for later).
+            self.seen_tokens[token] = self.seen_tokens.get(token, 0) + 1
+            if self.seen_tokens[token] > 3:
+                raise SourceError(f"X search {query[:40]!r}: the API keeps answering the same page; the next pass resumes")
+            new_extra = {**self.extra, "query": query, "next_token": token, "pending_newest_id": self.pending_newest}
+            value = self.since_id or ""
+        else:
+            value = self.pending_newest or self.since_id or ""
+            if self.since_id and value and int(self.since_id) > int(value):
+                value = self.since_id
+            new_extra = {"query": query, "last_search_at": retrieved.isoformat()}
+        self.next_token = token or None
+        cost = len(page["data"]) * self.config.cost_per_post_usd if isinstance(page.get("data"), list) else 0.0
+        return Page(endpoint=endpoint, body=body, records=records, cursor_value=value, cursor_extra=new_extra,
+                    more=bool(token), retrieved_at=retrieved, cost=cost)
+
+    def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
+        total_today = health.add_spend(self.engine, SOURCE, page.cost)
+        result.spend_usd += page.cost
+        self.pages += 1
+        log.info("X %r: page %d, %d new, %d duplicate, ~$%.4f (today ~$%.2f)",
+                 self.query[:40], self.pages, new, duplicate, page.cost, total_today)

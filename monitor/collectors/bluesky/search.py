@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, collect_each, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor, collect_each
 from monitor.collectors.bluesky.parse import (
     POST_COLLECTION,
     SOURCE,
@@ -21,6 +21,7 @@ from monitor.collectors.bluesky.parse import (
     split_at_uri,
 )
 from monitor.collectors.config import BlueskyConfig
+from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
 from monitor.records import PostRecord, parse_timestamp
@@ -218,52 +219,8 @@ class SearchBackfill:
                           credential_hint="BLUESKY_APP_PASSWORD")
 
     def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
-        name = search_cursor_name(query)
-        stored = read_cursor(engine, SOURCE, name)
-        since = stored.value or None
-        extra = dict(stored.extra)
-        next_cursor = extra.get("cursor")
-        pending_newest = extra.get("pending_newest")
-        for _ in range(self.config.max_search_pages):
-            params: dict[str, Any] = {"q": query, "lang": "ja", "sort": "latest", "limit": self.config.search_limit}
-            if since:
-                # searchPosts filters on sortAt, and a post can be indexed late: overlap the last sweep.
-                params["since"] = _overlap(since)
-            if next_cursor:
-                params["cursor"] = next_cursor
-            page, body, url = self._page(params, stop, result)
-            records: list[PostRecord] = []
-            views = page.get("posts") if isinstance(page.get("posts"), list) else []
-            for view in views:
-                try:
-                    records.append(_search_post(view))
-                except InputError as exc:
-                    result.skipped += 1
-                    log.warning("Bluesky search: skipped a post: %s", exc)
-            for view in views:
-                stamp = _sort_time(view)
-                if stamp is not None and (pending_newest is None or stamp > pending_newest):
-                    pending_newest = stamp
-            token = page.get("cursor") if isinstance(page.get("cursor"), str) and page.get("posts") else None
-            if token == next_cursor and token is not None:
-                raise SourceError(f"Bluesky search {query!r}: the API answered the same cursor again; the next pass resumes")
-            if token:
-                value, new_extra = since or "", {"query": query, "cursor": token, "pending_newest": pending_newest}
-            else:
-                value, new_extra = pending_newest or since or "", {"query": query}
-            new, dup = store_page(
-                engine, source=SOURCE, endpoint=url, body=body, records=records,
-                cursor_name=name, cursor_value=value, cursor_extra=new_extra,
-            )
-            result.pages += 1
-            result.new += new
-            result.duplicate += dup
-            if not token:
-                return
-            next_cursor = token
-            if stop.is_set():
-                raise Shutdown()
-        result.notes.append(f"search page limit {self.config.max_search_pages} reached; the next pass continues")
+        walk_pages(engine, _SearchWalk(self, query), source=SOURCE, cursor_name=search_cursor_name(query),
+                   max_pages=self.config.max_search_pages, result=result, stop=stop, label=f"search {query!r}")
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         result = CollectResult(SOURCE)
@@ -276,3 +233,51 @@ class SearchBackfill:
         return result
 
 
+class _SearchWalk:
+    """One query's searchPosts sweep as a :class:`~monitor.collectors.paging.Walk`."""
+
+    def __init__(self, backfill: SearchBackfill, query: str) -> None:
+        self.backfill, self.query = backfill, query
+        self.since: str | None = None
+        self.next_cursor: str | None = None
+        self.pending_newest: str | None = None
+
+    def begin(self, cursor: Cursor) -> bool:
+        self.since = cursor.value or None
+        self.next_cursor = cursor.extra.get("cursor")
+        self.pending_newest = cursor.extra.get("pending_newest")
+        return True
+
+    def fetch(self, result: CollectResult, stop: threading.Event) -> Page:
+        query, config = self.query, self.backfill.config
+        params: dict[str, Any] = {"q": query, "lang": "ja", "sort": "latest", "limit": config.search_limit}
+        if self.since:
+            # searchPosts filters on sortAt, and a post can be indexed late: overlap the last sweep.
+            params["since"] = _overlap(self.since)
+        if self.next_cursor:
+            params["cursor"] = self.next_cursor
+        page, body, url = self.backfill._page(params, stop, result)
+        records: list[PostRecord] = []
+        views = page.get("posts") if isinstance(page.get("posts"), list) else []
+        for view in views:
+            try:
+                records.append(_search_post(view))
+            except InputError as exc:
+                result.skipped += 1
+                log.warning("Bluesky search: skipped a post: %s", exc)
+        for view in views:
+            stamp = _sort_time(view)
+            if stamp is not None and (self.pending_newest is None or stamp > self.pending_newest):
+                self.pending_newest = stamp
+        token = page.get("cursor") if isinstance(page.get("cursor"), str) and page.get("posts") else None
+        if token == self.next_cursor and token is not None:
+            raise SourceError(f"Bluesky search {query!r}: the API answered the same cursor again; the next pass resumes")
+        if token:
+            value, extra = self.since or "", {"query": query, "cursor": token, "pending_newest": self.pending_newest}
+        else:
+            value, extra = self.pending_newest or self.since or "", {"query": query}
+        self.next_cursor = token
+        return Page(endpoint=url, body=body, records=records, cursor_value=value, cursor_extra=extra, more=bool(token))
+
+    def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
+        return None
