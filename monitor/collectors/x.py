@@ -14,10 +14,12 @@ Spend: every page's posts are priced at ``cost_per_post_usd`` and added to today
 ``source_health``; a search page is only requested while the estimated day total stays under
 ``daily_budget_usd``.
 
-The base-URL seam: tweepy's ``Client.request`` hard-codes ``https://api.twitter.com`` but sends every
-request through ``self.session`` (a ``requests.Session``). :class:`RebasedSession` swaps that host for
-``X_API_BASE_URL`` and adds a timeout (tweepy sets none), so gateways and loopback test servers work with
-the unmodified client and its own error types.
+The base-URL seam: tweepy's ``Client`` has no base-URL option (``Client.request`` joins the fixed
+``https://api.twitter.com`` with each route) but sends every request through its ``session`` attribute, a
+``requests.Session``. :class:`XClient` mounts the collectors' transport adapter there (``Session.mount``,
+public requests API; see :mod:`monitor.collectors.transport`), which moves the request to
+``X_API_BASE_URL`` and sends it through the one ``httpx`` transport with a timeout, so gateways and
+loopback test servers work with the unmodified client and its own error types.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import requests
 import tweepy
 from sqlalchemy.engine import Engine
@@ -39,6 +41,7 @@ from monitor.collectors.base import CollectResult, Cursor, collect_each
 from monitor.collectors.config import XConfig
 from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy
+from monitor.collectors.transport import TWEEPY_HOSTS, HttpxAdapter, without_userinfo
 from monitor.errors import CredentialsError, InputError, SourceError
 from monitor.records import PostRecord, x_page_users, x_tweet_to_record
 
@@ -48,7 +51,6 @@ SOURCE = "x"
 TWEET_FIELDS = ["created_at", "lang", "author_id", "referenced_tweets", "public_metrics", "note_tweet"]
 USER_FIELDS = ["username", "name"]
 EXPANSIONS = ["author_id"]
-_TWEEPY_HOSTS = ("https://api.twitter.com", "https://api.x.com")
 
 
 def build_queries(brokers: tuple[str, ...] | list[str], terms: tuple[str, ...] | list[str], suffix: str, max_length: int) -> list[str]:
@@ -99,37 +101,21 @@ def cursor_name(query: str) -> str:
     return "search:" + hashlib.sha256(query.encode()).hexdigest()[:16]
 
 
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-
-
-class RebasedSession(requests.Session):
-    """Sends tweepy's requests to ``base_url`` instead of its built-in host, with a timeout."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        for host in _TWEEPY_HOSTS:
-            if url.startswith(host):
-                url = self.base_url + url[len(host):]
-                break
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
 class XClient(tweepy.Client):
-    """tweepy's v2 client, answering raw ``requests.Response`` objects (we keep the body verbatim)."""
+    """tweepy's v2 client, answering raw ``requests.Response`` objects (we keep the body verbatim).
 
-    def __init__(self, bearer_token: str, base_url: str, timeout: float = 30.0) -> None:
+    Configured through public API only: ``return_type=requests.Response`` (raw pages),
+    ``wait_on_rate_limit=False`` (waiting is the retry policy's job), and a transport adapter mounted on
+    the client's ``session`` (see :mod:`monitor.collectors.transport`) that sends its requests through the
+    collectors' one ``httpx`` transport to ``base_url`` with a timeout (tweepy sets none).
+    """
+
+    def __init__(self, bearer_token: str, base_url: str, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(bearer_token=bearer_token, return_type=requests.Response, wait_on_rate_limit=False)
-        self.session = RebasedSession(base_url, timeout)
+        adapter = HttpxAdapter(base_url, timeout, transport)
+        for host in TWEEPY_HOSTS:
+            self.session.mount(host + "/", adapter)
 
 
 class XCollector:
@@ -137,19 +123,20 @@ class XCollector:
 
     source = SOURCE
 
-    def __init__(self, config: XConfig, policy: RetryPolicy | None = None, *, client: XClient | None = None) -> None:
+    def __init__(self, config: XConfig, policy: RetryPolicy | None = None, *, client: XClient | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         if not config.bearer_token:
             raise CredentialsError("X_BEARER_TOKEN")
         self.config = config
         self.policy = policy or RetryPolicy()
-        self.client = client or XClient(config.bearer_token.reveal(), config.api_base_url, config.timeout_seconds)
+        self.client = client or XClient(config.bearer_token.reveal(), config.api_base_url, config.timeout_seconds, transport)
         self.queries = build_queries(config.brokers, config.incident_terms, config.query_suffix, config.max_query_length)
         # Authors seen on earlier pages: a page's includes.users may omit an author it already sent.
         self.users: dict[str, dict[str, Any]] = {}
 
     # --- requests ---------------------------------------------------------------------------------------
 
-    def _get(self, what: str, fn: Any, result: CollectResult, stop: threading.Event) -> tuple[dict[str, Any], str, str]:
+    def request(self, what: str, fn: Any, result: CollectResult, stop: threading.Event) -> tuple[dict[str, Any], str, str]:
         """One request under the retry policy; returns (parsed JSON, body text, endpoint URL)."""
 
         def attempt() -> tuple[dict[str, Any], str, str]:
@@ -158,15 +145,15 @@ class XCollector:
             page = json.loads(body)  # a truncated body raises here and is retried like a reset
             if not isinstance(page, dict):
                 raise retry.TransientError(f"{what}: answer is not a JSON object")
-            return page, body, _without_userinfo(response.url)
+            return page, body, without_userinfo(response.url)
 
         def count() -> None:
             result.requests += 1
 
         return retry.call(attempt, policy=self.policy, stop=stop, what=what, credential_hint="X_BEARER_TOKEN", on_attempt=count)
 
-    def _counts_moved(self, query: str, since_id: str, result: CollectResult, stop: threading.Event, engine: Engine) -> bool:
-        page, _, _ = self._get(
+    def counts_moved(self, query: str, since_id: str, result: CollectResult, stop: threading.Event, engine: Engine) -> bool:
+        page, _, _ = self.request(
             f"X counts {query[:40]!r}",
             lambda: self.client.get_recent_tweets_count(query, since_id=since_id, granularity="minute"),
             result,
@@ -183,7 +170,7 @@ class XCollector:
 
     # --- one query --------------------------------------------------------------------------------------
 
-    def _due(self, cursor_extra: dict[str, Any], now: datetime) -> bool:
+    def search_due(self, cursor_extra: dict[str, Any], now: datetime) -> bool:
         last = cursor_extra.get("last_search_at")
         if not last:
             return True
@@ -196,7 +183,7 @@ class XCollector:
         walk_pages(engine, _SearchWalk(self, engine, query), source=SOURCE, cursor_name=cursor_name(query),
                    max_pages=self.config.max_pages_per_pass, result=result, stop=stop, label=f"X {query[:40]!r}")
 
-    def _parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
+    def parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
         self.users.update(x_page_users(page))
         data = page.get("data")
         tweets = data if isinstance(data, list) else []
@@ -238,9 +225,9 @@ class _SearchWalk:
 
     def due(self, result: CollectResult, stop: threading.Event) -> bool:
         """Outside the search floor interval, search only when the counts endpoint shows something new."""
-        if self.next_token or not self.since_id or self.collector._due(self.extra, datetime.now(UTC)):
+        if self.next_token or not self.since_id or self.collector.search_due(self.extra, datetime.now(UTC)):
             return True
-        if self.collector._counts_moved(self.query, self.since_id, result, stop, self.engine):
+        if self.collector.counts_moved(self.query, self.since_id, result, stop, self.engine):
             return True
         log.info("X %r: counts show nothing new since %s; search skipped", self.query[:40], self.since_id)
         return False
@@ -269,7 +256,7 @@ class _SearchWalk:
             if self.next_token:
                 params["next_token"] = self.next_token
             try:
-                page, body, endpoint = self.collector._get(
+                page, body, endpoint = self.collector.request(
                     f"X search {query[:40]!r}", lambda p=params: self.collector.client.search_recent_tweets(query, **p),
                     result, stop,
                 )
@@ -282,7 +269,7 @@ class _SearchWalk:
                     continue
                 raise
         retrieved = datetime.now(UTC)
-        records = self.collector._parse(page, result)
+        records = self.collector.parse(page, result)
         meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
         newest = meta.get("newest_id")
         if newest and (self.pending_newest is None or int(newest) > int(self.pending_newest)):
