@@ -63,9 +63,11 @@ class HttpxAdapter(BaseAdapter):
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        body = request.body
         answer = self.client.request(
-            request.method or "GET", self.rebase(request.url or ""), headers=dict(request.headers),
-            content=request.body.encode() if isinstance(request.body, str) else request.body,
+            request.method or "GET", self.rebase(request.url or ""),
+            headers={k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in request.headers.items()},
+            content=body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else None,
             timeout=timeout if isinstance(timeout, int | float) else httpx.USE_CLIENT_DEFAULT,
         )
         response = requests.Response()
@@ -76,7 +78,7 @@ class HttpxAdapter(BaseAdapter):
         response.reason = answer.reason_phrase
         response.url = str(answer.request.url)
         response.request = request
-        response.connection = self
+        response.connection = self  # type: ignore[assignment]  # requests types it as its own HTTPAdapter
         return response
 
     def close(self) -> None:
