@@ -74,7 +74,7 @@ class XConfig:
 
 @dataclass(frozen=True)
 class RedditConfig:
-    """Reddit through praw (approved API access required)."""
+    """Reddit's read-only OAuth API over plain HTTP (approved API access required)."""
 
     enabled: bool = field(default=True, metadata={"help": "collect from Reddit when the REDDIT_* credentials are set"})
     client_id: Secret | None = field(

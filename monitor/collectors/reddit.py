@@ -1,31 +1,36 @@
-"""Reddit through praw: new submissions and comments of the configured subreddits, plus searches.
+"""Reddit over plain HTTP: new submissions and comments of the configured subreddits, plus searches.
 
 Reddit requires approved API access (an app registered under its Data API terms); the credentials are
 ``REDDIT_CLIENT_ID``, ``REDDIT_CLIENT_SECRET`` and a descriptive ``REDDIT_USER_AGENT``. Read-only,
-application-only OAuth. ``REDDIT_OAUTH_URL`` / ``REDDIT_WWW_URL`` move the API and token hosts (praw's own
-``oauth_url`` / ``reddit_url`` settings) for gateways and tests.
+application-only OAuth (client credentials) through :class:`RedditAPI`, on the collectors' one HTTP seam
+(:mod:`monitor.collectors.transport`): praw's public API hands over parsed listings only (no raw
+body) and has no option to switch off prawcore's own retries (2-4 s sleeps no shutdown can interrupt);
+the two endpoints used are plain JSON.
+``REDDIT_OAUTH_URL`` / ``REDDIT_WWW_URL`` move the API and token hosts for gateways and tests.
 
 Each listing (``new:SUB``, ``comments:SUB``, ``search:QUERY``) has a cursor ``CREATED_UTC:FULLNAME`` of the
 newest item stored. Listings come newest first; a pass walks pages (``after``) until it reaches items at or
 below the cursor. Like X, the cursor value only advances once the walk is complete; mid-walk the
 ``after`` token sits in the cursor's extra, so a restart resumes the walk instead of leaving a gap.
-Pages are stored as praw hands them over (parsed JSON, re-serialized) - praw gives no access to the bytes.
+Pages are stored verbatim, as Reddit sent them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor
 from monitor.collectors.config import RedditConfig
+from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
+from monitor.collectors.transport import http_client
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
 from monitor.records import PostRecord, new_post
 
@@ -98,7 +103,8 @@ def thing_to_record(thing: dict[str, Any]) -> PostRecord:
 class RedditCollector:
     source = SOURCE
 
-    def __init__(self, config: RedditConfig, policy: RetryPolicy | None = None, *, reddit: Any = None) -> None:
+    def __init__(self, config: RedditConfig, policy: RetryPolicy | None = None, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
         for variable, value in (("REDDIT_CLIENT_ID", config.client_id), ("REDDIT_CLIENT_SECRET", config.client_secret)):
             if not value:
                 raise CredentialsError(variable)
@@ -108,27 +114,7 @@ class RedditCollector:
             )
         self.config = config
         self.policy = policy or RetryPolicy()
-        self.reddit = reddit or self._client(config)
-
-    @staticmethod
-    def _client(config: RedditConfig) -> Any:
-        import praw
-
-        reddit = praw.Reddit(
-            client_id=config.client_id.reveal(),  # type: ignore[union-attr]
-            client_secret=config.client_secret.reveal(),  # type: ignore[union-attr]
-            user_agent=config.user_agent,
-            oauth_url=config.oauth_url.rstrip("/"),
-            reddit_url=config.www_url.rstrip("/"),
-            timeout=config.timeout_seconds,
-            check_for_updates=False,
-            check_for_async=False,
-        )
-        # prawcore retries failures itself after a 2-4 s time.sleep that no shutdown can interrupt; keep
-        # one immediate retry (it also renews an expired token) and leave backoff to the retry policy.
-        for core in {id(c): c for c in (reddit._core, reddit._read_only_core)}.values():
-            core._retry_strategy_class = _immediate_retry_class()
-        return reddit
+        self.api = RedditAPI(config, transport)
 
     def listings(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(cursor name, API path, params) for every listing this pass reads."""
@@ -144,12 +130,14 @@ class RedditCollector:
                               {"q": query, "restrict_sr": "1", "sort": "new", "type": "link"}))
         return found
 
-    def _get(self, path: str, params: dict[str, Any], result: CollectResult, stop: threading.Event) -> dict[str, Any]:
-        def attempt() -> dict[str, Any]:
-            page = self.reddit.request(method="GET", path=path, params=params)
+    def get_listing(self, path: str, params: dict[str, Any], result: CollectResult,
+                    stop: threading.Event) -> tuple[dict[str, Any], str]:
+        """One listing page under the retry policy: (parsed Listing, body verbatim)."""
+        def attempt() -> tuple[dict[str, Any], str]:
+            page, body = self.api.get(path, params)
             if not isinstance(page, dict) or not isinstance(page.get("data"), dict):
                 raise retry.TransientError(f"Reddit {path}: answer is not a Listing")
-            return page
+            return page, body
 
         def count() -> None:
             result.requests += 1
@@ -159,53 +147,8 @@ class RedditCollector:
 
     def collect_listing(self, engine: Engine, name: str, path: str, params: dict[str, Any],
                         result: CollectResult, stop: threading.Event) -> None:
-        cursor = read_cursor(engine, SOURCE, name)
-        floor = parse_cursor(cursor.value)
-        after = cursor.extra.get("after")
-        pending = cursor.extra.get("pending")
-        for _ in range(MAX_PAGES):
-            query = {**params, "limit": self.config.limit, "raw_json": 1}
-            if after:
-                query["after"] = after
-            page = self._get(path, query, result, stop)
-            retrieved = datetime.now(UTC)
-            children = page["data"].get("children") or []
-            records, reached_floor = [], False
-            for child in children:
-                data = child.get("data") if isinstance(child, dict) else None
-                try:
-                    record = thing_to_record(child)
-                except InputError as exc:
-                    result.skipped += 1
-                    log.warning("Reddit %s: skipped an item: %s", path, exc)
-                    continue
-                key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
-                if floor is not None and key <= floor:
-                    reached_floor = True
-                    continue
-                records.append(record)
-                if pending is None or key > parse_cursor(pending):  # type: ignore[operator]
-                    pending = f"{float(data['created_utc'])}:{record.id}"  # type: ignore[index]
-            next_after = page["data"].get("after")
-            done = reached_floor or not next_after or not children
-            if done:
-                value, extra = pending or cursor.value or "", {}
-            else:
-                value, extra = cursor.value or "", {"after": next_after, "pending": pending}
-            new, dup = store_page(
-                engine, source=SOURCE, endpoint=f"{self.config.oauth_url.rstrip('/')}{path}?{_query(query)}",
-                body=json.dumps(page, ensure_ascii=False), records=records, cursor_name=name,
-                cursor_value=value, cursor_extra=extra, retrieved_at=retrieved,
-            )
-            result.pages += 1
-            result.new += new
-            result.duplicate += dup
-            if done:
-                return
-            after = next_after
-            if stop.is_set():
-                raise Shutdown()
-        result.notes.append(f"{name}: page limit reached; the next pass continues")
+        walk_pages(engine, _ListingWalk(self, path, params), source=SOURCE, cursor_name=name, max_pages=MAX_PAGES,
+                   result=result, stop=stop, label=name)
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         result = CollectResult(SOURCE)
@@ -232,17 +175,98 @@ class RedditCollector:
         return result
 
 
-def _immediate_retry_class() -> type:
-    from prawcore.sessions import FiniteRetryStrategy
+class _ListingWalk:
+    """One listing, newest first down to the stored cursor, as a :class:`~monitor.collectors.paging.Walk`."""
 
-    class ImmediateRetryOnce(FiniteRetryStrategy):
-        def __init__(self, retries: int = 1) -> None:
-            super().__init__(retries=retries)
+    def __init__(self, collector: RedditCollector, path: str, params: dict[str, Any]) -> None:
+        self.collector, self.path, self.params = collector, path, params
+        self.stored_value: str | None = None
+        self.floor: tuple[float, int] | None = None
+        self.after: str | None = None
+        self.pending: str | None = None
 
-        def _sleep_seconds(self) -> float | None:
-            return None
+    def begin(self, cursor: Cursor) -> bool:
+        self.stored_value = cursor.value
+        self.floor = parse_cursor(cursor.value)
+        self.after = cursor.extra.get("after")
+        self.pending = cursor.extra.get("pending")
+        return True
 
-    return ImmediateRetryOnce
+    def fetch(self, result: CollectResult, stop: threading.Event) -> Page:
+        path = self.path
+        query = {**self.params, "limit": self.collector.config.limit, "raw_json": 1}
+        if self.after:
+            query["after"] = self.after
+        page, body = self.collector.get_listing(path, query, result, stop)
+        retrieved = datetime.now(UTC)
+        children = page["data"].get("children") or []
+        records, reached_floor = [], False
+        for child in children:
+            data = child.get("data") if isinstance(child, dict) else None
+            try:
+                record = thing_to_record(child)
+            except InputError as exc:
+                result.skipped += 1
+                log.warning("Reddit %s: skipped an item: %s", path, exc)
+                continue
+            key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
+            if self.floor is not None and key <= self.floor:
+                reached_floor = True
+                continue
+            records.append(record)
+            if self.pending is None or key > parse_cursor(self.pending):  # type: ignore[operator]
+                self.pending = f"{float(data['created_utc'])}:{record.id}"  # type: ignore[index]
+        next_after = page["data"].get("after")
+        done = reached_floor or not next_after or not children
+        if done:
+            value, extra = self.pending or self.stored_value or "", {}
+        else:
+            value, extra = self.stored_value or "", {"after": next_after, "pending": self.pending}
+        self.after = next_after
+        return Page(endpoint=f"{self.collector.config.oauth_url.rstrip('/')}{path}?{_query(query)}",
+                    body=body, records=records, cursor_value=value,
+                    cursor_extra=extra, more=not done, retrieved_at=retrieved)
+
+    def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
+        return None
+
+
+class RedditAPI:
+    """Reddit's read-only API over plain HTTP: application-only OAuth (client credentials) and GETs.
+
+    The token is fetched on first use and again once when the API answers 401 (it expired); every
+    failure is raised as it came (``httpx.HTTPStatusError`` carries the response) for the retry policy.
+    """
+
+    def __init__(self, config: RedditConfig, transport: httpx.BaseTransport | None = None) -> None:
+        self.config = config
+        self.http = http_client(timeout=config.timeout_seconds, headers={"User-Agent": config.user_agent},
+                                transport=transport)
+        self.token: str | None = None
+
+    def fetch_token(self) -> str:
+        answer = self.http.post(
+            f"{self.config.www_url.rstrip('/')}/api/v1/access_token", data={"grant_type": "client_credentials"},
+            auth=(self.config.client_id.reveal(), self.config.client_secret.reveal()),  # type: ignore[union-attr]
+        )
+        answer.raise_for_status()
+        token = answer.json().get("access_token")
+        if not isinstance(token, str) or not token:
+            raise retry.TransientError("Reddit token endpoint answered without an access_token")
+        return token
+
+    def get(self, path: str, params: dict[str, Any]) -> tuple[Any, str]:
+        """GET ``path`` on the API host: (parsed JSON, body verbatim)."""
+        for fresh in (self.token is None, True):
+            if fresh:
+                self.token = self.fetch_token()
+            answer = self.http.get(f"{self.config.oauth_url.rstrip('/')}{path}", params=params,
+                                   headers={"Authorization": f"bearer {self.token}"})
+            if answer.status_code == 401 and not fresh:
+                continue  # an expired token: fetch a new one and ask again, once
+            break
+        answer.raise_for_status()
+        return answer.json(), answer.text
 
 
 def _query(params: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@
 * Every wait logs the likely cause, and every wait sleeps on a :class:`threading.Event`, so a shutdown
   request ends it at once (:class:`Shutdown`).
 
-The policy only reads ``exc.response.status_code`` / ``exc.response.headers`` (tweepy, prawcore and httpx
+The policy only reads ``exc.response.status_code`` / ``exc.response.headers`` (tweepy, requests and httpx
 errors all carry the response that way), so no client library is imported here.
 """
 

@@ -14,10 +14,12 @@ Spend: every page's posts are priced at ``cost_per_post_usd`` and added to today
 ``source_health``; a search page is only requested while the estimated day total stays under
 ``daily_budget_usd``.
 
-The base-URL seam: tweepy's ``Client.request`` hard-codes ``https://api.twitter.com`` but sends every
-request through ``self.session`` (a ``requests.Session``). :class:`RebasedSession` swaps that host for
-``X_API_BASE_URL`` and adds a timeout (tweepy sets none), so gateways and loopback test servers work with
-the unmodified client and its own error types.
+The base-URL seam: tweepy's ``Client`` has no base-URL option (``Client.request`` joins the fixed
+``https://api.twitter.com`` with each route) but sends every request through its ``session`` attribute, a
+``requests.Session``. :class:`XClient` mounts the collectors' transport adapter there (``Session.mount``,
+public requests API; see :mod:`monitor.collectors.transport`), which moves the request to
+``X_API_BASE_URL`` and sends it through the one ``httpx`` transport with a timeout, so gateways and
+loopback test servers work with the unmodified client and its own error types.
 """
 
 from __future__ import annotations
@@ -28,16 +30,18 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import requests
 import tweepy
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import health, retry
-from monitor.collectors.base import CollectResult, collect_each, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor, collect_each
 from monitor.collectors.config import XConfig
-from monitor.collectors.retry import RetryPolicy, Shutdown
+from monitor.collectors.paging import Page, walk_pages
+from monitor.collectors.retry import RetryPolicy
+from monitor.collectors.transport import TWEEPY_HOSTS, HttpxAdapter, without_userinfo
 from monitor.errors import CredentialsError, InputError, SourceError
 from monitor.records import PostRecord, x_page_users, x_tweet_to_record
 
@@ -47,7 +51,6 @@ SOURCE = "x"
 TWEET_FIELDS = ["created_at", "lang", "author_id", "referenced_tweets", "public_metrics", "note_tweet"]
 USER_FIELDS = ["username", "name"]
 EXPANSIONS = ["author_id"]
-_TWEEPY_HOSTS = ("https://api.twitter.com", "https://api.x.com")
 
 
 def build_queries(brokers: tuple[str, ...] | list[str], terms: tuple[str, ...] | list[str], suffix: str, max_length: int) -> list[str]:
@@ -98,37 +101,21 @@ def cursor_name(query: str) -> str:
     return "search:" + hashlib.sha256(query.encode()).hexdigest()[:16]
 
 
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-
-
-class RebasedSession(requests.Session):
-    """Sends tweepy's requests to ``base_url`` instead of its built-in host, with a timeout."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        for host in _TWEEPY_HOSTS:
-            if url.startswith(host):
-                url = self.base_url + url[len(host):]
-                break
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
 class XClient(tweepy.Client):
-    """tweepy's v2 client, answering raw ``requests.Response`` objects (we keep the body verbatim)."""
+    """tweepy's v2 client, answering raw ``requests.Response`` objects (we keep the body verbatim).
 
-    def __init__(self, bearer_token: str, base_url: str, timeout: float = 30.0) -> None:
+    Configured through public API only: ``return_type=requests.Response`` (raw pages),
+    ``wait_on_rate_limit=False`` (waiting is the retry policy's job), and a transport adapter mounted on
+    the client's ``session`` (see :mod:`monitor.collectors.transport`) that sends its requests through the
+    collectors' one ``httpx`` transport to ``base_url`` with a timeout (tweepy sets none).
+    """
+
+    def __init__(self, bearer_token: str, base_url: str, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(bearer_token=bearer_token, return_type=requests.Response, wait_on_rate_limit=False)
-        self.session = RebasedSession(base_url, timeout)
+        adapter = HttpxAdapter(base_url, timeout, transport)
+        for host in TWEEPY_HOSTS:
+            self.session.mount(host + "/", adapter)
 
 
 class XCollector:
@@ -136,19 +123,20 @@ class XCollector:
 
     source = SOURCE
 
-    def __init__(self, config: XConfig, policy: RetryPolicy | None = None, *, client: XClient | None = None) -> None:
+    def __init__(self, config: XConfig, policy: RetryPolicy | None = None, *, client: XClient | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         if not config.bearer_token:
             raise CredentialsError("X_BEARER_TOKEN")
         self.config = config
         self.policy = policy or RetryPolicy()
-        self.client = client or XClient(config.bearer_token.reveal(), config.api_base_url, config.timeout_seconds)
+        self.client = client or XClient(config.bearer_token.reveal(), config.api_base_url, config.timeout_seconds, transport)
         self.queries = build_queries(config.brokers, config.incident_terms, config.query_suffix, config.max_query_length)
         # Authors seen on earlier pages: a page's includes.users may omit an author it already sent.
         self.users: dict[str, dict[str, Any]] = {}
 
     # --- requests ---------------------------------------------------------------------------------------
 
-    def _get(self, what: str, fn: Any, result: CollectResult, stop: threading.Event) -> tuple[dict[str, Any], str, str]:
+    def request(self, what: str, fn: Any, result: CollectResult, stop: threading.Event) -> tuple[dict[str, Any], str, str]:
         """One request under the retry policy; returns (parsed JSON, body text, endpoint URL)."""
 
         def attempt() -> tuple[dict[str, Any], str, str]:
@@ -157,15 +145,15 @@ class XCollector:
             page = json.loads(body)  # a truncated body raises here and is retried like a reset
             if not isinstance(page, dict):
                 raise retry.TransientError(f"{what}: answer is not a JSON object")
-            return page, body, _without_userinfo(response.url)
+            return page, body, without_userinfo(response.url)
 
         def count() -> None:
             result.requests += 1
 
         return retry.call(attempt, policy=self.policy, stop=stop, what=what, credential_hint="X_BEARER_TOKEN", on_attempt=count)
 
-    def _counts_moved(self, query: str, since_id: str, result: CollectResult, stop: threading.Event, engine: Engine) -> bool:
-        page, _, _ = self._get(
+    def counts_moved(self, query: str, since_id: str, result: CollectResult, stop: threading.Event, engine: Engine) -> bool:
+        page, _, _ = self.request(
             f"X counts {query[:40]!r}",
             lambda: self.client.get_recent_tweets_count(query, since_id=since_id, granularity="minute"),
             result,
@@ -182,7 +170,7 @@ class XCollector:
 
     # --- one query --------------------------------------------------------------------------------------
 
-    def _due(self, cursor_extra: dict[str, Any], now: datetime) -> bool:
+    def search_due(self, cursor_extra: dict[str, Any], now: datetime) -> bool:
         last = cursor_extra.get("last_search_at")
         if not last:
             return True
@@ -192,92 +180,10 @@ class XCollector:
             return True
 
     def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
-        name = cursor_name(query)
-        cursor = read_cursor(engine, SOURCE, name)
-        since_id = cursor.value or None
-        extra = dict(cursor.extra)
-        next_token = extra.get("next_token")
-        now = datetime.now(UTC)
-        if not next_token and since_id and not self._due(extra, now):
-            if not self._counts_moved(query, since_id, result, stop, engine):
-                log.info("X %r: counts show nothing new since %s; search skipped", query[:40], since_id)
-                return
-        pending_newest = extra.get("pending_newest_id")
-        seen_tokens: dict[str, int] = {}
-        pages = 0
-        while True:
-            if pages >= self.config.max_pages_per_pass:
-                result.notes.append(f"page limit {self.config.max_pages_per_pass} reached; the next pass continues")
-                return
-            page_cost = self.config.max_results * self.config.cost_per_post_usd
-            spent = health.spent_today(engine, SOURCE)
-            if spent + page_cost > self.config.daily_budget_usd:
-                note = f"daily budget ${self.config.daily_budget_usd:.2f} reached (spent ~${spent:.2f} today); searching resumes tomorrow (UTC)"
-                log.warning("X: %s", note)
-                result.notes.append(note)
-                return
-            params: dict[str, Any] = {
-                "max_results": self.config.max_results,
-                "tweet_fields": TWEET_FIELDS,
-                "expansions": EXPANSIONS,
-                "user_fields": USER_FIELDS,
-            }
-            if since_id:
-                params["since_id"] = since_id
-            if next_token:
-                params["next_token"] = next_token
-            try:
-                page, body, endpoint = self._get(
-                    f"X search {query[:40]!r}", lambda p=params: self.client.search_recent_tweets(query, **p), result, stop
-                )
-            except SourceError as exc:
-                if next_token and "HTTP 400" in str(exc):
-                    # An expired pagination token: start again from since_id; re-reads are stored once.
-                    log.warning("X %r: pagination token refused (%s); restarting from since_id", query[:40], exc)
-                    next_token, pending_newest = None, None
-                    continue
-                raise
-            retrieved = datetime.now(UTC)
-            records = self._parse(page, result)
-            meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
-            newest = meta.get("newest_id")
-            if newest and (pending_newest is None or int(newest) > int(pending_newest)):
-                pending_newest = str(newest)
-            token = meta.get("next_token")
-            if token:
-                # A repeated page hands out the same token again; following it once more is right, but a
-                # service stuck on one page must not loop forever (the cursor keeps the token for later).
-                seen_tokens[token] = seen_tokens.get(token, 0) + 1
-                if seen_tokens[token] > 3:
-                    raise SourceError(f"X search {query[:40]!r}: the API keeps answering the same page; the next pass resumes")
-            if token:
-                new_extra = {**extra, "query": query, "next_token": token, "pending_newest_id": pending_newest}
-                value = since_id or ""
-            else:
-                newest_value = pending_newest or since_id or ""
-                if since_id and newest_value and int(since_id) > int(newest_value):
-                    newest_value = since_id
-                new_extra = {"query": query, "last_search_at": retrieved.isoformat()}
-                value = newest_value
-            new, dup = store_page(
-                engine, source=SOURCE, endpoint=endpoint, body=body, records=records,
-                cursor_name=name, cursor_value=value, cursor_extra=new_extra, retrieved_at=retrieved,
-            )
-            cost = len(page.get("data") or ()) * self.config.cost_per_post_usd if isinstance(page.get("data"), list) else 0.0
-            total_today = health.add_spend(engine, SOURCE, cost)
-            result.spend_usd += cost
-            result.pages += 1
-            result.new += new
-            result.duplicate += dup
-            pages += 1
-            log.info("X %r: page %d, %d new, %d duplicate, ~$%.4f (today ~$%.2f)", query[:40], pages, new, dup, cost, total_today)
-            if not token:
-                return
-            next_token = token
-            if stop.is_set():
-                raise Shutdown()
+        walk_pages(engine, _SearchWalk(self, engine, query), source=SOURCE, cursor_name=cursor_name(query),
+                   max_pages=self.config.max_pages_per_pass, result=result, stop=stop, label=f"X {query[:40]!r}")
 
-    def _parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
+    def parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
         self.users.update(x_page_users(page))
         data = page.get("data")
         tweets = data if isinstance(data, list) else []
@@ -296,3 +202,100 @@ class XCollector:
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         return collect_each(SOURCE, self.queries, self.collect_query, engine, stop)
+
+
+class _SearchWalk:
+    """One query's recent search as a :class:`~monitor.collectors.paging.Walk`."""
+
+    def __init__(self, collector: XCollector, engine: Engine, query: str) -> None:
+        self.collector, self.config, self.engine, self.query = collector, collector.config, engine, query
+        self.since_id: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.next_token: str | None = None
+        self.pending_newest: str | None = None
+        self.seen_tokens: dict[str, int] = {}
+        self.pages = 0
+
+    def begin(self, cursor: Cursor) -> bool:
+        self.since_id = cursor.value or None
+        self.extra = dict(cursor.extra)
+        self.next_token = self.extra.get("next_token")
+        self.pending_newest = self.extra.get("pending_newest_id")
+        return True
+
+    def due(self, result: CollectResult, stop: threading.Event) -> bool:
+        """Outside the search floor interval, search only when the counts endpoint shows something new."""
+        if self.next_token or not self.since_id or self.collector.search_due(self.extra, datetime.now(UTC)):
+            return True
+        if self.collector.counts_moved(self.query, self.since_id, result, stop, self.engine):
+            return True
+        log.info("X %r: counts show nothing new since %s; search skipped", self.query[:40], self.since_id)
+        return False
+
+    def fetch(self, result: CollectResult, stop: threading.Event) -> Page | None:
+        query = self.query
+        if self.pages == 0 and not self.due(result, stop):
+            return None
+        page_cost = self.config.max_results * self.config.cost_per_post_usd
+        spent = health.spent_today(self.engine, SOURCE)
+        if spent + page_cost > self.config.daily_budget_usd:
+            note = (f"daily budget ${self.config.daily_budget_usd:.2f} reached (spent ~${spent:.2f} today); "
+                    "searching resumes tomorrow (UTC)")
+            log.warning("X: %s", note)
+            result.notes.append(note)
+            return None
+        while True:
+            params: dict[str, Any] = {
+                "max_results": self.config.max_results,
+                "tweet_fields": TWEET_FIELDS,
+                "expansions": EXPANSIONS,
+                "user_fields": USER_FIELDS,
+            }
+            if self.since_id:
+                params["since_id"] = self.since_id
+            if self.next_token:
+                params["next_token"] = self.next_token
+            try:
+                page, body, endpoint = self.collector.request(
+                    f"X search {query[:40]!r}", lambda p=params: self.collector.client.search_recent_tweets(query, **p),
+                    result, stop,
+                )
+                break
+            except SourceError as exc:
+                if self.next_token and "HTTP 400" in str(exc):
+                    # An expired pagination token: start again from since_id; re-reads are stored once.
+                    log.warning("X %r: pagination token refused (%s); restarting from since_id", query[:40], exc)
+                    self.next_token, self.pending_newest = None, None
+                    continue
+                raise
+        retrieved = datetime.now(UTC)
+        records = self.collector.parse(page, result)
+        meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
+        newest = meta.get("newest_id")
+        if newest and (self.pending_newest is None or int(newest) > int(self.pending_newest)):
+            self.pending_newest = str(newest)
+        token = meta.get("next_token")
+        if token:
+            # A repeated page hands out the same token again; following it once more is right, but a
+            # service stuck on one page must not loop forever (the cursor keeps the token for later).
+            self.seen_tokens[token] = self.seen_tokens.get(token, 0) + 1
+            if self.seen_tokens[token] > 3:
+                raise SourceError(f"X search {query[:40]!r}: the API keeps answering the same page; the next pass resumes")
+            new_extra = {**self.extra, "query": query, "next_token": token, "pending_newest_id": self.pending_newest}
+            value = self.since_id or ""
+        else:
+            value = self.pending_newest or self.since_id or ""
+            if self.since_id and value and int(self.since_id) > int(value):
+                value = self.since_id
+            new_extra = {"query": query, "last_search_at": retrieved.isoformat()}
+        self.next_token = token or None
+        cost = len(page["data"]) * self.config.cost_per_post_usd if isinstance(page.get("data"), list) else 0.0
+        return Page(endpoint=endpoint, body=body, records=records, cursor_value=value, cursor_extra=new_extra,
+                    more=bool(token), retrieved_at=retrieved, cost=cost)
+
+    def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
+        total_today = health.add_spend(self.engine, SOURCE, page.cost)
+        result.spend_usd += page.cost
+        self.pages += 1
+        log.info("X %r: page %d, %d new, %d duplicate, ~$%.4f (today ~$%.2f)",
+                 self.query[:40], self.pages, new, duplicate, page.cost, total_today)

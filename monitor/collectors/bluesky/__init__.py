@@ -65,7 +65,6 @@ from monitor.collectors.bluesky.search import (
     _overlap,
     _search_post,
     _sort_time,
-    _translate,
     search_cursor_name,
 )
 from monitor.collectors.config import BlueskyConfig
@@ -91,7 +90,6 @@ __all__ = [
     "_overlap",
     "_search_post",
     "_sort_time",
-    "_translate",
     "_uri_of",
     "fold",
     "is_japanese",

@@ -1,19 +1,26 @@
-"""searchPosts backfill through the atproto SDK, resumable per query (see the package docstring)."""
+"""searchPosts backfill, resumable per query (see the package docstring).
+
+Plain XRPC over HTTP on the collectors' one seam (:mod:`monitor.collectors.transport`):
+``com.atproto.server.createSession`` for the access token and ``app.bsky.feed.searchPosts`` for pages.
+The atproto SDK hands over parsed models only (its raw answer is reachable solely by overriding a private
+request method), rejects a whole page for one odd post, and refreshes sessions with its own requests;
+two JSON calls need none of that, and every page is stored verbatim.
+"""
 
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, collect_each, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor, collect_each
 from monitor.collectors.bluesky.parse import (
     POST_COLLECTION,
     SOURCE,
@@ -21,8 +28,10 @@ from monitor.collectors.bluesky.parse import (
     split_at_uri,
 )
 from monitor.collectors.config import BlueskyConfig
+from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
-from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
+from monitor.collectors.transport import http_client, without_userinfo
+from monitor.errors import CredentialsError, InputError, SourceError
 from monitor.records import PostRecord, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -37,27 +46,6 @@ def search_cursor_name(query: str) -> str:
     'search:'
     """
     return "search:" + hashlib.sha256(query.encode()).hexdigest()[:16]
-
-
-def _translate(exc: BaseException) -> BaseException:
-    """Turn atproto errors into ones the shared policy reads.
-
-    atproto raises its own exception types: a 429 keeps its headers on ``exc.response`` (the policy reads
-    Bluesky's ``ratelimit-reset`` there), and a transport failure arrives as a ``NetworkError`` without a
-    response, whose cause is the httpx error.
-    """
-    response = getattr(exc, "response", None)
-    if getattr(response, "status_code", None) == 429:
-        wait = retry.wait_from_headers(getattr(response, "headers", None) or {})
-        if wait is not None:
-            return RateLimited(f"rate limit reached (HTTP 429, retry in {wait:.0f} s)", wait)
-        return exc
-    cause = exc.__cause__ or exc.__context__
-    if response is None and type(exc).__name__ in ("NetworkError", "InvokeTimeoutError") and cause is not None:
-        verdict = retry.classify(cause)
-        reason = verdict.cause if verdict.kind == "transient" else f"{type(cause).__name__}: {cause}"
-        return retry.TransientError(reason)
-    return exc
 
 
 SEARCH_OVERLAP = timedelta(minutes=10)
@@ -126,12 +114,31 @@ def _search_post(view: Any) -> PostRecord:
     )
 
 
+def _xrpc_error(answer: httpx.Response) -> str:
+    """An XRPC error answer as ``Error: message`` (its JSON body), else the status line."""
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        return f"{body['error']}: {body.get('message') or ''}".strip().rstrip(":")
+    return f"HTTP {answer.status_code} {answer.reason_phrase}"
+
+
+def _expired(answer: httpx.Response) -> bool:
+    """The access token expired (XRPC answers 400 ``ExpiredToken``) or was not accepted (401)."""
+    if answer.status_code == 401:
+        return True
+    return answer.status_code == 400 and _xrpc_error(answer).startswith("ExpiredToken")
+
+
 class SearchBackfill:
-    """searchPosts through the atproto SDK, resumable per query; see the module docstring."""
+    """searchPosts over plain HTTP, resumable per query; see the module docstring."""
 
     source = SOURCE
 
-    def __init__(self, config: BlueskyConfig, policy: RetryPolicy | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, config: BlueskyConfig, policy: RetryPolicy | None = None, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         if not config.handle:
             raise CredentialsError("BLUESKY_HANDLE", "set BLUESKY_HANDLE (and BLUESKY_APP_PASSWORD) to enable the "
                                    "searchPosts backfill; Jetstream needs no account")
@@ -140,130 +147,72 @@ class SearchBackfill:
                                    "BLUESKY_APP_PASSWORD_FILE) to enable the searchPosts backfill; Jetstream needs no account")
         self.config = config
         self.policy = policy or RetryPolicy()
-        self.timeout = timeout
-        self._client: Any = None
-        self._last: tuple[str, str] | None = None  # (url, body) of the last searchPosts answer, verbatim
+        self.http = http_client(timeout=timeout, transport=transport)
+        self.access_jwt: str | None = None
 
-    def _make_client(self) -> Any:
-        from atproto import Client
-        from atproto_client.request import Request
+    def xrpc(self, nsid: str) -> str:
+        """The URL of one XRPC method under ``api_url`` (the ``.../xrpc`` base, as the atproto SDK takes it)."""
+        return f"{self.config.api_url.rstrip('/')}/{nsid}"
 
-        owner = self
-
-        class RecordingRequest(Request):
-            """Keeps the raw body of each answer: the page is stored verbatim, not as re-serialized models."""
-
-            def _send_request(self, method: str, url: str, **kwargs: Any) -> Any:
-                response = super()._send_request(method, url, **kwargs)
-                owner._last = (str(response.url), response.text)
-                return response
-
-        return Client(base_url=self.config.api_url, request=RecordingRequest(timeout=self.timeout))
+    def create_session(self) -> str | None:
+        """One ``com.atproto.server.createSession``; returns the refusal (``Error: message``) or None."""
+        answer = self.http.post(self.xrpc("com.atproto.server.createSession"), json={
+            "identifier": self.config.handle, "password": self.config.app_password.reveal()})  # type: ignore[union-attr]
+        if answer.status_code in (400, 401):  # a refusal is an answer, not a failure worth retrying
+            return _xrpc_error(answer)
+        answer.raise_for_status()
+        token = answer.json().get("accessJwt")
+        if not isinstance(token, str) or not token:
+            raise retry.TransientError("Bluesky createSession answered without an accessJwt")
+        self.access_jwt = token
+        return None
 
     def login(self, stop: threading.Event, result: CollectResult) -> None:
-        if self._client is not None:
+        if self.access_jwt is not None:
             return
-        from atproto_client.exceptions import UnauthorizedError
 
-        client = self._make_client()
-
-        def attempt() -> Exception | None:
+        def count() -> None:
             result.requests += 1
-            try:
-                client.login(self.config.handle, self.config.app_password.reveal(), fetch_bsky_profile=False)
-            except UnauthorizedError as exc:
-                return exc  # a refusal is an answer, not a failure worth retrying
-            except Exception as exc:
-                translated = _translate(exc)
-                if translated is exc:
-                    raise
-                raise translated from exc
-            return None
 
-        refused = retry.call(attempt, policy=self.policy, stop=stop, what="Bluesky login",
-                             credential_hint="BLUESKY_APP_PASSWORD")
+        refused = retry.call(self.create_session, policy=self.policy, stop=stop, what="Bluesky login",
+                             credential_hint="BLUESKY_APP_PASSWORD", on_attempt=count)
         if refused is not None:
             raise CredentialsError(
                 "BLUESKY_APP_PASSWORD",
                 f"Bluesky login as {self.config.handle} was refused: {refused}; check BLUESKY_HANDLE and "
                 "BLUESKY_APP_PASSWORD (an app password from Settings > Privacy and security > App passwords)",
             )
-        self._client = client
 
-    def _page(self, params: dict[str, Any], stop: threading.Event, result: CollectResult) -> tuple[dict[str, Any], str, str]:
-        from atproto_client.exceptions import ModelError
+    def search_page(self, params: dict[str, Any], stop: threading.Event,
+                    result: CollectResult) -> tuple[dict[str, Any], str, str]:
+        """One ``app.bsky.feed.searchPosts`` page under the retry policy: (parsed, body verbatim, URL)."""
 
         def attempt() -> tuple[dict[str, Any], str, str]:
-            result.requests += 1
-            self._last = None
-            try:
-                self._client.app.bsky.feed.search_posts(params=params)
-            except ModelError as exc:
-                # The SDK rejects a whole page for one odd post; our own parse keeps the good ones.
-                log.info("Bluesky search: the SDK could not model a page (%s); parsing it leniently", exc)
-            except Exception as exc:
-                translated = _translate(exc)
-                if translated is exc:
-                    raise
-                raise translated from exc
-            if self._last is None:
-                raise retry.TransientError("Bluesky search: no answer body recorded")
-            url, body = self._last
-            page = json.loads(body)  # a truncated body raises here and is retried
+            answer = self.http.get(self.xrpc("app.bsky.feed.searchPosts"), params=params,
+                                   headers={"Authorization": f"Bearer {self.access_jwt}"})
+            if _expired(answer):
+                # An access token lives a few hours: log in again, once, and repeat the request.
+                self.access_jwt = None
+                refused = self.create_session()
+                if refused is not None:
+                    raise CredentialsError("BLUESKY_APP_PASSWORD", f"Bluesky login again was refused: {refused}")
+                answer = self.http.get(self.xrpc("app.bsky.feed.searchPosts"), params=params,
+                                       headers={"Authorization": f"Bearer {self.access_jwt}"})
+            answer.raise_for_status()
+            page = answer.json()  # a truncated body raises here and is retried
             if not isinstance(page, dict):
                 raise retry.TransientError("Bluesky search: answer is not a JSON object")
-            return page, body, url
+            return page, answer.text, without_userinfo(str(answer.url))
+
+        def count() -> None:
+            result.requests += 1
 
         return retry.call(attempt, policy=self.policy, stop=stop, what=f"Bluesky search {params['q']!r}",
-                          credential_hint="BLUESKY_APP_PASSWORD")
+                          credential_hint="BLUESKY_APP_PASSWORD", on_attempt=count)
 
     def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
-        name = search_cursor_name(query)
-        stored = read_cursor(engine, SOURCE, name)
-        since = stored.value or None
-        extra = dict(stored.extra)
-        next_cursor = extra.get("cursor")
-        pending_newest = extra.get("pending_newest")
-        for _ in range(self.config.max_search_pages):
-            params: dict[str, Any] = {"q": query, "lang": "ja", "sort": "latest", "limit": self.config.search_limit}
-            if since:
-                # searchPosts filters on sortAt, and a post can be indexed late: overlap the last sweep.
-                params["since"] = _overlap(since)
-            if next_cursor:
-                params["cursor"] = next_cursor
-            page, body, url = self._page(params, stop, result)
-            records: list[PostRecord] = []
-            views = page.get("posts") if isinstance(page.get("posts"), list) else []
-            for view in views:
-                try:
-                    records.append(_search_post(view))
-                except InputError as exc:
-                    result.skipped += 1
-                    log.warning("Bluesky search: skipped a post: %s", exc)
-            for view in views:
-                stamp = _sort_time(view)
-                if stamp is not None and (pending_newest is None or stamp > pending_newest):
-                    pending_newest = stamp
-            token = page.get("cursor") if isinstance(page.get("cursor"), str) and page.get("posts") else None
-            if token == next_cursor and token is not None:
-                raise SourceError(f"Bluesky search {query!r}: the API answered the same cursor again; the next pass resumes")
-            if token:
-                value, new_extra = since or "", {"query": query, "cursor": token, "pending_newest": pending_newest}
-            else:
-                value, new_extra = pending_newest or since or "", {"query": query}
-            new, dup = store_page(
-                engine, source=SOURCE, endpoint=url, body=body, records=records,
-                cursor_name=name, cursor_value=value, cursor_extra=new_extra,
-            )
-            result.pages += 1
-            result.new += new
-            result.duplicate += dup
-            if not token:
-                return
-            next_cursor = token
-            if stop.is_set():
-                raise Shutdown()
-        result.notes.append(f"search page limit {self.config.max_search_pages} reached; the next pass continues")
+        walk_pages(engine, _SearchWalk(self, query), source=SOURCE, cursor_name=search_cursor_name(query),
+                   max_pages=self.config.max_search_pages, result=result, stop=stop, label=f"search {query!r}")
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         result = CollectResult(SOURCE)
@@ -276,3 +225,51 @@ class SearchBackfill:
         return result
 
 
+class _SearchWalk:
+    """One query's searchPosts sweep as a :class:`~monitor.collectors.paging.Walk`."""
+
+    def __init__(self, backfill: SearchBackfill, query: str) -> None:
+        self.backfill, self.query = backfill, query
+        self.since: str | None = None
+        self.next_cursor: str | None = None
+        self.pending_newest: str | None = None
+
+    def begin(self, cursor: Cursor) -> bool:
+        self.since = cursor.value or None
+        self.next_cursor = cursor.extra.get("cursor")
+        self.pending_newest = cursor.extra.get("pending_newest")
+        return True
+
+    def fetch(self, result: CollectResult, stop: threading.Event) -> Page:
+        query, config = self.query, self.backfill.config
+        params: dict[str, Any] = {"q": query, "lang": "ja", "sort": "latest", "limit": config.search_limit}
+        if self.since:
+            # searchPosts filters on sortAt, and a post can be indexed late: overlap the last sweep.
+            params["since"] = _overlap(self.since)
+        if self.next_cursor:
+            params["cursor"] = self.next_cursor
+        page, body, url = self.backfill.search_page(params, stop, result)
+        records: list[PostRecord] = []
+        views = page.get("posts") if isinstance(page.get("posts"), list) else []
+        for view in views:
+            try:
+                records.append(_search_post(view))
+            except InputError as exc:
+                result.skipped += 1
+                log.warning("Bluesky search: skipped a post: %s", exc)
+        for view in views:
+            stamp = _sort_time(view)
+            if stamp is not None and (self.pending_newest is None or stamp > self.pending_newest):
+                self.pending_newest = stamp
+        token = page.get("cursor") if isinstance(page.get("cursor"), str) and page.get("posts") else None
+        if token == self.next_cursor and token is not None:
+            raise SourceError(f"Bluesky search {query!r}: the API answered the same cursor again; the next pass resumes")
+        if token:
+            value, extra = self.since or "", {"query": query, "cursor": token, "pending_newest": self.pending_newest}
+        else:
+            value, extra = self.pending_newest or self.since or "", {"query": query}
+        self.next_cursor = token
+        return Page(endpoint=url, body=body, records=records, cursor_value=value, cursor_extra=extra, more=bool(token))
+
+    def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
+        return None
