@@ -67,7 +67,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (MonitorError, _storage_errors.Storag
 
 
 class SourceError(MonitorError):
-    """A collector's upstream service failed."""
+    """A collector's upstream service failed; ``status`` is the HTTP status it answered, where it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class RateLimited(SourceError):

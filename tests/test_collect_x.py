@@ -305,3 +305,13 @@ def test_real_tweepy_cassette_pages_with_default_fields_are_skipped_not_fatal(sq
         server.add(make_tweets(1, start=5))
         later = XCollector(config(server), FAST).collect(sqlite_engine, threading.Event())
         assert later.new == 1 and len(server.calls(COUNTS)) == 1
+
+
+def test_a_refused_pagination_token_restarts_the_query_by_status_not_by_message(engine: sa.Engine, caplog) -> None:
+    """X answers 400 to an expired next_token; the collector restarts the query (re-reads are stored once).
+    The decision reads the HTTP status the error carries, never the words of its message."""
+    with FakeX(make_tweets(25)) as server:
+        server.fault(SEARCH, Fault("none"), Fault("status", 400, body=b'{"title":"Invalid Request"}'))
+        result = XCollector(config(server), FAST).collect(engine, threading.Event())
+    assert len(stored(engine)) == 25 and result.new == 25
+    assert "pagination token refused" in caplog.text

@@ -264,7 +264,7 @@ def call(
             variable = credential_hint or "the credentials"
             raise CredentialsError(variable, f"{what} was refused ({verdict.cause}); check {variable}") from None
         if verdict.kind == "fatal":
-            raise SourceError(f"{what} failed: {verdict.cause}") from None
+            raise SourceError(f"{what} failed: {verdict.cause}", verdict.status) from None
         if verdict.kind == "rate_limit":
             wait = verdict.wait if verdict.wait is not None else policy.backoff(failures + 1)
             if wait > policy.max_wait:
@@ -283,7 +283,7 @@ def call(
             continue
         failures += 1
         if failures >= policy.attempts:
-            raise SourceError(f"{what} failed {failures} times: {verdict.cause}") from None
+            raise SourceError(f"{what} failed {failures} times: {verdict.cause}", verdict.status) from None
         delay = policy.backoff(failures)
         delay += random.uniform(0, delay * policy.jitter)
         log.warning("%s: %s (try %d of %d); retrying in %.1fs", what, verdict.cause, failures, policy.attempts, delay)

@@ -262,7 +262,7 @@ class _SearchWalk:
                 )
                 break
             except SourceError as exc:
-                if self.next_token and "HTTP 400" in str(exc):
+                if self.next_token and exc.status == 400:
                     # An expired pagination token: start again from since_id; re-reads are stored once.
                     log.warning("X %r: pagination token refused (%s); restarting from since_id", query[:40], exc)
                     self.next_token, self.pending_newest = None, None
