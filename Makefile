@@ -28,6 +28,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Types (configured in pyproject.toml): not yet part of `make test`, it still reports errors to fix.

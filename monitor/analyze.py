@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -62,9 +62,9 @@ def fill_queue(engine: sa.Engine, model: str) -> None:
             return
         missing = (
             select(Post.id, Post.created_at)
-            .where(~sa.exists().where(Annotation.post_pk == Post.id, Annotation.model == model))
+            .where(~sa.exists().where(col(Annotation.post_pk) == col(Post.id), col(Annotation.model) == model))
         )
-        stmt = _insert(session, AnalysisQueue.__table__).from_select(["post_pk", "created_at"], missing)
+        stmt = _insert(session, AnalysisQueue.__table__).from_select(["post_pk", "created_at"], missing)  # type: ignore[attr-defined]  # SQLModel does not declare __table__
         session.execute(stmt.on_conflict_do_nothing(index_elements=["post_pk"]))
         value = {"model": model}
         if entry is None:
@@ -85,7 +85,7 @@ def pending_posts(session: Session, limit: int, until: datetime | None = None) -
     different batch and never analyze a post twice; a worker that dies releases its batch with its
     connection. SQLite has one writer at a time, so there the lock is not needed.
     """
-    stmt = select(AnalysisQueue.post_pk).order_by(AnalysisQueue.created_at, AnalysisQueue.post_pk).limit(limit)
+    stmt = select(AnalysisQueue.post_pk).order_by(col(AnalysisQueue.created_at), col(AnalysisQueue.post_pk)).limit(limit)
     if until is not None:
         stmt = stmt.where(AnalysisQueue.created_at <= until)
     if _dialect(session) == "postgresql":
@@ -101,7 +101,7 @@ def store_analyses(session: Session, posts: Sequence[Post], results: Sequence[An
     many annotations were new (a post another worker annotated meanwhile is skipped)."""
     if not posts:
         return 0
-    table = Annotation.__table__
+    table = Annotation.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
     rows = [
         {
             "post_pk": post.id, "label": analysis.label, "score": float(analysis.score),
@@ -125,7 +125,7 @@ def store_analyses(session: Session, posts: Sequence[Post], results: Sequence[An
         for m in analysis.mentions
     ]
     if mentions:
-        session.execute(sa.insert(Mention.__table__), mentions)
+        session.execute(sa.insert(Mention.__table__), mentions)  # type: ignore[attr-defined]  # SQLModel does not declare __table__
     session.execute(sa.delete(AnalysisQueue).where(col(AnalysisQueue.post_pk).in_([p.id for p in posts])))
     return len(ids)
 
@@ -164,9 +164,9 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
                   mention: tuple[str, str] | None = None) -> list[tuple[int, Report]]:
     stmt = (
         select(Post, Annotation)
-        .join(Annotation, Annotation.post_pk == Post.id)
-        .where(Annotation.model == model, Annotation.label.in_(labels))  # type: ignore[attr-defined]
-        .order_by(Post.created_at, Post.id)  # type: ignore[arg-type]
+        .join(Annotation, col(Annotation.post_pk) == col(Post.id))
+        .where(Annotation.model == model, col(Annotation.label).in_(labels))
+        .order_by(col(Post.created_at), col(Post.id))
     )
     if mention is not None:
         stmt = stmt.where(select(Mention.id).where(Mention.annotation_id == Annotation.id, Mention.kind == mention[0],
@@ -186,7 +186,7 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
     reports = []
     for post, annotation in rows:
         found = mentions.get(annotation.id, {})  # type: ignore[arg-type]
-        reports.append((annotation.id,
+        reports.append((cast(int, annotation.id),  # a stored row always has its key
             Report(
                 post_key=f"{post.source}:{post.post_id}",
                 source=post.source,

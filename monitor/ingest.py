@@ -64,7 +64,7 @@ def _store_raw(session: Session, raw: RawPayload) -> int:
     """Insert the raw page unless the same bytes from the same source are already stored; return its id."""
     digest = raw.sha256
     stmt = (
-        _insert(session, RawPage.__table__)
+        _insert(session, RawPage.__table__)  # type: ignore[attr-defined]  # SQLModel does not declare __table__
         .values(
             source=raw.source,
             endpoint=raw.endpoint[:2000],
@@ -79,7 +79,7 @@ def _store_raw(session: Session, raw: RawPayload) -> int:
     page_id = session.exec(
         select(RawPage.id).where(RawPage.source == raw.source, RawPage.sha256 == digest)
     ).one()
-    return int(page_id)
+    return int(page_id)  # type: ignore[arg-type]  # SQLModel types the key column as int | None
 
 
 def post_row_values(record: PostRecord, raw_page_id: int | None, now: datetime) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def post_row_values(record: PostRecord, raw_page_id: int | None, now: datetime) 
 def save_cursor(session: Session, source: str, name: str, value: str, extra: dict[str, Any] | None = None) -> None:
     """Upsert a collector cursor (call inside the transaction that stores the posts it covers)."""
     now = datetime.now(UTC)
-    stmt = _insert(session, CollectorCursor.__table__).values(
+    stmt = _insert(session, CollectorCursor.__table__).values(  # type: ignore[attr-defined]  # SQLModel does not declare __table__
         source=source, name=name, value=value, extra=extra or {}, updated_at=now
     )
     stmt = stmt.on_conflict_do_update(
@@ -123,7 +123,7 @@ def store_records(
     for record in records:
         unique.setdefault((record.source, record.id), record)
     if unique:
-        table = Post.__table__
+        table = Post.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
         # One statement sent as executemany: SQLAlchemy compiles it once and batches the rows itself
         # ("insertmanyvalues"), where a per-page multi-VALUES insert was recompiled for every page.
         stmt = (
@@ -137,7 +137,7 @@ def store_records(
         if inserted:
             # Queued and indexed in the same transaction, so a stored post is always either annotated or
             # queued, and always findable.
-            session.execute(sa.insert(AnalysisQueue.__table__),
+            session.execute(sa.insert(AnalysisQueue.__table__),  # type: ignore[attr-defined]  # SQLModel does not declare __table__
                             [{"post_pk": pk, "created_at": created} for _, _, pk, created in inserted])
             index_posts(session, [(pk, unique[(s, p)].text) for s, p, pk, _ in inserted])
     result.duplicate = len(records) - result.new

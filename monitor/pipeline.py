@@ -332,7 +332,7 @@ def prune_state(state: dict[str, Any], bucket: int) -> int:
 
 def save_state(session: Session, key: str, value: dict[str, Any], now: datetime) -> None:
     """Upsert one state row without reading the old value first (the detector state is large)."""
-    table = StateEntry.__table__
+    table = StateEntry.__table__  # type: ignore[attr-defined]  # SQLModel does not declare __table__
     stmt = _insert(session, table).values(key=key, value=value, updated_at=now)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))

@@ -125,7 +125,9 @@ def is_x_flat_tweet(obj: Any) -> bool:
 
 
 def x_page_users(page: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    includes = page.get("includes") if isinstance(page.get("includes"), dict) else {}
+    includes = page.get("includes")
+    if not isinstance(includes, dict):
+        includes = {}
     return {str(u["id"]): u for u in includes.get("users") or () if isinstance(u, dict) and "id" in u}
 
 

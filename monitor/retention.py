@@ -113,9 +113,9 @@ def prune(engine: Engine, config: RetentionConfig, now: datetime) -> PruneReport
             engine,
             select(Post.id).where(
                 col(Post.created_at) < cutoff,
-                sa.exists().where(Annotation.post_pk == Post.id),
-                ~sa.exists().where(Mention.post_pk == Post.id),
-                ~sa.exists().where(AnalysisQueue.post_pk == Post.id),
+                sa.exists().where(col(Annotation.post_pk) == col(Post.id)),
+                ~sa.exists().where(col(Mention.post_pk) == col(Post.id)),
+                ~sa.exists().where(col(AnalysisQueue.post_pk) == col(Post.id)),
             ),
             drop_posts,
         )

@@ -298,7 +298,7 @@ class _Where:
     def __call__(self, section: str, key: str | None = None) -> str:
         cls = self.sections.get(section)
         if key is not None and cls is not None:
-            meta = next((f.metadata for f in dataclasses.fields(cls) if f.name == key), {})
+            meta: typing.Mapping[str, Any] = next((f.metadata for f in dataclasses.fields(cls) if f.name == key), {})
             var = meta.get("env")
             if var and (self.env.get(var) or self.env.get(f"{var}_FILE")):
                 return f"{var} (environment)" if self.env.get(var) else f"{var}_FILE (environment)"

@@ -6,7 +6,7 @@ Sudachi dictionary) load lazily, on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nlp.corpus import LABELS
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["LABELS", "Analysis", "Analyzer"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Importing `nlp` stays cheap (no onnxruntime, no Sudachi) until the pipeline is used.
     if name in ("Analysis", "Analyzer"):
         from nlp import pipeline

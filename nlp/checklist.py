@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 INVARIANCE_EDITS: dict[str, Callable[[str], str]] = {
     "t.co link appended": lambda t: f"{t} https://t.co/Xk3bQ9zLmA",
@@ -35,7 +36,7 @@ class EditResult:
         return len(self.flipped) / n if n else 0.0
 
 
-def flip_rates(analyzer, texts: Sequence[str]) -> list[EditResult]:
+def flip_rates(analyzer: Any, texts: Sequence[str]) -> list[EditResult]:
     """Run ``analyzer`` (an nlp.Analyzer) on the texts and on every edit of them."""
     base = analyzer.analyze_batch(list(texts))
     out = []

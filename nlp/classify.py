@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,11 +53,12 @@ def softmax(z: np.ndarray) -> np.ndarray:
     [[0.5, 0.5], [1.0, 0.0]]
     """
     z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    e: np.ndarray = np.exp(z)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -105,7 +106,7 @@ class TfidfSpec:
     def dense_width(self) -> int:
         return sum(len(FEATURE_NAMES) for _ in self.dense)
 
-    def dense_block(self, texts: Sequence[str]):
+    def dense_block(self, texts: Sequence[str]) -> Any:
         from scipy.sparse import csr_matrix
 
         blocks = []
@@ -115,7 +116,7 @@ class TfidfSpec:
             blocks.append(voice_features(texts) * np.float32(self.dense_scale))
         return csr_matrix(np.hstack(blocks)) if blocks else None
 
-    def view(self, name: str, texts: Sequence[str]) -> list:
+    def view(self, name: str, texts: Sequence[str]) -> list[Any]:
         if name == "text":
             return list(texts)
         if name == "frame":
@@ -124,7 +125,7 @@ class TfidfSpec:
             return [word_tokens(t) for t in texts]
         raise ModelLoadError(f"unknown tfidf view {name!r}; retrain the model")
 
-    def vectorizer(self, vocabulary: dict[str, int] | None = None, view: str = "text", **kwargs):
+    def vectorizer(self, vocabulary: dict[str, int] | None = None, view: str = "text", **kwargs: Any) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         if view == "words":
@@ -171,7 +172,7 @@ class CharNgramTfidf:
             key = (key << 21) | (ord(ch) + 1)
         return key
 
-    def transform(self, texts: Sequence[str]):
+    def transform(self, texts: Sequence[str]) -> Any:
         from scipy.sparse import csr_matrix
 
         n_docs = len(texts)
@@ -223,7 +224,7 @@ class WordNgramTfidf:
         self._sublinear = sublinear_tf
         self.n_features = len(vocabulary)
 
-    def transform(self, docs: Sequence[Sequence[str]]):
+    def transform(self, docs: Sequence[Sequence[str]]) -> Any:
         from scipy.sparse import csr_matrix
 
         rows: list[int] = []
@@ -276,7 +277,7 @@ class TfidfLogReg:
     def uses_sudachi(self) -> bool:
         return "words" in self.spec.views
 
-    def _vectorizer(self, view: str, vocab: list[str], idf: np.ndarray):
+    def _vectorizer(self, view: str, vocab: list[str], idf: np.ndarray) -> Any:
         spec = self.spec
         if view == "words":
             return WordNgramTfidf(vocab, idf, spec.sublinear_tf)
@@ -286,7 +287,7 @@ class TfidfLogReg:
         vec.idf_ = idf
         return vec
 
-    def features(self, texts: Sequence[str]):
+    def features(self, texts: Sequence[str]) -> Any:
         from scipy.sparse import hstack
 
         mats = [
@@ -299,7 +300,8 @@ class TfidfLogReg:
         return mats[0] if len(mats) == 1 else hstack(mats).tocsr()
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.features(texts) @ self._coef_t) + self._intercept
+        scores: np.ndarray = np.asarray(self.features(texts) @ self._coef_t) + self._intercept
+        return scores
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
@@ -312,7 +314,7 @@ class TfidfLogReg:
         for i, (vocab, idf) in enumerate(self._blocks):
             arrays[f"vocabulary_{i}"] = np.array(vocab, dtype=str)
             arrays[f"idf_{i}"] = idf
-        np.savez_compressed(directory / "weights.npz", **arrays)
+        np.savez_compressed(directory / "weights.npz", **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds vs allow_pickle
         spec = {**self.spec.__dict__, "views": list(self.spec.views), "dense": list(self.spec.dense)}
         meta = {"kind": self.kind, "labels": list(LABELS), "spec": spec}
         if self.spec.dense:
@@ -371,7 +373,7 @@ class OnnxTransformer:
         self._session = self._load_session(directory / "model.onnx", threads)
         self._input_names = [i.name for i in self._session.get_inputs()]
 
-    def _load_tokenizer(self, directory: Path):
+    def _load_tokenizer(self, directory: Path) -> Any:
         path = directory / "tokenizer.json"
         if path.exists():
             from tokenizers import Tokenizer
@@ -393,7 +395,7 @@ class OnnxTransformer:
             raise ModelLoadError(f"{directory}: no usable tokenizer ({exc}); retrain the model") from None
 
     @staticmethod
-    def _load_session(path: Path, threads: int | None):
+    def _load_session(path: Path, threads: int | None) -> Any:
         import onnxruntime as ort
 
         if not path.exists():
@@ -612,7 +614,7 @@ def load_classifier(
         )
     choice = use or cfg.get("use")
     # "weights" is set when the directory ships the ensemble; "ensemble_weights" lets eval try it anyway.
-    weights: dict = cfg.get("weights") or cfg.get("ensemble_weights") or {}
+    weights: dict[str, Any] = cfg.get("weights") or cfg.get("ensemble_weights") or {}
     if choice == "ensemble":
         if not weights:
             raise ModelLoadError(f"{directory / CONFIG_NAME}: an ensemble needs 'weights'; retrain the model")

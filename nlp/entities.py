@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from nlp.errors import ModelLoadError
 from nlp.normalize import MAX_CHARS, Normalized, normalize
@@ -58,7 +59,7 @@ class Mention:
     end: int
     by: str | None = None  # "code" | "name" for tickers, None for brokers
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The mention as in the ``nlp classify`` output contract.
 
         >>> Mention("ticker", "0700.HK", "00700", 9, 14, "code").to_json()
@@ -165,15 +166,15 @@ def _trie_regex(words: Iterable[str]) -> str:
     >>> re.findall(_trie_regex(["sbi", "sbi証券", "楽天"]), "sbi証券とsbiとxsbiと楽天")
     ['sbi証券', 'sbi', '楽天']
     """
-    trie: dict = {}
+    trie: dict[str, Any] = {}
     for word in set(words):
         node = trie
         for char in word:
             node = node.setdefault(char, {})
         node[""] = "(?![a-z0-9])" if word[-1] in _LATIN else ""
 
-    def emit(node: dict) -> str:
-        alternatives = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
+    def emit(node: dict[str, Any]) -> str:
+        alternatives: list[str] = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
         if "" in node:
             alternatives.append(node[""])  # the shorter word is tried last, so the longest wins
         if len(alternatives) == 1:
@@ -423,7 +424,7 @@ class _Finder:
 
     # brokers
 
-    def _brokers(self) -> list:
+    def _brokers(self) -> list[tuple[Any, ...]]:
         """Broker mentions; ``self.broker_spans`` keeps every lexicon span: aliases counted or not, and
         spans that are never a broker (楽天市場, 楽天の株価), flagged False."""
         lexicon = _lexicon()
@@ -443,7 +444,7 @@ class _Finder:
             out.append(("broker", entry.name, start, end, None))
         return out
 
-    def _weak_counts(self, lexicon: _Lexicon, entry: _BrokerEntry, start: int, end: int, hits: list) -> bool:
+    def _weak_counts(self, lexicon: _Lexicon, entry: _BrokerEntry, start: int, end: int, hits: list[tuple[Any, ...]]) -> bool:
         """Whether an ambiguous alias (楽天, SBI, みずほ) means the securities firm here."""
         # 株式会社 is no stock word: 「株式会社〇〇の楽天ポイント」
         window = self._window(start, end).replace("株式会社", "")
@@ -479,10 +480,10 @@ class _Finder:
 
     # tickers by name
 
-    def _names(self) -> list:
+    def _names(self) -> list[tuple[Any, ...]]:
         """Every bundled company name in the text; the 6th field says whether a stock word is near."""
         pattern, names = _name_matcher(self.master)
-        out = []
+        out: list[tuple[Any, ...]] = []
         own = set()  # indexes of brokers' own names: they take no evidence from a list
         for match in pattern.finditer(self.text):
             sec = names[match.group()]
@@ -543,7 +544,7 @@ class _Finder:
 
     # tickers by code
 
-    def _cashtags(self) -> list:
+    def _cashtags(self) -> list[tuple[Any, ...]]:
         out = []
         for match in _CASHTAG.finditer(self.text):
             symbol = normalize_code(match.group("sym") or match.group("exsym"), "US")
@@ -551,7 +552,7 @@ class _Finder:
                 out.append(("ticker", symbol, match.start(), match.end(), "code"))
         return out
 
-    def _codes(self, names: list) -> list:
+    def _codes(self, names: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         out = []
         for match in _NUMBER.finditer(self.text):
             code = self._classify(match, names)
@@ -564,7 +565,7 @@ class _Finder:
         stops = [m.end() for m in _SENTENCE_END.finditer(before)]
         return before[stops[-1] :] if stops else before
 
-    def _classify(self, match: re.Match[str], names: list) -> str | None:
+    def _classify(self, match: re.Match[str], names: list[tuple[Any, ...]]) -> str | None:
         text = self.text
         raw, suffix = match.group("code"), match.group("suffix")
         start, end = match.span()
@@ -589,10 +590,10 @@ class _Finder:
         trade = bool(_TRADE_AFTER.match(text, end))
         clause_after = _CLAUSE_END.split(text[end : end + 14], maxsplit=1)[0]
         if size == 6 and raw.isdigit():
-            market = "SS" if raw[:2] in ("60", "68") else "SZ" if raw[:2] in ("00", "30") else None
-            if market is None:
+            mainland = "SS" if raw[:2] in ("60", "68") else "SZ" if raw[:2] in ("00", "30") else None
+            if mainland is None:
                 return None
-            code = f"{raw}.{market}"
+            code = f"{raw}.{mainland}"
             near = self._sentence_before(start, 20) + " " + clause_after
             if (
                 _CN_CUE.search(near)
@@ -620,18 +621,19 @@ class _Finder:
                 return normalize_code(raw, "HK") if (hk_near or strong or stock or trade) else None
             if hk_near and not (self.master.is_listed(f"{raw}.T") and not _HK_CUE.search(before)):
                 return normalize_code(raw, "HK")
-        code = normalize_code(raw, "T")
-        if code is None or (raw.isdigit() and int(raw) < 1300):
+        tse_code = normalize_code(raw, "T")
+        if tse_code is None or (raw.isdigit() and int(raw) < 1300):
             return None
-        listed = self.master.is_listed(code)
+        listed = self.master.is_listed(tse_code)
         if raw.isdigit() and 1900 <= int(raw) <= 2099:  # a year unless the evidence is strong
-            return code if listed and (strong or (line_start and stock)) else None
+            return tse_code if listed and (strong or (line_start and stock)) else None
         if strong or trade or (stock and (listed or line_start)) or (line_start and listed):
-            return code
+            return tse_code
         return None
 
-    def _adjacent_name(self, start: int, end: int, names: list) -> str | None:
+    def _adjacent_name(self, start: int, end: int, names: list[tuple[Any, ...]]) -> str | None:
         text = self.text
+        code: str
         for _, code, n_start, n_end, *_ in names:
             gap_before = text[n_end:start]
             gap_after = text[end:n_start]

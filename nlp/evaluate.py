@@ -84,19 +84,19 @@ class EvalResult:
                 lines.append(
                     f"  {key:<22}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{int(row['support']):>9d}"
                 )
-        for title, row in (
+        for title, micro in (
             ("broker micro-F1", self.brokers),
             ("ticker-by-code micro-F1", self.tickers_by_code),
         ):
-            if row is None:
+            if micro is None:
                 continue
             lines.append("")
-            if not row["support"]:
+            if not micro["support"]:
                 lines.append(f"{title}: not scored (no gold mentions in these posts)")
                 continue
             lines.append(
-                f"{title}: P {row['precision']:.3f}  R {row['recall']:.3f}  F1 {row['f1']:.3f}"
-                f"  (gold mentions {int(row['support'])})"
+                f"{title}: P {micro['precision']:.3f}  R {micro['recall']:.3f}  F1 {micro['f1']:.3f}"
+                f"  (gold mentions {int(micro['support'])})"
             )
         return "\n".join(lines)
 

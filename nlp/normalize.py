@@ -28,6 +28,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -150,7 +151,9 @@ def _first_char(match: re.Match[str]) -> str:
     return "\n" if "\n" in run else run[0]
 
 
-def _substitute(text: str, offs: list[int], ends: list[int], pattern: re.Pattern[str], repl) -> tuple:
+def _substitute(
+    text: str, offs: list[int], ends: list[int], pattern: re.Pattern[str], repl: Callable[[re.Match[str]], str]
+) -> tuple[str, list[int], list[int]]:
     """``pattern.sub(repl, text)`` that keeps the offset arrays in step.
 
     Every character of a replacement maps to the whole original span of the text it replaced.
@@ -204,7 +207,8 @@ def _map_characters(text: str, offs: list[int], ends: list[int]) -> tuple[str, l
     return "".join(out), new_offs, new_ends
 
 
-def _map_run(text, offs, ends, i, size, out, new_offs, new_ends) -> None:
+def _map_run(text: str, offs: list[int], ends: list[int], i: int, size: int, out: list[str], new_offs: list[int],
+             new_ends: list[int]) -> None:
     while i < size:
         j = i + 1
         while j < size and text[j] >= "\u0300" and _is_mark(text[j]):

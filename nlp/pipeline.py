@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ class Analysis:
     dictionary: str = ""
     tokenizer: str = ""
 
-    def to_json(self, id: str) -> dict:  # noqa: A002 - the contract's field name
+    def to_json(self, id: str) -> dict[str, Any]:  # noqa: A002 - the contract's field name
         """Exactly one ``nlp classify`` output line (DESIGN.md), ready for json.dumps."""
         return {
             "id": id,

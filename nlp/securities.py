@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from nlp.errors import ModelLoadError
 from nlp.normalize import normalize
@@ -242,7 +243,7 @@ def _split_aliases(cell: str | None) -> tuple[str, ...]:
     return tuple(a.strip() for a in (cell or "").split("|") if a.strip())
 
 
-def _bundled_rows(path: Path, rows: Iterable[dict]) -> list[Security]:
+def _bundled_rows(path: Path, rows: Iterable[dict[str, Any]]) -> list[Security]:
     out = []
     for line, row in enumerate(rows, start=2):
         code = (row.get("code") or "").strip()
@@ -259,7 +260,7 @@ def _bundled_rows(path: Path, rows: Iterable[dict]) -> list[Security]:
     return out
 
 
-def _financedatabase_rows(rows: Iterable[dict]) -> list[Security]:
+def _financedatabase_rows(rows: Iterable[dict[str, Any]]) -> list[Security]:
     out = []
     for row in rows:
         symbol = (row.get("symbol") or "").strip().upper()
@@ -282,7 +283,7 @@ def _pick(header: list[str], *candidates: str) -> str | None:
     return None
 
 
-def _edinet_rows(header: list[str], rows: Iterable[dict]) -> list[Security]:
+def _edinet_rows(header: list[str], rows: Iterable[dict[str, Any]]) -> list[Security]:
     code_col = _pick(header, "code")
     sec_col = _pick(header, "sec_code_5", "証券コード", "Securities Identification Code")
     name_col = _pick(header, "name_ja", "提出者名", "Submitter Name")
@@ -304,7 +305,7 @@ def _edinet_rows(header: list[str], rows: Iterable[dict]) -> list[Security]:
     return out
 
 
-def _jpx_rows(rows: Iterable[dict]) -> list[Security]:
+def _jpx_rows(rows: Iterable[dict[str, Any]]) -> list[Security]:
     out = []
     for row in rows:
         code = normalize_code(str(row.get("コード") or ""), "T")
@@ -344,6 +345,6 @@ def _load_easyquotation_json(path: Path) -> list[Security]:
             continue  # prefixed entries are indices, not shares
         market = "SS" if raw[:2] in ("60", "68") else "SZ" if raw[:2] in ("00", "30") else None
         code = normalize_code(raw, market) if market else None
-        if code:
+        if code and market:
             out.append(Security(code, "", (), market, "trade", "easyquotation"))
     return out

@@ -15,7 +15,7 @@ import re
 import threading
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Literal
+from typing import Any, Literal
 
 from nlp.errors import ModelLoadError, TextError
 
@@ -76,7 +76,7 @@ class Tokenizer:
         ] = {}  # part-of-speech id -> tuple; shared, ids are per dictionary
         self.dictionary_version = DICTIONARY_VERSION
 
-    def _sudachi(self, mode: SplitMode):
+    def _sudachi(self, mode: SplitMode) -> Any:
         if mode not in ("A", "B", "C"):
             raise TextError(f"unknown Sudachi split mode {mode!r}: use 'A', 'B' or 'C'")
         cache = getattr(self._local, "tokenizers", None)

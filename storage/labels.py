@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.models import Annotation, HumanLabel, Post
 
@@ -32,8 +32,8 @@ def review_queue(session: Session, model: str, *, least_sure: int, sample: int, 
     labeled = select(HumanLabel.post_pk)
     base = (
         select(Post, Annotation)
-        .join(Annotation, Annotation.post_pk == Post.id)
-        .where(Annotation.model == model, Post.id.not_in(labeled))  # type: ignore[union-attr]
+        .join(Annotation, col(Annotation.post_pk) == col(Post.id))
+        .where(Annotation.model == model, col(Post.id).not_in(labeled))
     )
     unsure = session.exec(base.order_by(Annotation.score, Post.id).limit(max(0, least_sure))).all()  # type: ignore[arg-type]
     items = [QueueItem(p, a, "least_sure") for p, a in unsure]
@@ -42,14 +42,14 @@ def review_queue(session: Session, model: str, *, least_sure: int, sample: int, 
         pk
         for pk in session.exec(
             select(Annotation.post_pk)
-            .where(Annotation.model == model, Annotation.post_pk.not_in(labeled))  # type: ignore[attr-defined]
-            .order_by(Annotation.post_pk)
+            .where(Annotation.model == model, col(Annotation.post_pk).not_in(labeled))
+            .order_by(col(Annotation.post_pk))
         ).all()
         if pk not in taken
     ]
     chosen = sorted(random.Random(seed).sample(rest_ids, min(max(0, sample), len(rest_ids))))
     if chosen:
-        rows = session.exec(base.where(Post.id.in_(chosen)).order_by(Post.id)).all()  # type: ignore[union-attr]
+        rows = session.exec(base.where(col(Post.id).in_(chosen)).order_by(col(Post.id))).all()
         items += [QueueItem(p, a, "random") for p, a in rows]
     return items
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -178,8 +179,8 @@ def deliver_pending(
             .order_by(col(OutboxItem.event_id), col(OutboxItem.id))
             .limit(BATCH)
         ).all()
-        work = [(item.id, item.attempts, item.next_attempt_at, item.claimed_by, item.notifier, ev.id, ev.payload,
-                 alert.id) for item, ev, alert in rows]
+        work = [(cast(int, item.id), item.attempts, item.next_attempt_at, item.claimed_by, item.notifier,
+                 cast(int, ev.id), ev.payload, cast(int, alert.id)) for item, ev, alert in rows]
     held: set[tuple[int, str]] = set()  # (alert, notifier) with an earlier item still owed
     for item_id, attempts, next_at, owner, name, event_id, payload, alert_id in work:
         group = (alert_id, name)

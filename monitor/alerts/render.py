@@ -169,10 +169,11 @@ def format_time(value: datetime | str | None, utc_offset_hours: float = 9.0) -> 
     if value is None:
         return "?"
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(text)
         except ValueError:
-            return value[:40]
+            return text[:40]
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)  # stored naive times are UTC (SQLite drops the offset)
     zone = timezone(timedelta(hours=utc_offset_hours))
@@ -325,10 +326,10 @@ def render_blocks(
             url = safe_url(_post_link(post))
             link = f"\n<{url}|投稿を開く open post>" if url else ""
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"> {text}{link}", "verbatim": True}})
-    context = []
-    link = dashboard_link(dashboard_url, event.kind, event.key, _since(event))
-    if link:
-        context.append({"type": "mrkdwn", "text": f"<{safe_url(link)}|ダッシュボード dashboard>"})
+    context: list[dict[str, Any]] = []
+    board = dashboard_link(dashboard_url, event.kind, event.key, _since(event))
+    if board:
+        context.append({"type": "mrkdwn", "text": f"<{safe_url(board)}|ダッシュボード dashboard>"})
     explanation = event.extra.get("explanation")
     if explanation:
         context.append({"type": "mrkdwn", "text": escape_post_text(str(explanation)), "verbatim": True})

@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.api.config import ApiConfig
 from monitor.errors import MonitorError
@@ -224,8 +224,8 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
         events: dict[int, list[dict[str, Any]]] = {}
         if rows:
             for ev in session.exec(select(AlertEventRow)
-                                   .where(AlertEventRow.alert_id.in_([a.id for a in rows]))  # type: ignore[union-attr]
-                                   .order_by(AlertEventRow.at, AlertEventRow.id)).all():  # type: ignore[arg-type]
+                                   .where(col(AlertEventRow.alert_id).in_([a.id for a in rows]))
+                                   .order_by(col(AlertEventRow.at), col(AlertEventRow.id))).all():
                 events.setdefault(ev.alert_id, []).append({**ev.payload, "event": ev.event, "at": ev.at.isoformat()})
         samples = get_posts_by_keys(session, [k for a in rows for k in a.sample_post_ids])
         return {"items": [_alert_json(a, events.get(a.id, []), samples) for a in rows]}  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import argparse
 import getpass
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from monitor.commands import add_command, settings_and_engine
 from monitor.durations import parse_duration
@@ -79,7 +79,7 @@ def cmd_show(args: argparse.Namespace, *, out: Any = None) -> int:
     offset, engine = _offset(args)
     with Session(engine) as session:
         alert = find_alert(session, args.alert)
-        events = alert_events(session, alert.id)
+        events = alert_events(session, cast(int, alert.id))
     if args.format == "json":
         for row in events:
             out.write(json_line({k: v for k, v in row.payload.items() if k != "extra"}) + "\n")

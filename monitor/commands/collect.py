@@ -80,7 +80,7 @@ def _fmt(moment: datetime | None, now: datetime) -> str:
 
 def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disabled: dict[str, str] | None = None) -> int:
     """Per-source health and open alerts; returns how many sources need attention."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from monitor.collectors.health import health_report
     from storage.database import session_scope
@@ -118,8 +118,8 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
     with session_scope(engine) as session:
         print_pipeline_status(session, now, out)
         alerts = session.exec(
-            select(Alert).where(Alert.scope == LIVE_SCOPE, Alert.status.in_(("pending", "firing")))
-            .order_by(Alert.first_seen)
+            select(Alert).where(Alert.scope == LIVE_SCOPE, col(Alert.status).in_(("pending", "firing")))
+            .order_by(col(Alert.first_seen))
         ).all()
         print(f"open alerts: {len(alerts)}", file=out)
         for alert in alerts:

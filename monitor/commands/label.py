@@ -48,7 +48,7 @@ def cmd_queue(args: argparse.Namespace, *, out: Any = None) -> int:
         items = review_queue(session, analyzer.model_version, least_sure=args.least_sure, sample=args.random,
                              seed=args.seed)  # fmt: skip
         found = mentions_by_annotation(session, [i.annotation.id for i in items])  # type: ignore[misc]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": i.post.key, "label": "", "note": "", "text": i.post.text, "model_label": i.annotation.label,
             "model_score": round(i.annotation.score, 4), "reason": i.reason,

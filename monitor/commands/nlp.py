@@ -180,7 +180,7 @@ def classify_stream(
     def flush() -> None:
         nonlocal failed
         good = [i for i, (_, text, err) in enumerate(pending) if err is None]
-        results: dict[int, dict] = {}
+        results: dict[int, dict[str, Any]] = {}
         try:
             for i, analysis in zip(good, analyzer.analyze_batch([pending[i][1] for i in good]), strict=True):
                 results[i] = analysis.to_json(pending[i][0])
@@ -192,7 +192,7 @@ def classify_stream(
                 except NLPError as exc:
                     results[i] = {"id": pending[i][0], "error": str(exc)}
         for i, (post_id, _, err) in enumerate(pending):
-            row = results.get(i) if err is None else {"id": post_id, "error": err}
+            row = results[i] if err is None else {"id": post_id, "error": err}
             if "error" in row:
                 failed += 1
             out.write(json_line(row) + "\n")

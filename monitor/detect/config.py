@@ -179,7 +179,7 @@ class DetectConfig:
             raise ConfigError(
                 f"detector settings: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        values = {k: (tuple(v) if k == "windows_minutes" else v) for k, v in data.items()}
+        values: dict[str, Any] = {k: (tuple(v) if k == "windows_minutes" else v) for k, v in data.items()}
         return cls(**values)
 
     def replace(self, **changes: Any) -> DetectConfig:

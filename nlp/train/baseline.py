@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from nlp.classify import TfidfLogReg, TfidfSpec
 from nlp.corpus import LABELS
@@ -26,7 +27,7 @@ def fit_tfidf(train_texts: Sequence[str], y: Sequence[str], dev_texts: Sequence[
         x.append(spec.dense_block(train_texts))
         x_dev.append(spec.dense_block(dev_texts))
     x, x_dev = hstack(x).tocsr(), hstack(x_dev).tocsr()
-    best: tuple[tuple[float, float], float, object] | None = None
+    best: tuple[tuple[float, float], float, Any] | None = None
     for c in (1.0, 3.0, 10.0, 30.0):
         lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=cfg.seed)
         lr.fit(x, list(y))

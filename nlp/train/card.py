@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
-def write_card(out: Path, config: dict) -> None:
+def write_card(out: Path, config: dict[str, Any]) -> None:
     dev, speed, eligible = config["dev"], config["posts_per_s"], set(config["eligible"])
     names = {"tfidf": "TF-IDF + logistic regression baseline", "transformer": "tiny BERT (ONNX)",
              "ensemble": "weighted ensemble of the baseline and the tiny BERT",

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class _LogitsOnly:
     """Wraps a model so the ONNX graph has plain tensor inputs and one output named 'logits'."""
 
-    def __init__(self, torch, model) -> None:
-        class Wrapper(torch.nn.Module):
+    def __init__(self, torch: Any, model: Any) -> None:
+        class Wrapper(torch.nn.Module):  # type: ignore[misc]  # torch arrives as a lazily imported module
             def __init__(self) -> None:
                 super().__init__()
                 self.model = model
 
-            def forward(self, input_ids, attention_mask):
+            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
                 return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
         self.module = Wrapper().eval()
 
 
-def export_onnx(torch, model, path: Path) -> None:
+def export_onnx(torch: Any, model: Any, path: Path) -> None:
     import warnings
 
     wrapper = _LogitsOnly(torch, model).module

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def train(
     y_tr, y_dv = [ex.label for ex in (*tr, *extra)], [ex.label for ex in dv]
     log(f"train {len(tr)} posts (+{len(extra)} reported-speech variants), dev {len(dv)} posts -> {out}")
 
-    models: dict[str, object] = {}
+    models: dict[str, Any] = {}
     probs: dict[str, np.ndarray] = {}
     if "tfidf" in candidates:
         log("baseline: TF-IDF + logistic regression")
@@ -122,6 +123,7 @@ def train(
             score = victim_f1(y_dv, mix)
             if best_score is None or score > best_score:
                 best_w, best_score = float(w), score
+        assert best_w is not None and best_score is not None  # the loop above runs nine times
         dev["ensemble"] = best_score
         weights = {"tfidf": round(best_w, 2), "transformer": round(1 - best_w, 2)}
     speed = throughput(models, x_dv)
@@ -138,7 +140,7 @@ def train(
         log(f"dev {cand:<12} victim_report F1 {dev[cand][0]:.3f}  macro F1 {dev[cand][1]:.3f}  "
             f"{speed[cand]:.0f} posts/s{note}")  # fmt: skip
     log(f"selected: {use}")
-    chosen = sum(w * probs[c] for c, w in weights.items()) if use == "ensemble" else probs[use]
+    chosen = cast(np.ndarray, sum(w * probs[c] for c, w in weights.items())) if use == "ensemble" else probs[use]
     bias, tradeoff = choose_victim_bias(y_dv, chosen) if cfg.tune_victim_bias else (0.0, [])
     for row in tradeoff:
         log(f"  victim bias {row['bias']:+.2f}: dev P {row['precision']:.3f} R {row['recall']:.3f} "

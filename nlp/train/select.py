@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from nlp.evaluate import best_labels, label_report
 from nlp.train.config import TrainConfig
 
 
-def throughput(models: dict, texts: Sequence[str]) -> dict[str, float]:
+def throughput(models: dict[str, Any], texts: Sequence[str]) -> dict[str, float]:
     """Classifier posts/s of each candidate (and the ensemble) on dev texts, measured back to back."""
     sample = (list(texts) * (1 + 1000 // max(1, len(texts))))[:1000]
     speed: dict[str, float] = {}

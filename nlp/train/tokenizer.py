@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int, max_length: int):
+def train_tokenizer(texts: Sequence[str], vocab_size: int, max_length: int) -> Any:
     """A Unigram subword tokenizer over normalized text, saved later as the fast tokenizer.json."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from nlp.train.export import export_onnx
 from nlp.train.tokenizer import train_tokenizer
 
 
-def _require_torch():
+def _require_torch() -> Any:
     try:
         import torch
     except ImportError:
@@ -29,7 +30,7 @@ def _require_torch():
     return torch
 
 
-def _load_base(base: str, log: Log):
+def _load_base(base: str, log: Log) -> Any:
     """Tokenizer and model of a Hugging Face id or local checkpoint; offline when it is local."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -67,31 +68,31 @@ def fit_transformer(train_texts: Sequence[str], y: Sequence[str], dev_texts: Seq
     out_dir.mkdir(parents=True, exist_ok=True)
     if base is None:
         raw = train_tokenizer(train_texts, cfg.vocab_size, cfg.max_length)
-        tok = PreTrainedTokenizerFast(
+        tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers: untyped __init__
             tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
             mask_token="[MASK]", model_max_length=cfg.max_length,
         )  # fmt: skip
-        bert = BertConfig(
+        bert = BertConfig(  # type: ignore[call-arg]  # transformers: num_labels goes through **kwargs
             vocab_size=raw.get_vocab_size(), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
             num_attention_heads=max(1, cfg.hidden_size // 32), intermediate_size=cfg.hidden_size * 2,
             max_position_embeddings=cfg.max_length + 2, type_vocab_size=1, num_labels=len(LABELS),
             id2label=dict(enumerate(LABELS)), label2id={lab: i for i, lab in enumerate(LABELS)},
             hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
         )  # fmt: skip
-        model = BertForSequenceClassification(bert)
+        model: Any = BertForSequenceClassification(bert)
         lr = cfg.learning_rate or 1e-3
     else:
         tok, model = _load_base(base, log)
         lr = cfg.learning_rate or 3e-5
 
-    def encode(texts: Sequence[str]):
+    def encode(texts: Sequence[str]) -> Any:
         return tok(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
 
     train_ids, dev_ids = encode(train_texts), encode(dev_texts)
     y_idx = torch.tensor([LABELS.index(v) for v in y])
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
 
-    def batch(ids_list: list[list[int]]):
+    def batch(ids_list: list[list[int]]) -> Any:
         width = max(len(s) for s in ids_list)
         ids = torch.full((len(ids_list), width), pad, dtype=torch.long)
         mask = torch.zeros((len(ids_list), width), dtype=torch.long)
@@ -116,7 +117,7 @@ def fit_transformer(train_texts: Sequence[str], y: Sequence[str], dev_texts: Seq
     steps = max(1, cfg.epochs * ((len(train_ids) + cfg.batch_size - 1) // cfg.batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     rng = random.Random(cfg.seed)
-    best: tuple[tuple[float, float], dict] | None = None
+    best: tuple[tuple[float, float], dict[str, Any]] | None = None
     for epoch in range(cfg.epochs):
         model.train()
         order = list(range(len(train_ids)))
