@@ -225,7 +225,8 @@ def get_post_view(session: Session, source: str, post_id: str, with_mentions: bo
     return views[0] if views else None
 
 
-SCAN_WINDOW = 1000
+SCAN_WINDOW = 1000  # newest posts read first, before deciding between reading on and the index
+SCAN_MAX_ROWS = 20_000  # the most newest posts a newest-first search reads before it asks the index
 
 
 def _newest_after(stmt: Any, after: list[Any] | None) -> Any:
@@ -239,22 +240,38 @@ def _newest_matches_by_scan(session: Session, flt: PostFilter, limit: int, after
                             with_mentions: bool) -> tuple[list[PostView], str | None] | None:
     """The newest-first page of a text search found by reading the newest posts and matching their text.
 
-    An index answers "which posts contain 株" fast when few do, but a common word matches a large part of
-    the store, and putting all of its matches in time order costs far more than reading the newest few
-    thousand posts and keeping those that match (:func:`storage.search.matches_text`, the index's exact
-    semantics). So: read up to SCAN_WINDOW of the newest posts that pass the other filters; if they hold a
-    full page of matches, or are all there is, that page is exact. Otherwise the word is rare, and None
-    sends the caller to the index.
+    An index answers "which posts contain 株" fast when few do, but a common word (or a phrase of common
+    bigrams) matches a large part of the store, and putting all of its matches in time order costs far more
+    than reading the newest few thousand posts and keeping those that match
+    (:func:`storage.search.matches_text`, the index's exact semantics). So: read SCAN_WINDOW of the newest
+    posts that pass the other filters; from the share of them that match, estimate how many more rows hold
+    a full page, and read on (in time order, so the page stays exact) while that stays within SCAN_MAX_ROWS.
+    A word no row of the first window holds, or one too rare to find within SCAN_MAX_ROWS, returns None,
+    which sends the caller to the index.
     """
     query = flt.search()
     assert query is not None
     # Plain columns, not ORM objects: reading thousands of rows must cost what the database costs.
     scan, _ = _filtered(session, replace(flt, q=None), columns=(Post.id, Post.text))
-    rows = session.execute(_newest_after(scan, after).limit(SCAN_WINDOW)).all()
-    hit_ids = [(pk, None) for pk, text in rows if matches_text(text, query)][: limit + 1]
-    if len(hit_ids) <= limit and len(rows) == SCAN_WINDOW:
-        return None
-    return _page(session, _fetch(session, hit_ids), limit, "newest", with_mentions)
+    want = limit + 1
+    hit_ids: list[tuple[int, None]] = []
+    scanned, window, position = 0, SCAN_WINDOW, after
+    while True:
+        rows = session.execute(_newest_after(scan, position).limit(window)).all()
+        scanned += len(rows)
+        hit_ids += [(pk, None) for pk, text in rows if matches_text(text, query)]
+        if len(hit_ids) >= want or len(rows) < window:
+            break  # a full page, or every post there is: exact either way
+        if not hit_ids:
+            return None
+        # Rows still needed at the share seen so far, with a margin so one more read usually suffices.
+        window = max(SCAN_WINDOW, (want - len(hit_ids)) * scanned * 3 // (2 * len(hit_ids)))
+        if scanned + window > SCAN_MAX_ROWS:
+            return None
+        # Where to read on: the last row's time, looked up once (converting every row's time costs more).
+        last = rows[-1][0]
+        position = ["newest", session.execute(select(Post.created_at).where(Post.id == last)).scalar_one(), last]
+    return _page(session, _fetch(session, hit_ids[:want]), limit, "newest", with_mentions)
 
 
 def count_posts(session: Session, flt: PostFilter) -> int:

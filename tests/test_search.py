@@ -170,10 +170,15 @@ def test_newest_first_search_is_the_same_whichever_way_it_is_answered(store, mon
 
     for q in ("株", "約定", "楽天", "中国株", "sbi"):
         monkeypatch.setattr(queries, "SCAN_WINDOW", 10_000)  # every page from reading the newest posts
+        monkeypatch.setattr(queries, "SCAN_MAX_ROWS", 10_000)
         scanned = pages(q)
         monkeypatch.setattr(queries, "SCAN_WINDOW", 1)  # every page from the index
+        monkeypatch.setattr(queries, "SCAN_MAX_ROWS", 1)
         indexed = pages(q)
-        assert scanned == indexed
+        monkeypatch.setattr(queries, "SCAN_WINDOW", 2)  # read on past a small first window
+        monkeypatch.setattr(queries, "SCAN_MAX_ROWS", 10_000)
+        read_on = pages(q)
+        assert scanned == indexed == read_on
         assert scanned == sorted(ids(search(store, q)), key=int, reverse=True)  # fixture ids follow time
 
 
