@@ -3,6 +3,8 @@ hostile search text, and the migration that backfills an existing store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlmodel import Session
 
@@ -194,3 +196,35 @@ def test_unindexed_posts_are_no_longer_found(store):
         post = s.exec(select(Post).where(Post.post_id == "2")).one()
         unindex_posts(s, [(post.id, post.text)])
     assert ids(search(store, "約定")) == ["6", "8"]
+
+
+def test_relevance_paging_in_tiers_lists_every_match_once(store, monkeypatch):
+    """A common word's relevance listing is scored a tier of matches at a time: paging still lists every
+    match exactly once, and a listing within one tier is the full ranking."""
+    import storage.queries as queries
+
+    def pages(q, limit):
+        with Session(store) as s:
+            seen, cursor = [], None
+            while True:
+                page, cursor = find_posts(s, PostFilter(q=q), limit=limit, order="relevance", cursor=cursor)
+                seen += [(v.post.post_id, v.rank) for v in page]
+                if cursor is None:
+                    return seen
+
+    for q in ("株", "約定", "楽天"):
+        whole = pages(q, 2)
+        monkeypatch.setattr(queries, "RANK_CANDIDATES", 2)
+        tiered = pages(q, 1)
+        monkeypatch.setattr(queries, "RANK_CANDIDATES", 5000)
+        assert sorted(pk for pk, _ in tiered) == sorted(pk for pk, _ in whole)
+        assert len(tiered) == len(set(tiered))
+        assert [r for _, r in whole] == sorted((r for _, r in whole), reverse=True)
+        assert whole == ids_ranked(store, q)
+
+
+def ids_ranked(engine, q):
+    with Session(engine) as s:
+        views, _ = find_posts(s, PostFilter(q=q, until=datetime(2100, 1, 1, tzinfo=UTC)), limit=1000,
+                              order="relevance")  # a filter: ranked as a whole
+    return [(v.post.post_id, v.rank) for v in views]
