@@ -277,7 +277,7 @@ def _newest_matches_by_scan(session: Session, flt: PostFilter, limit: int, after
     return _page(session, _fetch(session, hit_ids[:want]), limit, "newest", with_mentions)
 
 
-RANK_CANDIDATES = 5000
+RANK_CANDIDATES = 2000
 
 
 def _ranked_in_tiers(session: Session, flt: PostFilter, limit: int, after: list[Any] | None,

@@ -216,7 +216,7 @@ def test_relevance_paging_in_tiers_lists_every_match_once(store, monkeypatch):
         whole = pages(q, 2)
         monkeypatch.setattr(queries, "RANK_CANDIDATES", 2)
         tiered = pages(q, 1)
-        monkeypatch.setattr(queries, "RANK_CANDIDATES", 5000)
+        monkeypatch.setattr(queries, "RANK_CANDIDATES", 2000)
         assert sorted(pk for pk, _ in tiered) == sorted(pk for pk, _ in whole)
         assert len(tiered) == len(set(tiered))
         assert [r for _, r in whole] == sorted((r for _, r in whole), reverse=True)
