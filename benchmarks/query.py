@@ -17,6 +17,7 @@ mix (5% victim reports, 15% incident discussion) and bulk-inserted with the inde
     python benchmarks/query.py                      # 100,000 posts
     python benchmarks/query.py --posts 1000000      # the issue's size (several minutes per backend)
     python benchmarks/query.py --backend sqlite
+    python benchmarks/query.py --backend sqlite --posts 200000 --store /tmp/bench200k.sqlite   # kept, reused
 
 PostgreSQL comes from TEST_DATABASE_URL or 127.0.0.1:5432/test (a private schema, dropped afterwards).
 """
@@ -173,9 +174,16 @@ def run(url: str, n: int, repeat: int) -> None:
     from monitor.research import count_series
 
     engine = open_store(url)
-    print(f"\n== {engine.dialect.name}: generating {n:,} posts ...", flush=True)
-    seconds = generate(engine, n)
-    print(f"generated and indexed in {seconds:.1f} s ({n / seconds:,.0f} posts/s)")
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(Post.__table__)).scalar_one()  # type: ignore[attr-defined]
+    if stored == n:
+        print(f"\n== {engine.dialect.name}: reusing the {n:,} posts already in the store", flush=True)
+    elif stored:
+        raise SystemExit(f"the store holds {stored:,} posts, not {n:,}: give --posts {stored} or another --store")
+    else:
+        print(f"\n== {engine.dialect.name}: generating {n:,} posts ...", flush=True)
+        seconds = generate(engine, n)
+        print(f"generated and indexed in {seconds:.1f} s ({n / seconds:,.0f} posts/s)")
     rows = []
     for name, q in QUERIES.items():
         for order in ("relevance", "newest"):
@@ -210,8 +218,11 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--store", type=Path, help="SQLite file to keep and reuse (generated when missing)")
     args = parser.parse_args()
-    if args.backend in ("sqlite", "both"):
+    if args.backend in ("sqlite", "both") and args.store:
+        run(f"sqlite:///{args.store.resolve()}", args.posts, args.repeat)
+    elif args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
             run(f"sqlite:///{tmp}/bench.sqlite", args.posts, args.repeat)
     if args.backend in ("postgresql", "both"):

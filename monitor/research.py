@@ -9,6 +9,7 @@ collapsed); nothing here re-implements it. ``query --counts`` and the API's ``/a
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,13 +112,40 @@ def count_series(session: Session, key: str, bucket: timedelta, since: datetime 
     if keyed:
         config = detector.config if detector else DetectConfig()  # the detector's own dedup settings
         dedup = _near_duplicates(config.minhash_threshold, config.minhash_perm, config.shingle_chars)
-        neighbours = dedup.neighbours([r.post_key for r in keyed], [r.text for r in keyed])
+        neighbours = _neighbours_by_text(dedup, keyed)
     per_bucket: dict[int, list[Any]] = {}
     for r in keyed:
         per_bucket.setdefault(bucket_index(r.created_at, bucket), []).append(r)
     counts = {b: len(reporter_groups(rs, neighbours)) for b, rs in per_bucket.items()}
     expected_of = _expected_function(detector, kind, value, bucket)
     return [CountPoint(bucket_start(b, bucket), counts.get(b, 0), expected_of(b)) for b in range(first, last + 1)]
+
+
+def _neighbours_by_text(dedup: NearDuplicates, reports: list[Any]) -> dict[str, list[str]]:
+    """``dedup.neighbours`` of the reports' post keys, worked out once per distinct text.
+
+    Reports often repeat a text word for word (copypasta, templates), and whether two posts are near
+    duplicates depends on their texts alone: identical texts always are (their signatures are equal), and
+    the LSH candidates and Jaccard estimate of two texts do not depend on which posts carry them. So each
+    distinct text is hashed and compared once, keyed by a hash of the text (its signature cached under that
+    key serves every post and every later series that repeats it), and the answer is spread to its posts.
+    """
+    keys_of: dict[str, list[str]] = {}
+    for r in reports:
+        keys = keys_of.setdefault(r.text, [])
+        if r.post_key not in keys:
+            keys.append(r.post_key)
+    texts = list(keys_of)
+    text_keys = ["text:" + hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for t in texts]
+    near = dedup.neighbours(text_keys, texts)
+    text_of = dict(zip(text_keys, texts, strict=True))
+    out: dict[str, list[str]] = {}
+    for text_key, text in zip(text_keys, texts, strict=True):
+        same = keys_of[text]
+        linked = [k for other in near[text_key] for k in keys_of[text_of[other]]]
+        for key in same:
+            out[key] = sorted([k for k in same if k != key] + linked)
+    return out
 
 
 @functools.lru_cache(maxsize=4)

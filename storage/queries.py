@@ -151,7 +151,8 @@ def decode_cursor(cursor: str, order: str) -> list[Any]:
             return values
         if order == "newest" and isinstance(values[2], int):
             return [order, datetime.fromisoformat(values[1]), values[2]]
-        if order == "relevance" and isinstance(values[1], int | float) and isinstance(values[2], int):
+        if (order == "relevance" and isinstance(values[1], int | float) and isinstance(values[2], int)
+                and (len(values) == 3 or (len(values) == 4 and isinstance(values[3], int | None)))):
             return values
     except (ValueError, TypeError, IndexError, UnicodeDecodeError, binascii.Error):
         pass
@@ -174,6 +175,8 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
         page = _newest_matches_by_scan(session, flt, limit, after, with_mentions)
         if page is not None:
             return page
+    if order == "relevance" and replace(flt, q=None) == PostFilter():
+        return _ranked_in_tiers(session, flt, limit, after, with_mentions)
     # Two steps: the page's keys in order (narrow rows, cheap to sort), then the full rows of those keys only.
     stmt, rank = _filtered(session, flt, ranked=order == "relevance", columns=(Post.id,))
     stmt = stmt.add_columns(rank.label("rank"))
@@ -225,7 +228,8 @@ def get_post_view(session: Session, source: str, post_id: str, with_mentions: bo
     return views[0] if views else None
 
 
-SCAN_WINDOW = 1000
+SCAN_WINDOW = 1000  # newest posts read first, before deciding between reading on and the index
+SCAN_MAX_ROWS = 20_000  # the most newest posts a newest-first search reads before it asks the index
 
 
 def _newest_after(stmt: Any, after: list[Any] | None) -> Any:
@@ -239,26 +243,81 @@ def _newest_matches_by_scan(session: Session, flt: PostFilter, limit: int, after
                             with_mentions: bool) -> tuple[list[PostView], str | None] | None:
     """The newest-first page of a text search found by reading the newest posts and matching their text.
 
-    An index answers "which posts contain 株" fast when few do, but a common word matches a large part of
-    the store, and putting all of its matches in time order costs far more than reading the newest few
-    thousand posts and keeping those that match (:func:`storage.search.matches_text`, the index's exact
-    semantics). So: read up to SCAN_WINDOW of the newest posts that pass the other filters; if they hold a
-    full page of matches, or are all there is, that page is exact. Otherwise the word is rare, and None
-    sends the caller to the index.
+    An index answers "which posts contain 株" fast when few do, but a common word (or a phrase of common
+    bigrams) matches a large part of the store, and putting all of its matches in time order costs far more
+    than reading the newest few thousand posts and keeping those that match
+    (:func:`storage.search.matches_text`, the index's exact semantics). So: read SCAN_WINDOW of the newest
+    posts that pass the other filters; from the share of them that match, estimate how many more rows hold
+    a full page, and read on (in time order, so the page stays exact) while that stays within SCAN_MAX_ROWS.
+    A word no row of the first window holds, or one too rare to find within SCAN_MAX_ROWS, returns None,
+    which sends the caller to the index.
     """
     query = flt.search()
     assert query is not None
     # Plain columns, not ORM objects: reading thousands of rows must cost what the database costs.
     scan, _ = _filtered(session, replace(flt, q=None), columns=(Post.id, Post.text))
-    rows = session.execute(_newest_after(scan, after).limit(SCAN_WINDOW)).all()
-    hit_ids = [(pk, None) for pk, text in rows if matches_text(text, query)][: limit + 1]
-    if len(hit_ids) <= limit and len(rows) == SCAN_WINDOW:
-        return None
-    return _page(session, _fetch(session, hit_ids), limit, "newest", with_mentions)
+    want = limit + 1
+    hit_ids: list[tuple[int, None]] = []
+    scanned, window, position = 0, SCAN_WINDOW, after
+    while True:
+        rows = session.execute(_newest_after(scan, position).limit(window)).all()
+        scanned += len(rows)
+        hit_ids += [(pk, None) for pk, text in rows if matches_text(text, query)]
+        if len(hit_ids) >= want or len(rows) < window:
+            break  # a full page, or every post there is: exact either way
+        if not hit_ids:
+            return None
+        # Rows still needed at the share seen so far, with a margin so one more read usually suffices.
+        window = max(SCAN_WINDOW, (want - len(hit_ids)) * scanned * 3 // (2 * len(hit_ids)))
+        if scanned + window > SCAN_MAX_ROWS:
+            return None
+        # Where to read on: the last row's time, looked up once (converting every row's time costs more).
+        last = rows[-1][0]
+        position = ["newest", session.execute(select(Post.created_at).where(Post.id == last)).scalar_one(), last]
+    return _page(session, _fetch(session, hit_ids[:want]), limit, "newest", with_mentions)
+
+
+RANK_CANDIDATES = 2000
+
+
+def _ranked_in_tiers(session: Session, flt: PostFilter, limit: int, after: list[Any] | None,
+                     with_mentions: bool) -> tuple[list[PostView], str | None]:
+    """A text search with no other filter, by relevance: scored RANK_CANDIDATES matches at a time.
+
+    Scoring every match of a common word (株 matches a large share of all posts) costs seconds, and a
+    relevance page needs the best of them. So the matches are ranked in tiers of RANK_CANDIDATES by post key,
+    newest stored first: the first tier's matches by relevance, then the next tier's, and so on. A store with
+    fewer matches than that (and every filtered search) is ranked as a whole; nothing is left out, and
+    paging walks the tiers in turn (the cursor carries the tier).
+    """
+    query = flt.search()
+    assert query is not None
+    dialect = session.get_bind().dialect.name
+    upper = after[3] if after and len(after) == 4 else None
+    keyset = (after[1], after[2]) if after else None
+    want = limit + 1
+    found: list[tuple[int, float, int | None]] = []
+    while len(found) < want:
+        tier = session.execute(search_match(dialect, query, True, newest=RANK_CANDIDATES, below=upper)).all()
+        ordered = sorted(((float(rank), int(pk)) for pk, rank in tier), key=lambda r: (-r[0], -r[1]))
+        if keyset is not None:
+            ordered = [r for r in ordered if r[0] < keyset[0] or (r[0] == keyset[0] and r[1] < keyset[1])]
+        found += [(pk, rank, upper) for rank, pk in ordered[: want - len(found)]]
+        if len(tier) < RANK_CANDIDATES:
+            break
+        upper, keyset = min(int(pk) for pk, _ in tier), None
+    views, next_cursor = _page(session, _fetch(session, [(pk, rank) for pk, rank, _ in found]), limit,
+                               "relevance", with_mentions)
+    if next_cursor is not None:
+        last = views[-1]
+        tier_of = {pk: tier_upper for pk, _, tier_upper in found}
+        next_cursor = encode_cursor(["relevance", last.rank, last.post.id, tier_of[last.post.id]])
+    return views, next_cursor
 
 
 def count_posts(session: Session, flt: PostFilter) -> int:
-    stmt, _ = _filtered(session, flt)
+    # Counting needs neither the relevance score nor the annotation unless a filter reads it.
+    stmt, _ = _filtered(session, flt, ranked=False, columns=(Post.id,))
     return int(session.exec(select(sa.func.count()).select_from(stmt.subquery())).one())
 
 

@@ -279,22 +279,39 @@ def backfill(connection: Connection, batch: int = 2000) -> int:
         last = int(rows[-1][0])
 
 
-def match(dialect: str, query: SearchQuery, ranked: bool = True) -> sa.Select:
+def match(dialect: str, query: SearchQuery, ranked: bool = True, *, newest: int | None = None,
+          below: int | None = None) -> sa.Select:
     """A subquery of matching post primary keys (column ``post_pk``) with a ``rank`` column (higher = better;
-    NULL when not ``ranked``, which spares scoring every match)."""
+    NULL when not ``ranked``, which spares scoring every match).
+
+    ``newest`` keeps only that many matches, those of the highest post keys (below ``below`` when given):
+    scoring then costs what those rows cost, however many posts match.
+    """
     if dialect == "sqlite":
         fts = sa.table(TABLE, sa.column("rowid"))
         rank: Any = -sa.func.bm25(sa.literal_column(TABLE)) if ranked else sa.cast(sa.null(), sa.Float)
-        return (
+        stmt = (
             sa.select(fts.c.rowid.label("post_pk"), rank.label("rank"))
             .select_from(fts)
             .where(sa.literal_column(TABLE).op("MATCH")(query.fts5()))
         )
+        if below is not None:
+            stmt = stmt.where(fts.c.rowid < below)
+        if newest is not None:
+            # FTS5 walks its doclists in rowid order and stops at the limit: bm25 runs on these rows only.
+            stmt = stmt.order_by(fts.c.rowid.desc()).limit(newest)
+        return stmt
     tsq = sa.cast(query.tsquery(), postgresql.TSQUERY)
     pg = sa.table(TABLE, sa.column("post_pk"), sa.column("tokens"))
+    found = sa.select(pg.c.post_pk, pg.c.tokens).where(pg.c.tokens.op("@@")(tsq))
+    if below is not None:
+        found = found.where(pg.c.post_pk < below)
+    if newest is not None:
+        found = found.order_by(pg.c.post_pk.desc()).limit(newest)
+    rows = found.subquery("found")
     # ts_rank is a float4; as float8 it survives the round trip through a paging cursor exactly.
-    rank = sa.cast(sa.func.ts_rank(pg.c.tokens, tsq), postgresql.DOUBLE_PRECISION) if ranked else sa.cast(sa.null(), sa.Float)
-    return sa.select(pg.c.post_pk, rank.label("rank")).where(pg.c.tokens.op("@@")(tsq))
+    rank = sa.cast(sa.func.ts_rank(rows.c.tokens, tsq), postgresql.DOUBLE_PRECISION) if ranked else sa.cast(sa.null(), sa.Float)
+    return sa.select(rows.c.post_pk, rank.label("rank"))
 
 
 def matches_text(text: str, query: SearchQuery) -> bool:

@@ -182,3 +182,20 @@ def test_progress_goes_to_stderr_only_when_it_is_a_terminal(store_url, tmp_path,
     monkeypatch.setattr(sys, "stderr", piped)
     assert main(["export", "--db", store_url, "--output", str(out)]) == 0
     assert "\r" not in piped.getvalue() and "wrote 8 posts" in piped.getvalue()
+
+
+def test_near_duplicates_worked_out_per_text_match_the_detectors():
+    """The counts series compares each distinct text once; the links must be those the detector finds."""
+    from datetime import UTC, datetime
+
+    from monitor.detect.dedup import NearDuplicates
+    from monitor.events import Report
+    from monitor.research import _neighbours_by_text
+
+    texts = ["楽天証券で勝手に中国株を買われた。全部売られてた", "楽天証券で勝手に中国株を買われた。全部売られてた!!",
+             "SBI証券のログイン履歴に知らない端末がある", "楽天証券で勝手に中国株を買われた。全部売られてた"]
+    reports = [Report(post_key=f"x:{i}", source="x", author_key=f"x:a{i}", created_at=datetime(2025, 1, 1, tzinfo=UTC),
+                      label="victim_report", text=texts[i % len(texts)]) for i in range(10)]
+    expected = NearDuplicates(0.7).neighbours([r.post_key for r in reports], [r.text for r in reports])
+    assert _neighbours_by_text(NearDuplicates(0.7), reports) == expected
+    assert expected["x:0"] == ["x:1", "x:3", "x:4", "x:5", "x:7", "x:8", "x:9"]  # copies and the near copy

@@ -3,6 +3,8 @@ hostile search text, and the migration that backfills an existing store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlmodel import Session
 
@@ -170,10 +172,15 @@ def test_newest_first_search_is_the_same_whichever_way_it_is_answered(store, mon
 
     for q in ("株", "約定", "楽天", "中国株", "sbi"):
         monkeypatch.setattr(queries, "SCAN_WINDOW", 10_000)  # every page from reading the newest posts
+        monkeypatch.setattr(queries, "SCAN_MAX_ROWS", 10_000)
         scanned = pages(q)
         monkeypatch.setattr(queries, "SCAN_WINDOW", 1)  # every page from the index
+        monkeypatch.setattr(queries, "SCAN_MAX_ROWS", 1)
         indexed = pages(q)
-        assert scanned == indexed
+        monkeypatch.setattr(queries, "SCAN_WINDOW", 2)  # read on past a small first window
+        monkeypatch.setattr(queries, "SCAN_MAX_ROWS", 10_000)
+        read_on = pages(q)
+        assert scanned == indexed == read_on
         assert scanned == sorted(ids(search(store, q)), key=int, reverse=True)  # fixture ids follow time
 
 
@@ -189,3 +196,35 @@ def test_unindexed_posts_are_no_longer_found(store):
         post = s.exec(select(Post).where(Post.post_id == "2")).one()
         unindex_posts(s, [(post.id, post.text)])
     assert ids(search(store, "約定")) == ["6", "8"]
+
+
+def test_relevance_paging_in_tiers_lists_every_match_once(store, monkeypatch):
+    """A common word's relevance listing is scored a tier of matches at a time: paging still lists every
+    match exactly once, and a listing within one tier is the full ranking."""
+    import storage.queries as queries
+
+    def pages(q, limit):
+        with Session(store) as s:
+            seen, cursor = [], None
+            while True:
+                page, cursor = find_posts(s, PostFilter(q=q), limit=limit, order="relevance", cursor=cursor)
+                seen += [(v.post.post_id, v.rank) for v in page]
+                if cursor is None:
+                    return seen
+
+    for q in ("株", "約定", "楽天"):
+        whole = pages(q, 2)
+        monkeypatch.setattr(queries, "RANK_CANDIDATES", 2)
+        tiered = pages(q, 1)
+        monkeypatch.setattr(queries, "RANK_CANDIDATES", 2000)
+        assert sorted(pk for pk, _ in tiered) == sorted(pk for pk, _ in whole)
+        assert len(tiered) == len(set(tiered))
+        assert [r for _, r in whole] == sorted((r for _, r in whole), reverse=True)
+        assert whole == ids_ranked(store, q)
+
+
+def ids_ranked(engine, q):
+    with Session(engine) as s:
+        views, _ = find_posts(s, PostFilter(q=q, until=datetime(2100, 1, 1, tzinfo=UTC)), limit=1000,
+                              order="relevance")  # a filter: ranked as a whole
+    return [(v.post.post_id, v.rank) for v in views]
