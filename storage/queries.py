@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -183,11 +183,11 @@ def find_posts(session: Session, flt: PostFilter, *, limit: int = 50, order: str
     if order == "newest":
         stmt = _newest_after(stmt, after)
     elif order == "oldest":
-        stmt = stmt.order_by(Post.id)  # type: ignore[arg-type]
+        stmt = stmt.order_by(col(Post.id))
         if after:
-            stmt = stmt.where(Post.id > after[1])
+            stmt = stmt.where(col(Post.id) > after[1])
     else:
-        stmt = stmt.order_by(rank.desc(), Post.id.desc())  # type: ignore[attr-defined]
+        stmt = stmt.order_by(rank.desc(), col(Post.id).desc())
         if after:
             stmt = stmt.where(sa.or_(rank < after[1], sa.and_(rank == after[1], Post.id < after[2])))
     keys = session.execute(stmt.limit(limit + 1)).all()
@@ -233,7 +233,7 @@ SCAN_MAX_ROWS = 20_000  # the most newest posts a newest-first search reads befo
 
 
 def _newest_after(stmt: Any, after: list[Any] | None) -> Any:
-    stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())  # type: ignore[attr-defined]
+    stmt = stmt.order_by(col(Post.created_at).desc(), col(Post.id).desc())
     if after:
         stmt = stmt.where(sa.or_(Post.created_at < after[1], sa.and_(Post.created_at == after[1], Post.id < after[2])))
     return stmt
@@ -311,7 +311,7 @@ def _ranked_in_tiers(session: Session, flt: PostFilter, limit: int, after: list[
     if next_cursor is not None:
         last = views[-1]
         tier_of = {pk: tier_upper for pk, _, tier_upper in found}
-        next_cursor = encode_cursor(["relevance", last.rank, last.post.id, tier_of[last.post.id]])
+        next_cursor = encode_cursor(["relevance", last.rank, last.post.id, tier_of[cast(int, last.post.id)]])
     return views, next_cursor
 
 
@@ -327,10 +327,10 @@ def _views(session: Session, rows: Any, with_mentions: bool) -> list[PostView]:
     spans = mention_spans_by_annotation(session, ann_ids) if with_mentions else {}
     views = []
     for post, annotation, rank in rows:
-        entities = found.get(annotation.id, {}) if annotation is not None else {}  # type: ignore[arg-type]
+        entities = found.get(cast(int, annotation.id), {}) if annotation is not None else {}
         views.append(PostView(
             post, annotation, list(entities.get("broker", [])), list(entities.get("ticker", [])),
-            mentions=(spans.get(annotation.id, []) if annotation is not None else []) if with_mentions else None,  # type: ignore[arg-type]
+            mentions=(spans.get(cast(int, annotation.id), []) if annotation is not None else []) if with_mentions else None,
             rank=float(rank) if rank is not None else None,
         ))
     return views
@@ -397,7 +397,7 @@ def get_posts_by_keys(session: Session, keys: list[str]) -> dict[str, Post]:
 
 def label_counts(session: Session) -> dict[str, int]:
     newest = (
-        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(Annotation.post_pk).subquery()
+        select(Annotation.post_pk, sa.func.max(Annotation.id).label("ann_id")).group_by(col(Annotation.post_pk)).subquery()
     )
     rows = session.exec(
         select(Annotation.label, sa.func.count())

@@ -232,7 +232,8 @@ def drop_index(connection: Connection) -> None:
 
 
 def _dialect(bind: Any) -> str:
-    return bind.dialect.name if hasattr(bind, "dialect") else bind.get_bind().dialect.name
+    name: str = bind.dialect.name if hasattr(bind, "dialect") else bind.get_bind().dialect.name
+    return name
 
 
 def index_posts(bind: Any, rows: Iterable[tuple[int, str]]) -> int:
@@ -280,7 +281,7 @@ def backfill(connection: Connection, batch: int = 2000) -> int:
 
 
 def match(dialect: str, query: SearchQuery, ranked: bool = True, *, newest: int | None = None,
-          below: int | None = None) -> sa.Select:
+          below: int | None = None) -> sa.Select[Any]:
     """A subquery of matching post primary keys (column ``post_pk``) with a ``rank`` column (higher = better;
     NULL when not ``ranked``, which spares scoring every match).
 

@@ -118,7 +118,7 @@ class RedditCollector:
 
     def listings(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(cursor name, API path, params) for every listing this pass reads."""
-        found = []
+        found: list[tuple[str, str, dict[str, Any]]] = []
         for sub in self.config.subreddits:
             found.append((f"new:{sub}", f"/r/{sub}/new", {}))
             if self.config.include_comments:

@@ -220,9 +220,9 @@ def classify(exc: BaseException, now: float | None = None) -> Verdict:
             }.get(status, "server error at the service")
             return Verdict("transient", f"HTTP {status}: {cause}", status=status)
         return Verdict("fatal", f"HTTP {status}", status=status)
-    cause = _is_network_error(exc)
-    if cause is not None:
-        return Verdict("transient", cause)
+    network = _is_network_error(exc)
+    if network is not None:
+        return Verdict("transient", network)
     return Verdict("fatal", f"{type(exc).__name__}: {exc}")
 
 

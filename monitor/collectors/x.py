@@ -270,7 +270,7 @@ class _SearchWalk:
                 raise
         retrieved = datetime.now(UTC)
         records = self.collector.parse(page, result)
-        meta = page.get("meta") if isinstance(page.get("meta"), dict) else {}
+        meta = found if isinstance(found := page.get("meta"), dict) else {}
         newest = meta.get("newest_id")
         if newest and (self.pending_newest is None or int(newest) > int(self.pending_newest)):
             self.pending_newest = str(newest)

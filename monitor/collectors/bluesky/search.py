@@ -80,7 +80,7 @@ def _sort_time(view: Any) -> str | None:
     """
     if not isinstance(view, dict):
         return None
-    record = view.get("record") if isinstance(view.get("record"), dict) else {}
+    record = found if isinstance(found := view.get("record"), dict) else {}
     times = []
     for value, name in ((record.get("createdAt"), "createdAt"), (view.get("indexedAt"), "indexedAt")):
         try:
@@ -97,7 +97,7 @@ def _search_post(view: Any) -> PostRecord:
     if not isinstance(view, dict):
         raise InputError(f"post view must be an object, got {type(view).__name__}")
     did, collection, rkey = split_at_uri(view.get("uri"))  # type: ignore[arg-type]
-    author = view.get("author") if isinstance(view.get("author"), dict) else {}
+    author = found if isinstance(found := view.get("author"), dict) else {}
     if collection != POST_COLLECTION:
         raise InputError(f"{view.get('uri')} is not a post")
     metrics = {k: view[k] for k in ("likeCount", "replyCount", "repostCount", "quoteCount") if isinstance(view.get(k), int)}
@@ -250,7 +250,7 @@ class _SearchWalk:
             params["cursor"] = self.next_cursor
         page, body, url = self.backfill.search_page(params, stop, result)
         records: list[PostRecord] = []
-        views = page.get("posts") if isinstance(page.get("posts"), list) else []
+        views = found if isinstance(found := page.get("posts"), list) else []
         for view in views:
             try:
                 records.append(_search_post(view))
