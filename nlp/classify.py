@@ -139,6 +139,23 @@ class TfidfSpec:
         )  # fmt: skip
 
 
+def tfidf_rows(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], idf: np.ndarray,
+               sublinear: bool) -> Any:
+    """Term occurrences (one (row, column) pair each) as L2-normalised TF-IDF rows, as scikit-learn's
+    ``TfidfVectorizer`` computes them (raw or ``1 + log`` counts, times idf, unit length per row)."""
+    from scipy.sparse import csr_matrix
+
+    x = csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=shape)
+    x.sum_duplicates()
+    if sublinear:
+        np.log(x.data, out=x.data)
+        x.data += 1.0
+    x = x.multiply(idf).tocsr()
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return csr_matrix(x.multiply(1.0 / norms[:, None]))
+
+
 class CharNgramTfidf:
     """TF-IDF of char 1..3-grams, vectorized with numpy: the same matrix as scikit-learn's transform.
 
@@ -173,7 +190,6 @@ class CharNgramTfidf:
         return key
 
     def transform(self, texts: Sequence[str]) -> Any:
-        from scipy.sparse import csr_matrix
 
         n_docs = len(texts)
         docs = [self._SPACES.sub(" ", t) for t in texts]
@@ -197,17 +213,7 @@ class CharNgramTfidf:
         pos[pos == len(self._keys)] = 0
         hit = self._keys[pos] == all_keys if len(self._keys) else np.zeros(len(all_keys), dtype=bool)
         cols = self._columns[pos[hit]]
-        x = csr_matrix(
-            (np.ones(len(cols), dtype=np.float32), (all_rows[hit], cols)), shape=(n_docs, self.n_features)
-        )
-        x.sum_duplicates()
-        if self._sublinear:
-            np.log(x.data, out=x.data)
-            x.data += 1.0
-        x = x.multiply(self._idf).tocsr()
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return csr_matrix(x.multiply(1.0 / norms[:, None]))
+        return tfidf_rows(all_rows[hit], cols, (n_docs, self.n_features), self._idf, self._sublinear)
 
 
 class WordNgramTfidf:
@@ -225,7 +231,6 @@ class WordNgramTfidf:
         self.n_features = len(vocabulary)
 
     def transform(self, docs: Sequence[Sequence[str]]) -> Any:
-        from scipy.sparse import csr_matrix
 
         rows: list[int] = []
         cols: list[int] = []
@@ -236,17 +241,8 @@ class WordNgramTfidf:
                 if col is not None:
                     rows.append(i)
                     cols.append(col)
-        x = csr_matrix(
-            (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(docs), self.n_features)
-        )
-        x.sum_duplicates()
-        if self._sublinear:
-            np.log(x.data, out=x.data)
-            x.data += 1.0
-        x = x.multiply(self._idf).tocsr()
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return csr_matrix(x.multiply(1.0 / norms[:, None]))
+        return tfidf_rows(np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64),
+                          (len(docs), self.n_features), self._idf, self._sublinear)
 
 
 class TfidfLogReg:
