@@ -184,7 +184,8 @@ def register(subparsers: Any) -> None:
     add_filter_arguments(p)
     add_output_arguments(p, "table")
     p.add_argument("--order", choices=("newest", "oldest", "relevance"),
-                   help="newest first (default), storage order, or search relevance (with -q: ranked by bm25 / ts_rank)")
+                   help="newest first (default), storage order, or search relevance (with -q: ranked by bm25 / ts_rank; "
+                        "a text-only search ranks its matches in batches, the newest stored first)")
     p.add_argument("--count", action="store_true", help="print only how many posts match")
     p.add_argument("--counts", metavar="KEY",
                    help="print distinct reporters of victim reports per bucket for broker:NAME, ticker:CODE or "
