@@ -223,14 +223,15 @@ class Run:
 
     def wait_for(self, text: str, timeout: float = 60, *, start: int = 0) -> bool:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             if any(text in line for line in self.lines[start:]):
                 return True
             if self.proc.poll() is not None:
                 self._reader.join(5)
                 return any(text in line for line in self.lines[start:])
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
-        return False
 
     def kill(self) -> None:
         if self.proc.poll() is None:

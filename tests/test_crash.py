@@ -104,3 +104,60 @@ def test_run_killed_at_random_points_loses_nothing_and_pages_once(backend, seed,
     print(f"\n{backend}: kills by phase {dict(hit)}; {len(served)} posts served, {len(counts['events'])} events, "
           f"{len(slack.calls('conversations.history')) + len(slack.calls('conversations.replies'))} Slack look-ups")
     assert hit["unplanned"] <= KILLS // 3, hit  # most kills land where they were aimed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,seed", [("sqlite", 7), pytest.param("postgresql", 8, marks=pytest.mark.postgres)])
+def test_two_instances_one_killed_the_other_takes_over_and_pages_once(backend, seed, tmp_path: Path, request) -> None:
+    """Two `run`s start together on one store: one schedules, one stands by. The scheduling one is killed
+    mid-work (a seeded phase) and the other takes over; the killed one comes back as the standby, and then
+    the standby is killed, which the scheduling one does not notice. Exactly-once holds throughout."""
+    db = f"sqlite:///{tmp_path / 'live.sqlite'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    config = tmp_path / "incident-monitor.toml"
+    config.write_text(config_text(), encoding="utf-8")
+    rng = random.Random(seed)
+    target = Killable()
+    stream = Stream()
+    served: list[dict] = []
+    runs: list[Run] = []
+
+    def feed(n: int) -> None:
+        for _ in range(n):
+            fresh = stream.batch(len(runs) * 100 + len(served))
+            served.extend(fresh)
+            x.add(fresh)
+
+    with KillingX(target) as x, KillingSlack(target) as slack:
+        env = run_env(x, slack)
+        try:
+            feed(3)
+            pair = [Run(db, config, env, tmp_path, on_line=on_line_for(target)) for _ in range(2)]
+            runs += pair
+            assert wait_until(lambda: any(r.wait_for("running: x", 0) for r in pair), 60), pair[0].tail()
+            holder, standby = pair if pair[0].wait_for("running: x", 0) else pair[::-1]
+            assert standby.wait_for("standing by", 30), standby.tail()
+            # The holder dies while it works: wait for the alert it pages, aimed at a seeded phase.
+            target.arm(holder.proc, rng.choice(["alert", "deliver-before", "deliver-accepted", "deliver-after"]), 0.0)
+            for _ in range(4):
+                if target.fired.wait(8):
+                    break
+                feed(1)
+            assert target.fired.is_set(), holder.tail()
+            holder.kill()
+            assert standby.wait_for("taking over the scheduler", 30), standby.tail()
+            assert standby.wait_for("running: x", 30), standby.tail()
+            holder, standby = standby, Run(db, config, env, tmp_path)
+            runs.append(standby)
+            assert standby.wait_for("standing by", 60), standby.tail()
+            feed(2)
+            standby.kill()  # the standby dies: nothing changes for the holder, which keeps collecting and paging
+            feed(2)
+            assert wait_until(lambda: settled(db, len(served)), SETTLE_SECONDS), holder.tail()
+            time.sleep(2.5)
+            assert wait_until(lambda: settled(db, len(served)), SETTLE_SECONDS), holder.tail()
+            assert holder.stop() == 0, holder.tail()
+        finally:
+            for run in runs:
+                run.stop()
+        assert_exactly_once(db, served, slack)
+    assert sum("running: x" in line for r in runs for line in r.lines) == 2  # the first holder, then the taker
