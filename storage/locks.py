@@ -75,6 +75,8 @@ def acquire(engine: Engine, name: str, *, wait: bool = False) -> StoreLock | Non
                 try:
                     conn.execute(sa.text(LOCK_SQL.format(fn="pg_advisory_unlock")), {"name": name})
                     conn.commit()
+                except sa.exc.SQLAlchemyError:
+                    pass  # the connection is gone (a server restart), and the lock ended with it
                 finally:
                     conn.close()
             def alive() -> bool:

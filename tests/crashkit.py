@@ -179,8 +179,16 @@ class KillingSlack(SlackServer):
         super().__init__()
         self.target = target
         self._httpd.handle_error = _quiet  # type: ignore[method-assign]
+        self.down = False  # True: every Web API call and webhook post gets Slack's 503 (an outage)
+        self.failed: list[Recorded] = []  # what was refused during an outage
 
     def _answer(self, record: Recorded) -> Reply:
+        if self.down:
+            with self._lock:
+                self.requests.append(record)
+                self.failed.append(record)
+            return Reply(503, '{"ok": false, "error": "service_unavailable"}',
+                         {"Content-Type": "application/json; charset=utf-8"})
         posting = record.endpoint in ("chat.postMessage", "webhook")
         if posting:
             self.target.trigger("deliver-before", now=True)
@@ -277,20 +285,38 @@ def store_counts(db: str) -> dict[str, Any]:
             outbox = conn.execute(sa.text(
                 "SELECT event_id, status FROM outbox WHERE notifier = 'slack' ORDER BY event_id")).all()
             alerts = conn.execute(sa.text("SELECT kind, key, status FROM alerts WHERE scope = 'live'")).all()
+            unanalysed = conn.execute(sa.text(
+                "SELECT COUNT(*) FROM posts p WHERE NOT EXISTS (SELECT 1 FROM annotations a WHERE a.post_pk = p.id)"
+            )).scalar_one()
     finally:
         engine.dispose()
     return {"posts": {(s, p): n for s, p, n in posts}, "events": [tuple(r) for r in events],
-            "outbox": [tuple(r) for r in outbox], "alerts": [tuple(r) for r in alerts]}
+            "outbox": [tuple(r) for r in outbox], "alerts": [tuple(r) for r in alerts], "unanalysed": unanalysed}
 
 
 def settled(db: str, served: int) -> bool:
-    """Every served post stored and analysed, and the Slack outbox has nothing owed."""
+    """Every served post stored and analysed, an alert planned, and the Slack outbox owes nothing."""
     try:
         counts = store_counts(db)
     except sa.exc.SQLAlchemyError:
         return False
-    return len(counts["posts"]) >= served and bool(counts["events"]) and \
+    return len(counts["posts"]) >= served and counts["unanalysed"] == 0 and bool(counts["events"]) and \
         all(status != "pending" for _, status in counts["outbox"])
+
+
+def wait_settled(db: str, served: int, timeout: float = 90) -> bool:
+    """Settled, and still so with the same events two cycles later (a cycle may be between its analysis
+    and its alerts). The timeout is generous for a loaded CI machine: this waits for a state, never
+    asserts on a duration."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if settled(db, served):
+            before = store_counts(db)["events"]
+            time.sleep(2.5)
+            if settled(db, served) and store_counts(db)["events"] == before:
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def assert_exactly_once(db: str, served: list[dict[str, Any]], slack: KillingSlack) -> dict[str, Any]:

@@ -15,7 +15,6 @@ process - the send-then-crash window - or a moment after the answer, while the o
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -29,13 +28,12 @@ from crashkit import (
     assert_exactly_once,
     config_text,
     run_env,
-    settled,
+    wait_settled,
 )
 from servers import wait_until
 
 PHASES = ["collect-fetch", "collect-store", "cycle", "alert", "deliver-before", "deliver-accepted", "deliver-after"]
 KILLS = 12  # per backend
-SETTLE_SECONDS = 90  # generous: a loaded CI machine; the test waits for a condition, never on a clock
 
 
 def on_line_for(target: Killable):
@@ -94,9 +92,7 @@ def test_run_killed_at_random_points_loses_nothing_and_pages_once(backend, seed,
         # The last restart runs until everything is stored and delivered, then stops cleanly.
         final = Run(db, config, env, tmp_path)
         try:
-            assert wait_until(lambda: settled(db, len(served)), SETTLE_SECONDS), final.tail()
-            time.sleep(2.5)  # two more cycles: nothing further may be planned or sent
-            assert wait_until(lambda: settled(db, len(served)), SETTLE_SECONDS), final.tail()
+            assert wait_settled(db, len(served)), final.tail()
         finally:
             code = final.stop()
         assert code == 0, final.tail()
@@ -152,9 +148,7 @@ def test_two_instances_one_killed_the_other_takes_over_and_pages_once(backend, s
             feed(2)
             standby.kill()  # the standby dies: nothing changes for the holder, which keeps collecting and paging
             feed(2)
-            assert wait_until(lambda: settled(db, len(served)), SETTLE_SECONDS), holder.tail()
-            time.sleep(2.5)
-            assert wait_until(lambda: settled(db, len(served)), SETTLE_SECONDS), holder.tail()
+            assert wait_settled(db, len(served)), holder.tail()
             assert holder.stop() == 0, holder.tail()
         finally:
             for run in runs:

@@ -220,11 +220,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
     print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
     _schedule_prune(bot, engine, settings)
-    lost = _watch_lock(leader, stop)
+    leadership = _Leadership(engine, leader)
+    lost = _watch_lock(leadership, stop)
     try:
         bot.run_until_stopped()
     finally:
-        leader.release()
+        leadership.release()
     print("stopped", file=sys.stderr)
     return 1 if lost.is_set() else 0
 
@@ -247,16 +248,52 @@ def _schedule_prune(bot: Any, engine: Any, settings: Any) -> None:
                           next_run_time=datetime.now(UTC) + timedelta(hours=1))
 
 
-def _watch_lock(lock: Any, stop: threading.Event, every: float = 10.0) -> threading.Event:
-    """Stop the bot when its scheduler lock is lost (the database dropped the lock's connection): a standby
-    may hold it by now, and two schedulers would page twice. Exits non-zero so a supervisor restarts it."""
+class _Leadership:
+    """The scheduler lock this instance holds. A PostgreSQL lock ends with its connection, so a database
+    restart takes it away; it is then taken again (nobody else can hold it while the server is down) -
+    unless a standby got it first, and then this instance stops."""
+
+    def __init__(self, engine: Any, lock: Any) -> None:
+        self.engine = engine
+        self.lock = lock
+
+    def check(self) -> bool:
+        """True while this instance still leads (re-taking a dropped lock); False once another one does."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from storage.locks import acquire
+
+        if self.lock.alive():
+            return True
+        self.lock.release()  # its connection is gone; this only closes it
+        try:
+            again = acquire(self.engine, "scheduler")
+        except SQLAlchemyError as exc:  # the database is still down: nobody can take the lock; ask again soon
+            log.warning("the scheduler lock's database connection dropped and the database is unreachable "
+                        "(%s); asking again", type(getattr(exc, "orig", None) or exc).__name__)
+            return True
+        if again is None:
+            return False
+        self.lock = again
+        log.warning("the scheduler lock's database connection dropped (a database restart?); took the "
+                    "scheduler lock again")
+        return True
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def _watch_lock(leader: _Leadership, stop: threading.Event, every: float = 2.0) -> threading.Event:
+    """Stop the bot when another instance holds the scheduler lock by now (it was lost with the database
+    connection and a standby took it first): two schedulers would page twice. Exits non-zero so that a
+    supervisor restarts it, as a standby."""
     lost = threading.Event()
 
     def watch() -> None:
         while not stop.wait(every):
-            if not lock.alive():
-                log.error("lost the scheduler lock (the database connection dropped); stopping so that only "
-                          "one instance schedules")
+            if not leader.check():
+                log.error("lost the scheduler lock to another instance (the database connection dropped); "
+                          "stopping so that only one instance schedules")
                 lost.set()
                 stop.set()
 
