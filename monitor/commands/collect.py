@@ -107,7 +107,12 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
         print(f"  {source}: last success {_fmt(view.last_success_at, now)}, {view.posts_collected} posts collected, "
               f"{view.requests} requests{spend}", file=out)
         if view.last_error:
-            print(f"    last error {_fmt(view.last_error_at, now)}: {view.last_error}", file=out)
+            # Both times show to the minute: say whether passes have succeeded since, so an outage that has
+            # ended does not read as one that goes on.
+            recovered = view.last_success_at is not None and view.last_error_at is not None and \
+                view.last_success_at > view.last_error_at
+            print(f"    last error {_fmt(view.last_error_at, now)}: {view.last_error}"
+                  + (" (passes have succeeded since)" if recovered else ""), file=out)
         if view.disabled_reason or reason:
             attention += 1
             print(f"    DISABLED: {view.disabled_reason or reason}", file=out)
