@@ -19,6 +19,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from monitor.collectors import health
 from monitor.collectors.base import Collector
@@ -26,6 +27,12 @@ from monitor.errors import USER_ERRORS, CredentialsError, RateLimited
 
 log = logging.getLogger(__name__)
 CYCLE_JOB = "pipeline-cycle"
+
+
+def db_error(exc: SQLAlchemyError) -> str:
+    """The driver's first line of a database error (without SQLAlchemy's statement and background link)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Bot:
@@ -73,18 +80,33 @@ class Bot:
             return
         except RateLimited as exc:
             log.warning("%s: %s", source, exc)
-            health.record_error(self.engine, source, str(exc))
+            self._record_error(source, str(exc))
             return
         except USER_ERRORS as exc:
             log.error("%s: pass failed: %s", source, exc)
-            health.record_error(self.engine, source, str(exc))
+            self._record_error(source, str(exc))
+            return
+        except DBAPIError as exc:
+            # The store failed (a database restart, a dropped connection): one line, no traceback; the
+            # page's transaction rolled back with its cursor, so the next pass fetches it again.
+            log.error("%s: pass failed: the database failed (%s); the next pass tries again", source, db_error(exc))
+            self._record_error(source, f"database error: {db_error(exc)}")
             return
         except Exception as exc:  # noqa: BLE001 - a bug in one source must not stop the others
             log.exception("%s: unexpected error in a pass", source)
-            health.record_error(self.engine, source, f"unexpected {type(exc).__name__}: {exc}")
+            self._record_error(source, f"unexpected {type(exc).__name__}: {exc}")
             return
-        health.record_pass(self.engine, result)
+        try:
+            health.record_pass(self.engine, result)
+        except SQLAlchemyError as exc:
+            log.error("%s: pass stored, its health not recorded: the database failed (%s)", source, db_error(exc))
         log.info("%s", result.summary())
+
+    def _record_error(self, source: str, message: str) -> None:
+        try:
+            health.record_error(self.engine, source, message)
+        except SQLAlchemyError:  # the database is what failed; the log line above says so
+            pass
 
     def run_cycle(self) -> None:
         if self.cycle is None:
@@ -93,6 +115,8 @@ class Bot:
             self.cycle(datetime.now(UTC))
         except USER_ERRORS as exc:
             log.error("pipeline cycle failed: %s", exc)
+        except DBAPIError as exc:
+            log.error("pipeline cycle failed: the database failed (%s); the next cycle tries again", db_error(exc))
         except Exception:  # noqa: BLE001 - the next cycle may well succeed; keep collecting
             log.exception("pipeline cycle failed")
 

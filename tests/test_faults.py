@@ -205,3 +205,5 @@ def test_postgresql_restarted_under_load_run_survives_and_loses_nothing(private_
             code = run.stop()
         assert code == 0, run.tail()
         assert_exactly_once(db, s.served, slack)
+    # A job that met the restart failed with one line naming the database error, not a traceback.
+    assert not [line for line in run.lines if line.startswith("Traceback")], run.tail(80)
