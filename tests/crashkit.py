@@ -68,10 +68,14 @@ class Stream:
 
     def __init__(self) -> None:
         self.next_id = 0
+        self.batches = 0
         self.author = 9000
         self.served_victims: Counter[str] = Counter()
 
-    def batch(self, n: int, now: datetime | None = None) -> list[dict[str, Any]]:
+    def batch(self, n: int | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Batch ``n`` (by default the next one)."""
+        n = self.batches if n is None else n
+        self.batches = n + 1
         now = now or datetime.now(UTC)
         posts = []
         brokers = [BROKERS[(n // 3) % len(BROKERS)]] + ([BROKERS[(n // 3 + 1) % len(BROKERS)]] if n % 2 else [])
@@ -126,17 +130,18 @@ class Killable:
         with self._lock:
             self.phase = None
 
-    def trigger(self, phase: str, *, now: bool = False) -> None:
+    def trigger(self, phase: str, *, now: bool = False) -> bool:
         """Kill the armed process when ``phase`` is armed: at once (``now``, inside a request before it is
-        answered) or after the armed delay, from a timer (while the process goes on)."""
+        answered) or after the armed delay, from a timer (while the process goes on). True when armed."""
         with self._lock:
             if self.phase != phase or self.proc is None:
-                return
+                return False
             proc, delay, self.phase = self.proc, self.delay, None
         if now or delay <= 0:
             self._kill(proc)
         else:
             threading.Timer(delay, self._kill, args=[proc]).start()
+        return True
 
     def _kill(self, proc: subprocess.Popen[str]) -> None:
         if proc.poll() is None:
@@ -190,8 +195,9 @@ class KillingSlack(SlackServer):
             return Reply(503, '{"ok": false, "error": "service_unavailable"}',
                          {"Content-Type": "application/json; charset=utf-8"})
         posting = record.endpoint in ("chat.postMessage", "webhook")
-        if posting:
-            self.target.trigger("deliver-before", now=True)
+        if posting and self.target.trigger("deliver-before", now=True):
+            # Killed while its request was in flight: this Slack never takes the message.
+            return Reply(500, "", {"Content-Type": "text/plain"})
         reply = super()._answer(record)
         if posting and reply.status == 200:
             self.target.trigger("deliver-accepted", now=True)
@@ -319,7 +325,8 @@ def wait_settled(db: str, served: int, timeout: float = 90) -> bool:
     return False
 
 
-def assert_exactly_once(db: str, served: list[dict[str, Any]], slack: KillingSlack) -> dict[str, Any]:
+def assert_exactly_once(db: str, served: list[dict[str, Any]], slack: KillingSlack, *,
+                        webhook_window: int | None = None) -> dict[str, Any]:
     """Every served post stored once; every live alert event has one Slack outbox row, sent, and is in
     Slack exactly once (by the event id in the message metadata); no (kind, key) opened twice."""
     counts = store_counts(db)
@@ -332,10 +339,16 @@ def assert_exactly_once(db: str, served: list[dict[str, Any]], slack: KillingSla
     assert all(n == 1 for n in outbox.values()), outbox
     assert {e[0] for e in events} == set(outbox), "an event without its Slack outbox row (or the reverse)"
     assert all(status == "sent" for _, status in counts["outbox"]), counts["outbox"]
-    in_slack = slack.event_ids()
-    assert set(in_slack) == {e[0] for e in events}, (sorted(in_slack), [e[0] for e in events])
-    twice = {k: n for k, n in in_slack.items() if n != 1}
-    assert not twice, f"events in Slack more than once: {twice}"
+    if webhook_window is None:
+        in_slack = slack.event_ids()
+        assert set(in_slack) == {e[0] for e in events}, (sorted(in_slack), [e[0] for e in events])
+        twice = {k: n for k, n in in_slack.items() if n != 1}
+        assert not twice, f"events in Slack more than once: {twice}"
+    else:
+        # A webhook message carries no key to look up: each event was accepted at least once, and a second
+        # time only for a kill inside the documented window (after Slack accepted it, before the commit).
+        accepted = sum(1 for call in slack.calls("webhook"))
+        assert len(events) <= accepted <= len(events) + webhook_window, (accepted, len(events), webhook_window)
     opens = Counter((kind, key) for _, _, event, kind, key in events if event == "open")
     assert all(n == 1 for n in opens.values()), opens
     assert len(counts["alerts"]) == len({(k, key) for k, key, _ in counts["alerts"]}), counts["alerts"]

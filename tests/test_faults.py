@@ -41,12 +41,10 @@ class Scenario:
         self.env = run_env(x, slack)
         self.stream = Stream()
         self.served: list[dict] = []
-        self.batches = 0
 
     def feed(self, n: int = 1) -> None:
         for _ in range(n):
-            fresh = self.stream.batch(self.batches)
-            self.batches += 1
+            fresh = self.stream.batch()
             self.served += fresh
             self.x.add(fresh)
 
