@@ -313,6 +313,8 @@ def _lead_or_stand_by(engine: Any, stop: threading.Event) -> Any:
     """Exactly one scheduler and alerting loop per store: take the ``scheduler`` lock (a PostgreSQL advisory
     lock on a dedicated connection, a lock file on SQLite), or stand by until its holder is gone and take
     over. Returns the held lock, or None when stopped while standing by."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from storage.locks import acquire
 
     lock = acquire(engine, "scheduler")
@@ -321,7 +323,10 @@ def _lead_or_stand_by(engine: Any, stop: threading.Event) -> Any:
     print(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
           "taking over when it stops", file=sys.stderr, flush=True)
     while not stop.wait(STANDBY_POLL_SECONDS):
-        lock = acquire(engine, "scheduler")
+        try:
+            lock = acquire(engine, "scheduler")
+        except SQLAlchemyError:  # the database is down (a restart): nobody can lead now; keep standing by
+            continue
         if lock is not None:
             print("the other instance is gone; taking over the scheduler", file=sys.stderr, flush=True)
             return lock
