@@ -214,7 +214,7 @@ def test_postgresql_restarted_under_load_run_survives_and_loses_nothing(private_
             s.settle(run)
             time.sleep(2.5)  # a lock check after the settle: the loser of the race has noticed by now
             if run.proc.poll() is None:  # run took its lock again; the standby still stands by
-                assert standby.proc.poll() is None and not standby.wait_for("taking over", 0), standby.tail()
+                assert standby.proc.poll() is None and not standby.wait_for("taking over the scheduler", 0), standby.tail()
             else:  # the standby was first: run stopped with one line, exit 1, for its supervisor to restart
                 assert run.proc.returncode == 1 and run.wait_for("lost the scheduler lock to another", 0), run.tail()
                 assert standby.wait_for("taking over the scheduler", 0), standby.tail()
