@@ -79,31 +79,25 @@ def _fmt(moment: datetime | None, now: datetime) -> str:
 
 
 def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disabled: dict[str, str] | None = None) -> int:
-    """Per-source health and open alerts; returns how many sources need attention."""
-    from sqlmodel import col, select
+    """Per-source health, the pipeline and open alerts (:func:`monitor.operations.snapshot`, which
+    ``/metrics`` exports too); returns how many sources need attention."""
+    from monitor.operations import snapshot
 
-    from monitor.collectors.health import health_report
-    from storage.database import session_scope
-    from storage.models import Alert
-    from storage.queries import LIVE_SCOPE, post_counts
-
-    silent_after = timedelta(minutes=settings.scheduler.silent_after_minutes)
-    views = {v.source: v for v in health_report(engine, now, silent_after)}
+    snap = snapshot(engine, settings, now)
     attention = 0
-    with session_scope(engine) as session:
-        stored = post_counts(session)
+    stored = snap.posts_by_source
     detail = ", ".join(f"{source} {n}" for source, n in stored.items())
-    print(f"posts stored: {sum(stored.values())}" + (f" ({detail})" if detail else ""), file=out)
+    print(f"posts stored: {snap.posts_total}" + (f" ({detail})" if detail else ""), file=out)
     print("sources:", file=out)
-    for source in sorted(set(SOURCES) | set(views)):
-        view = views.get(source)
+    for source in sorted(set(SOURCES) | set(snap.sources)):
+        view = snap.sources.get(source)
         reason = (disabled or {}).get(source)
         if view is None:
             print(f"  {source}: never ran" + (f" - {reason}" if reason else ""), file=out)
             continue
         spend = f", spend today ~${view.spend_today_usd:.2f}"
         if source == "x":
-            spend += f" of ${settings.x.daily_budget_usd:.2f} budget"
+            spend += f" of ${snap.x_budget_usd:.2f} budget"
         print(f"  {source}: last success {_fmt(view.last_success_at, now)}, {view.posts_collected} posts collected, "
               f"{view.requests} requests{spend}", file=out)
         if view.last_error:
@@ -113,47 +107,20 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
             print(f"    DISABLED: {view.disabled_reason or reason}", file=out)
         elif view.silent:
             attention += 1
-            print(f"    WARNING: no new post for over {settings.scheduler.silent_after_minutes} min "
+            print(f"    WARNING: no new post for over {snap.silent_after_minutes} min "
                   f"(last new post {_fmt(view.last_post_at, now)}); check its queries and credentials", file=out)
-    with session_scope(engine) as session:
-        print_pipeline_status(session, now, out)
-        alerts = session.exec(
-            select(Alert).where(Alert.scope == LIVE_SCOPE, col(Alert.status).in_(("pending", "firing")))
-            .order_by(col(Alert.first_seen))
-        ).all()
-        print(f"open alerts: {len(alerts)}", file=out)
-        for alert in alerts:
-            print(f"  [{alert.status}] {alert.kind} {alert.key}: {alert.count} reporters "
-                  f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.opened_at or alert.first_seen, now)}",
-                  file=out)
+    lag = f", oldest created {_fmt(snap.analysis_oldest, now)}" if snap.analysis_backlog else ""
+    print(f"posts stored: {snap.posts_total}; waiting for analysis: {snap.analysis_backlog}{lag}", file=out)
+    print(f"alerts opened (live): {sum(snap.alerts_opened.values())}; messages retrying: {snap.messages_retrying}, "
+          f"given up: {snap.messages_dead}", file=out)
+    print(f"open alerts: {len(snap.open_alerts)}", file=out)
+    for alert in snap.open_alerts:
+        if alert.kind == "source":
+            print(f"  [{alert.status}] source {alert.key}: {alert.explanation}", file=out)
+            continue
+        print(f"  [{alert.status}] {alert.kind} {alert.key}: {alert.count} reporters "
+              f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.since, now)}", file=out)
     return attention
-
-
-def print_pipeline_status(session: Any, now: datetime, out: TextIO) -> None:
-    """Posts stored, the analysis backlog and its lag, live alerts opened, and messages not delivered."""
-    import sqlalchemy as sa
-    from sqlmodel import col, select
-
-    from storage.models import Alert, AlertEventRow, AnalysisQueue, OutboxItem, Post
-    from storage.queries import LIVE_SCOPE
-
-    posts = session.exec(select(sa.func.count()).select_from(Post)).one()
-    queued, oldest = session.exec(select(sa.func.count(), sa.func.min(AnalysisQueue.created_at))).one()
-    lag = f", oldest created {_fmt(_aware(oldest), now)}" if queued else ""
-    print(f"posts stored: {posts}; waiting for analysis: {queued}{lag}", file=out)
-    opened = session.exec(
-        select(sa.func.count()).select_from(AlertEventRow).join(Alert, col(Alert.id) == col(AlertEventRow.alert_id))
-        .where(col(Alert.scope) == LIVE_SCOPE, col(AlertEventRow.event) == "open")).one()
-    failing = session.exec(select(sa.func.count()).select_from(OutboxItem).where(
-        col(OutboxItem.status) == "pending", col(OutboxItem.last_error).is_not(None))).one()
-    dead = session.exec(select(sa.func.count()).select_from(OutboxItem).where(col(OutboxItem.status) == "dead")).one()
-    print(f"alerts opened (live): {opened}; messages retrying: {failing}, given up: {dead}", file=out)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)  # SQLite's min() returns the stored naive UTC text
 
 
 def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
@@ -202,7 +169,6 @@ def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
-    from monitor.scheduler import Bot
 
     settings, engine = settings_and_engine(args)
     collectors, disabled = build_collectors(settings)
@@ -210,13 +176,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if not collectors:
         raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
+    from monitor.metrics import serve_metrics
+
     stop = threading.Event()
     _stop_on_signals(stop)
+    # Before the scheduler lock: a standby answers scrapes too, so a dashboard sees every instance.
+    metrics = serve_metrics(engine, settings, settings.metrics)
+    try:
+        return _run_when_leading(engine, settings, collectors, stop, no_cycle=args.no_cycle)
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
+
+
+def _run_when_leading(engine: Any, settings: Any, collectors: list[Any], stop: threading.Event, *,
+                      no_cycle: bool) -> int:
+    from monitor.scheduler import Bot
+
     leader = _lead_or_stand_by(engine, stop)
     if leader is None:
         print("stopped", file=sys.stderr)
         return 0
-    cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop)
+    cycle = None if no_cycle else _pipeline_cycle(engine, settings, stop, [c.source for c in collectors])
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
     print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
     _schedule_prune(bot, engine, settings)
