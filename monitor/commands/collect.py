@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
@@ -155,20 +156,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
+def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event, sources: Sequence[str] = ()) -> Any:
     """The analyze -> detect -> alert cycle the scheduler calls with ``now``; alerts go to the terminal
     and Slack, and each event is written to the log stream (stderr) as one bare contract JSON line, at any
-    log level (as DESIGN.md promises for `run`: `docker logs` shows them and a log shipper can parse them)."""
+    log level (as DESIGN.md promises for `run`: `docker logs` shows them and a log shipper can parse them).
+    ``sources`` are watched for silence (an alert of the bot's own when one stops collecting)."""
     from monitor.alerts import build_notifiers
     from monitor.pipeline import Pipeline, jsonl_sink
 
-    ctx = Pipeline(engine, settings, event_sinks=[jsonl_sink(sys.stderr)])
+    ctx = Pipeline(engine, settings, event_sinks=[jsonl_sink(sys.stderr)], watched_sources=sources)
     ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)
     return ctx.run_cycle
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.collectors.registry import build_collectors
+    from monitor.scheduler import Bot
 
     settings, engine = settings_and_engine(args)
     collectors, disabled = build_collectors(settings)
@@ -176,28 +179,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     if not collectors:
         raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
-    from monitor.metrics import serve_metrics
-
     stop = threading.Event()
     _stop_on_signals(stop)
-    # Before the scheduler lock: a standby answers scrapes too, so a dashboard sees every instance.
-    metrics = serve_metrics(engine, settings, settings.metrics)
-    try:
-        return _run_when_leading(engine, settings, collectors, stop, no_cycle=args.no_cycle)
-    finally:
-        if metrics is not None:
-            metrics.shutdown()
-
-
-def _run_when_leading(engine: Any, settings: Any, collectors: list[Any], stop: threading.Event, *,
-                      no_cycle: bool) -> int:
-    from monitor.scheduler import Bot
-
+    _serve_metrics_until(stop, engine, settings)  # before the lock: a standby answers scrapes too
     leader = _lead_or_stand_by(engine, stop)
     if leader is None:
         print("stopped", file=sys.stderr)
         return 0
-    cycle = None if no_cycle else _pipeline_cycle(engine, settings, stop, [c.source for c in collectors])
+    cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop, [c.source for c in collectors])
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
     print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
     _schedule_prune(bot, engine, settings)
@@ -208,6 +197,15 @@ def _run_when_leading(engine: Any, settings: Any, collectors: list[Any], stop: t
         leader.release()
     print("stopped", file=sys.stderr)
     return 1 if lost.is_set() else 0
+
+
+def _serve_metrics_until(stop: threading.Event, engine: Any, settings: Any) -> None:
+    """Prometheus metrics on ``[metrics] port`` (when set) until ``stop`` is set."""
+    from monitor.metrics import serve_metrics
+
+    server = serve_metrics(engine, settings, settings.metrics)
+    if server is not None:
+        threading.Thread(target=lambda: (stop.wait(), server.shutdown()), daemon=True, name="metrics-stop").start()
 
 
 def _schedule_prune(bot: Any, engine: Any, settings: Any) -> None:
