@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from monitor.commands import add_command, settings_and_engine
 from monitor.errors import ConfigError, CredentialsError, SourceError
+from monitor.logjson import say
 
 log = logging.getLogger(__name__)
 SOURCES = ("x", "reddit", "bluesky")
@@ -176,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, engine = settings_and_engine(args)
     collectors, disabled = build_collectors(settings)
     for line in disabled.values():
-        print(line, file=sys.stderr)
+        say(line, level="WARNING")
     if not collectors:
         raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
     stop = threading.Event()
@@ -184,18 +185,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     _serve_metrics_until(stop, engine, settings)  # before the lock: a standby answers scrapes too
     leader = _lead_or_stand_by(engine, stop)
     if leader is None:
-        print("stopped", file=sys.stderr)
+        say("stopped")
         return 0
     cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop, [c.source for c in collectors])
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
-    print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    say(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM")
     _schedule_prune(bot, engine, settings)
     lost = _watch_lock(leader, stop)
     try:
         bot.run_until_stopped()
     finally:
         leader.release()
-    print("stopped", file=sys.stderr)
+    say("stopped")
     return 1 if lost.is_set() else 0
 
 
@@ -255,12 +256,12 @@ def _lead_or_stand_by(engine: Any, stop: threading.Event) -> Any:
     lock = acquire(engine, "scheduler")
     if lock is not None:
         return lock
-    print(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
-          "taking over when it stops", file=sys.stderr, flush=True)
+    say(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
+        "taking over when it stops")
     while not stop.wait(STANDBY_POLL_SECONDS):
         lock = acquire(engine, "scheduler")
         if lock is not None:
-            print("the other instance is gone; taking over the scheduler", file=sys.stderr, flush=True)
+            say("the other instance is gone; taking over the scheduler")
             return lock
     return None
 
