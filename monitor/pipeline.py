@@ -161,9 +161,13 @@ class Pipeline:
             return []
         if self._watching_since is None:
             self._watching_since = now
+        from monitor.redact import redact_text, secret_values
+
+        secrets = secret_values()  # an error text goes to Slack: mask what the log would mask
         with Session(self.engine) as session:
             rows = session.exec(select(SourceHealth)).all()
-            seen = [SourceSeen(r.source, r.last_success_at, r.last_error_at, r.last_error) for r in rows]
+            seen = [SourceSeen(r.source, r.last_success_at, r.last_error_at,
+                               redact_text(r.last_error, secrets) if r.last_error else None) for r in rows]
         limit = timedelta(minutes=self.settings.alerts.source_silence_minutes)
         return silence_signals(seen, self.watched_sources, now, self._watching_since, limit,
                                include_healthy=self._alerts_active is not False)
