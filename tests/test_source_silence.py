@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from pathlib import Path
 
 from servers import json_answer, wait_until
@@ -20,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from monitor.collectors import health
 from monitor.collectors.base import CollectResult
+from monitor.commands.collect import print_status
 from monitor.events import Signal
 from monitor.pipeline import Pipeline
 from monitor.settings import load_settings
@@ -69,6 +71,9 @@ def test_silence_opens_once_stays_quiet_and_resolves_on_success(db_url, tmp_path
     assert explanation.startswith("X has been silent for 36 min (since the bot started at 2026-03-19 06:00 UTC); "
                                   "last success 2026-03-19 05:00 UTC")
     assert "last error 2026-03-19 06:02 UTC: 503 Service Unavailable: the X API is down" in explanation
+    out = StringIO()
+    print_status(engine, settings, t0 + timedelta(minutes=119), out)
+    assert "[firing] source x: X has been silent for" in out.getvalue()  # status lists it with its reason
     health.record_pass(engine, CollectResult("x"), now=t0 + timedelta(minutes=120))
     cycle(121)
     cycle(122)
