@@ -4,8 +4,9 @@ Read-only twice over: the routes only read, and every database connection of the
 (SQLite ``PRAGMA query_only``, PostgreSQL ``default_transaction_read_only``). Each request's database work
 is cut off after ``[api] query_timeout_ms`` (PostgreSQL ``statement_timeout``; on SQLite a progress handler
 interrupts the statement) and answered 503. Page sizes are capped. Every ``/api/`` route needs a bearer
-token from ``MONITOR_API_TOKENS``, compared in constant time; ``/healthz``, ``/docs`` and the dashboard's
-static page are open (the page holds no data; it asks for a token and calls the API with it).
+token from ``MONITOR_API_TOKENS``, compared in constant time; ``/healthz``, ``/metrics`` (Prometheus: the
+numbers of `status`, no post text), ``/docs`` and the dashboard's static page are open (the page holds no
+data; it asks for a token and calls the API with it).
 
 Errors keep FastAPI's 422 shape, ``{"detail": [{"loc": ["query", FIELD], "msg": ...}]}``, for our own
 checks too (a search text, a cursor, a count key), so a client always learns which field to fix.
@@ -23,14 +24,16 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
 from monitor.api.config import ApiConfig
 from monitor.errors import MonitorError
+from monitor.metrics import build_registry
 from storage.errors import StorageError
 from storage.models import Alert, AlertEventRow
 from storage.queries import CursorError, PostFilter, find_posts, get_post_view, get_posts_by_keys
@@ -62,8 +65,9 @@ def _read_only(engine: sa.Engine) -> None:
             dbapi_connection.commit()
 
 
-def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
-    """The app over an existing store (open it with ``storage.database.open_existing_store``)."""
+def create_app(engine: sa.Engine, config: ApiConfig | None = None, settings: Any = None) -> FastAPI:
+    """The app over an existing store (open it with ``storage.database.open_existing_store``); ``settings``
+    (all sections) give ``/metrics`` the X budget and silence limit (default: the defaults)."""
     config = config or ApiConfig()
     tokens = config.token_list()
     _read_only(engine)
@@ -132,6 +136,14 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    metrics_registry = build_registry(engine, settings)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             summary="Prometheus metrics: the numbers of `incident-monitor status`, plus process metrics")
+    def metrics() -> Response:
+        # Sync route: FastAPI runs it in its thread pool, so the store reads never block the event loop.
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/posts", dependencies=auth, tags=["posts"],
              summary="posts matching the filters, one page; q is Japanese full-text search")

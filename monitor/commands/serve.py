@@ -30,7 +30,7 @@ def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
     if not config.token_list():
         raise ConfigError("MONITOR_API_TOKENS is not set, so no client could use the API: set it to one or more "
                           "comma-separated tokens (or MONITOR_API_TOKENS_FILE to a file holding them)")
-    return create_app(engine, config), config
+    return create_app(engine, config, settings), config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
