@@ -18,8 +18,10 @@ mix (5% victim reports, 15% incident discussion) and bulk-inserted with the inde
     python benchmarks/query.py --posts 1000000      # the issue's size (several minutes per backend)
     python benchmarks/query.py --backend sqlite
     python benchmarks/query.py --backend sqlite --posts 200000 --store /tmp/bench200k.sqlite   # kept, reused
+    python benchmarks/query.py --backend postgresql --posts 200000 --pg-schema bench200k      # kept, reused
 
-PostgreSQL comes from TEST_DATABASE_URL or 127.0.0.1:5432/test (a private schema, dropped afterwards).
+PostgreSQL comes from TEST_DATABASE_URL or 127.0.0.1:5432/test (a private schema, dropped afterwards unless
+``--pg-schema`` names one to keep).
 """
 
 from __future__ import annotations
@@ -219,6 +221,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--store", type=Path, help="SQLite file to keep and reuse (generated when missing)")
+    parser.add_argument("--pg-schema", metavar="NAME",
+                        help="PostgreSQL schema to keep and reuse (generated when missing; default a private one, dropped)")
     args = parser.parse_args()
     if args.backend in ("sqlite", "both") and args.store:
         run(f"sqlite:///{args.store.resolve()}", args.posts, args.repeat)
@@ -227,19 +231,22 @@ def main() -> None:
             run(f"sqlite:///{tmp}/bench.sqlite", args.posts, args.repeat)
     if args.backend in ("postgresql", "both"):
         base = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        schema = args.pg_schema or f"bench_{uuid.uuid4().hex[:8]}"
+        if not schema.isidentifier():
+            raise SystemExit(f"--pg-schema {schema!r}: use letters, digits and underscores")
         admin = sa.create_engine(base)
         try:
             with admin.begin() as conn:
-                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         except sa.exc.OperationalError as exc:
             print(f"PostgreSQL skipped: not reachable at {base} ({type(exc).__name__})")
             return
         try:
             run(f"{base}?options=-csearch_path%3D{schema}", args.posts, args.repeat)
         finally:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            if not args.pg_schema:
+                with admin.begin() as conn:
+                    conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
             admin.dispose()
 
 
