@@ -150,8 +150,9 @@ def api_request(engine: sa.Engine, repeat: int) -> tuple[float, float]:
 
     from monitor.api.app import create_app
     from monitor.api.config import ApiConfig
+    from storage.export import Pseudonymizer
 
-    app = create_app(engine, ApiConfig(tokens="bench", query_timeout_ms=30_000))
+    app = create_app(engine, ApiConfig(tokens="bench", query_timeout_ms=30_000), pseudonymizer=Pseudonymizer(b"bench"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
