@@ -165,24 +165,25 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
     # Only the columns a Report needs, as plain rows: building full Post and Annotation objects (metrics,
     # scores, every column) for each row was most of the cost of a read.
     stmt = (
-        select(Annotation.id, Annotation.label, Post.source, Post.post_id, Post.author_id, Post.created_at,
-               Post.text, Post.repost_of, Post.url)
+        sa.select(col(Annotation.id), col(Annotation.label), col(Post.source), col(Post.post_id), col(Post.author_id),
+                  col(Post.created_at), col(Post.text), col(Post.repost_of), col(Post.url))
+        .select_from(Post)
         .join(Annotation, col(Annotation.post_pk) == col(Post.id))
-        .where(Annotation.model == model, col(Annotation.label).in_(labels))
+        .where(col(Annotation.model) == model, col(Annotation.label).in_(labels))
         .order_by(col(Post.created_at), col(Post.id))
     )
     if mention is not None:
         stmt = stmt.where(select(Mention.id).where(Mention.annotation_id == Annotation.id, Mention.kind == mention[0],
                                                    Mention.value == mention[1]).exists())
     if since is not None:
-        stmt = stmt.where(Post.created_at > since if since_exclusive else Post.created_at >= since)
+        stmt = stmt.where(col(Post.created_at) > since if since_exclusive else col(Post.created_at) >= since)
     if until is not None:
-        stmt = stmt.where(Post.created_at <= until)
+        stmt = stmt.where(col(Post.created_at) <= until)
     if after_annotation is not None:
-        stmt = stmt.where(Annotation.id > after_annotation)  # type: ignore[operator]
+        stmt = stmt.where(col(Annotation.id) > after_annotation)
     if upto_annotation is not None:
-        stmt = stmt.where(Annotation.id <= upto_annotation)  # type: ignore[operator]
-    rows = session.exec(stmt).all()
+        stmt = stmt.where(col(Annotation.id) <= upto_annotation)
+    rows = session.execute(stmt).all()
     if not rows:
         return []
     mentions = mentions_by_annotation(session, [row[0] for row in rows])
