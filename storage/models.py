@@ -118,7 +118,13 @@ class Annotation(SQLModel, table=True):
     """The classifier's verdict on one post by one model version."""
 
     __tablename__ = "annotations"
-    __table_args__ = (sa.UniqueConstraint("post_pk", "model", name="uq_annotations_post_model"),)
+    __table_args__ = (
+        sa.UniqueConstraint("post_pk", "model", name="uq_annotations_post_model"),
+        # One model's annotations with one label, with their posts, from the index alone: a counts series
+        # reads a key's victim reports this way (SQLite probes it per post; the row id is in every SQLite
+        # index, PostgreSQL includes it).
+        sa.Index("ix_annotations_model_label_post", "model", "label", "post_pk", postgresql_include=["id"]),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     post_pk: int = Field(foreign_key="posts.id", index=True)
@@ -154,7 +160,8 @@ class Mention(SQLModel, table=True):
     """A broker or ticker named in a post (span in the original text)."""
 
     __tablename__ = "mentions"
-    __table_args__ = (sa.Index("ix_mentions_kind_value", "kind", "value"),)
+    # The annotation id in the index answers "does this annotation name this broker" without reading rows.
+    __table_args__ = (sa.Index("ix_mentions_kind_value_annotation", "kind", "value", "annotation_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     annotation_id: int = Field(foreign_key="annotations.id", index=True)

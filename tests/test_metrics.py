@@ -157,7 +157,7 @@ def test_serve_has_metrics_without_a_token(sqlite_url):
     _fill(engine, datetime.now(UTC))
     engine.dispose()
     engine = open_existing_store(sqlite_url)
-    app = create_app(engine, ApiConfig(tokens="t" * 20))
+    app = create_app(engine, ApiConfig(tokens="t" * 20), raw_authors=True)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
