@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 __all__ = [
     "ANALYSIS_FIELDS", "EARLIEST", "ExportRecord", "KNOWN_SOURCES", "LATEST", "LIMITS", "MAX_TEXT_CHARS",
-    "POST_FIELDS", "PostRecord", "loads", "parse_timestamp", "storable_text", "validation_message",
+    "POST_FIELDS", "PostRecord", "in_range", "loads", "parse_timestamp", "storable_text", "validation_message",
 ]
 
 KNOWN_SOURCES = ("5ch", "bluesky", "reddit", "web", "x")
@@ -178,7 +178,7 @@ def parse_timestamp(value: Any, field_name: str = "created_at") -> datetime:
     return parsed
 
 
-def _in_range(value: datetime, field_name: str = "created_at") -> datetime:
+def in_range(value: datetime, field_name: str = "created_at") -> datetime:
     try:
         in_utc = value.astimezone(UTC)
     except OverflowError:
@@ -251,7 +251,7 @@ def _created_at(value: Any) -> datetime:
         raise ValueError(f"missing required field 'created_at': a Post record needs {', '.join(REQUIRED)}")
     if (reason := rejected_value(value)) is not None:
         raise ValueError(f"field 'created_at' is unreadable: {reason}")
-    return _in_range(parse_timestamp(value))
+    return in_range(parse_timestamp(value))
 
 
 class PostRecord(BaseModel):
