@@ -16,7 +16,8 @@ from monitor.errors import InputError
 from storage import records as _records
 from storage.records import KNOWN_SOURCES, MAX_TEXT_CHARS, PostRecord
 
-__all__ = ["KNOWN_SOURCES", "MAX_TEXT_CHARS", "RECORD_ERRORS", "PostRecord", "item_text", "new_post", "parse_post",
+__all__ = ["KNOWN_SOURCES", "MAX_TEXT_CHARS", "RECORD_ERRORS", "PostRecord", "identifier", "item_text", "new_post",
+           "parse_post",
            "parse_timestamp", "record_error"]
 
 #: What parsing one hostile record can raise beyond InputError (a value of the wrong type reaching a
@@ -34,6 +35,16 @@ def record_error(exc: Exception) -> InputError:
     detail = " ".join(str(exc).split())[:200]
     return InputError(f"unreadable record ({type(exc).__name__}: {detail})" if detail else
                       f"unreadable record ({type(exc).__name__})")
+
+
+def identifier(value: Any, what: str) -> str:
+    """An id as a service sends it (a string, or a JSON integer) as text; anything else is an InputError,
+    so an object or a list never becomes an id through ``str()``."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        reason = _records.rejected_value(value)
+        raise InputError(f"{what} is unreadable: {reason}" if reason else
+                         f"{what} must be a string or an integer, got {type(value).__name__}")
+    return str(value)
 
 
 def item_text(item: Any) -> str:
@@ -105,7 +116,11 @@ def x_tweet_to_record(tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -
                 f"tweet {tweet.get('id', '?')} lacks {name!r}: request tweet.fields=created_at,author_id "
                 "(and expansions=author_id)"
             )
+    for name in ("id", "author_id"):
+        identifier(tweet[name], f"tweet {name}")
     text = tweet["text"]
+    if not isinstance(text, str):
+        raise InputError(f"tweet {identifier(tweet['id'], 'tweet id')} 'text' must be a string, got {type(text).__name__}")
     note = tweet.get("note_tweet")
     if isinstance(note, dict) and isinstance(note.get("text"), str):
         text = note["text"]

@@ -32,7 +32,7 @@ from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.collectors.transport import http_client
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
-from monitor.records import RECORD_ERRORS, PostRecord, new_post
+from monitor.records import RECORD_ERRORS, PostRecord, identifier, new_post
 from storage.quarantine import Rejection
 from storage.records import loads
 
@@ -71,10 +71,14 @@ def thing_to_record(thing: dict[str, Any]) -> PostRecord:
     data = thing.get("data") if isinstance(thing, dict) else None
     if kind not in ("t1", "t3") or not isinstance(data, dict):
         raise InputError(f"Reddit listing item of kind {kind!r} is not a submission or comment")
-    name = data.get("name") or (f"{kind}_{data['id']}" if data.get("id") else None)
+    name = data.get("name") or (f"{kind}_{identifier(data['id'], 'Reddit id')}" if data.get("id") else None)
     created = data.get("created_utc")
     if not name or not isinstance(created, int | float):
         raise InputError(f"Reddit {kind} {name or '?'} lacks 'name' or 'created_utc'")
+    name = identifier(name, "Reddit name")
+    for field in ("title", "selftext", "body", "author", "author_fullname", "permalink", "parent_id", "crosspost_parent"):
+        if data.get(field) is not None and not isinstance(data[field], str):
+            raise InputError(f"Reddit {kind} {name}: {field!r} must be a string, got {type(data[field]).__name__}")
     if kind == "t3":
         title = str(data.get("title") or "")
         body = str(data.get("selftext") or "")

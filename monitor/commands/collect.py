@@ -148,6 +148,11 @@ def print_pipeline_status(session: Any, now: datetime, out: TextIO) -> None:
         col(OutboxItem.status) == "pending", col(OutboxItem.last_error).is_not(None))).one()
     dead = session.exec(select(sa.func.count()).select_from(OutboxItem).where(col(OutboxItem.status) == "dead")).one()
     print(f"alerts opened (live): {opened}; messages retrying: {failing}, given up: {dead}", file=out)
+    from storage.quarantine import count_rejected
+
+    rejected = count_rejected(session)
+    print(f"rejected records: {rejected}" + (" (incident-monitor db rejected lists them)" if rejected else ""),
+          file=out)
 
 
 def _aware(moment: datetime | None) -> datetime | None:

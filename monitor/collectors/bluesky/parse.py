@@ -181,7 +181,7 @@ def split_at_uri(uri: str) -> tuple[str, str, str]:
     ('did:plc:abc', 'app.bsky.feed.post', '3k2')
     """
     if not isinstance(uri, str) or not uri.startswith("at://"):
-        raise InputError(f"{uri!r} is not an at:// URI")
+        raise InputError(f"{str(uri)[:80]!r} is not an at:// URI")
     parts = uri[len("at://"):].split("/")
     if len(parts) != 3 or not all(parts):
         raise InputError(f"{uri!r} is not at://DID/COLLECTION/RKEY")

@@ -110,7 +110,8 @@ def _search_post(view: Any) -> PostRecord:
         except (InputError, ValueError):
             fallback = None
     return record_to_post(
-        did=str(author.get("did") or did), rkey=rkey, record=view.get("record"),
+        did=author["did"] if isinstance(author.get("did"), str) and author["did"] else did, rkey=rkey,
+        record=view.get("record"),
         handle=author.get("handle") if isinstance(author.get("handle"), str) else None,
         fallback_time=fallback, metrics=metrics,
     )
