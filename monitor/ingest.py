@@ -135,9 +135,17 @@ def _database_reason(exc: Exception) -> str:
     return f"the database refused it ({type(cause).__name__}: {first[:200]})"
 
 
-#: A statement that fails for one record: a bind value no backend accepts (OverflowError from a
-#: timestamp, a value too long for its column on PostgreSQL, NaN in JSON ...).
 _INSERT_ERRORS = (sa.exc.StatementError, ValueError, OverflowError, TypeError)
+
+
+def _refused_for_its_data(exc: Exception) -> bool:
+    """Whether a failed insert is about the values sent (a bind value no backend accepts: OverflowError
+    from a timestamp, a value too long for its column on PostgreSQL, U+0000, NaN in JSON ...), which a
+    record-by-record retry can pin on one record. A lost connection or a lock timeout is not: that is
+    raised as it is, so the caller's transaction fails whole and nothing good is quarantined."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError)
+    return True  # raised while binding, before anything reached the database
 
 
 def _insert_posts(session: Session, records: Sequence[PostRecord], raw_id: int | None,
@@ -191,6 +199,8 @@ def store_records(
             with _savepoint(session):
                 inserted = _insert_posts(session, list(unique.values()), raw_id, now)
         except _INSERT_ERRORS as exc:
+            if not _refused_for_its_data(exc):
+                raise
             log.info("a batch of %d posts was refused (%s); storing them one by one", len(unique), exc.__class__.__name__)
             inserted = []
             for record in unique.values():
@@ -198,6 +208,8 @@ def store_records(
                     with _savepoint(session):
                         inserted.extend(_insert_posts(session, [record], raw_id, now))
                 except _INSERT_ERRORS as one:
+                    if not _refused_for_its_data(one):
+                        raise
                     result.rejected.append(reject(record, _database_reason(one)))
         result.new = len(inserted)
         result.new_keys = [f"{s}:{p}" for s, p, _, _ in inserted]
