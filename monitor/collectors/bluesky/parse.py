@@ -216,6 +216,7 @@ class Verdict:
 def judge_event(frame: str | bytes, keywords: KeywordFilter, handles: dict[str, str] | None = None) -> Verdict:
     """Parse and filter one Jetstream frame. Never raises: bad frames come back as ``skipped``.
 
+    >>> import json
     >>> kw = KeywordFilter.of(["楽天証券"])
     >>> ev = {"did": "did:plc:a", "time_us": 5, "kind": "commit", "commit": {"operation": "create",
     ...       "collection": "app.bsky.feed.post", "rkey": "r1", "record": {"text": "楽天証券で不正ログイン",
