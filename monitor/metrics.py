@@ -119,6 +119,8 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(f"{PREFIX}_x_daily_budget_usd", "[x] daily_budget_usd: searching pauses beyond it",
                                 value=snap.x_budget_usd)
 
+        yield GaugeMetricFamily(f"{PREFIX}_rejected_records", "bad records quarantined by the ingest paths",
+                                value=snap.rejected)
         yield GaugeMetricFamily(f"{PREFIX}_analysis_backlog_posts", "posts waiting for classification",
                                 value=snap.analysis_backlog)
         lag = snap.analysis_lag

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from monitor.collectors.health import HealthView, health_report
 from storage.database import session_scope
 from storage.models import Alert, AlertEventRow, AnalysisQueue, OutboxItem, StateEntry
+from storage.quarantine import count_rejected
 from storage.queries import LIVE_SCOPE, post_counts
 
 ALERT_KINDS = ("broker", "ticker", "overall", "source")
@@ -52,6 +53,7 @@ class Snapshot:
     messages_retrying: int = 0  # owed, and the last attempt failed
     messages_dead: int = 0  # given up after [alerts] max_attempts or a permanent error
     last_cycle_at: datetime | None = None  # the live analyze/detect cycle's heartbeat
+    rejected: int = 0  # bad records quarantined by any ingest path (`db rejected` lists them)
 
     @property
     def posts_total(self) -> int:
@@ -103,6 +105,7 @@ def snapshot(engine: Engine, settings: Any, now: datetime) -> Snapshot:
                       str((a.extra or {}).get("explanation") or ""))
             for a in alerts
         ]
+        rejected = count_rejected(session)
         heartbeat = session.get(StateEntry, f"detector:{LIVE_SCOPE}")
         last_cycle = aware(heartbeat.updated_at) if heartbeat is not None else None
     return Snapshot(
@@ -110,4 +113,5 @@ def snapshot(engine: Engine, settings: Any, now: datetime) -> Snapshot:
         silent_after_minutes=silent_after, analysis_backlog=int(queued), analysis_oldest=aware(oldest),
         alerts_opened={str(kind): int(n) for kind, n in opened_rows}, open_alerts=open_alerts,
         messages_retrying=int(retrying), messages_dead=int(dead), last_cycle_at=last_cycle,
+        rejected=rejected,
     )

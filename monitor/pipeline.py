@@ -214,9 +214,11 @@ class Pipeline:
 
     # -- files ---------------------------------------------------------------------------------------
 
-    def import_file(self, path: str | Path, *, on_error: Callable[[InputError], None] | None = None) -> ImportResult:
-        """Store every good record of a Post JSONL / twarc2 JSONL file; report bad lines with file:line."""
-        return import_file(self.engine, path, on_error=on_error)
+    def import_file(self, path: str | Path, *, on_error: Callable[[InputError], None] | None = None,
+                    ingest: str = "import", name: str | None = None) -> ImportResult:
+        """Store every good record of a Post JSONL / twarc2 JSONL file; bad records go to ``rejected`` and
+        are reported with file:line."""
+        return import_file(self.engine, path, on_error=on_error, ingest=ingest, name=name)
 
     def replay(self, path: str | Path, *, step: timedelta | None = None, tail: timedelta | None = None,
                on_error: Callable[[InputError], None] | None = None,
@@ -246,7 +248,7 @@ class Pipeline:
                     f"{path}: this store already holds a finished replay of this file ({run.scope}); a backtest "
                     "judges a file on its own: replay into a fresh --db, or pass --rerun to run detection again "
                     "over the stored posts")
-            imported = self.import_file(local, on_error=on_error)
+            imported = self.import_file(local, on_error=on_error, ingest="replay", name=str(path))
             if imported.first is None or imported.last is None:
                 return imported, events
             if run is None and imported.stored == 0 and not rerun:

@@ -302,6 +302,26 @@ class CollectorCursor(SQLModel, table=True):
     updated_at: datetime = _ts(now=True)
 
 
+class Rejected(SQLModel, table=True):
+    """A record no ingest path could store, kept with its reason instead of stopping the ingest.
+
+    ``fingerprint`` (SHA-256 of source, location and the whole record) is unique, so reading the same bad
+    line or post again - re-importing a file, a page served twice - adds no second row.
+    """
+
+    __tablename__ = "rejected"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rejected_at: datetime = _ts(index=True, now=True)
+    ingest: str = Field(max_length=32)  # import | replay | file | x | reddit | bluesky
+    source: str = Field(max_length=32)  # the service it came from (file: a file of any source)
+    location: str = Field(max_length=2000)  # FILE:LINE, or the page (URL without secrets) and item
+    reason: str = Field(sa_column=Column(sa.Text, nullable=False))  # one line naming the problem
+    record: str = Field(sa_column=Column(sa.Text, nullable=False))  # the record as received, cut to 4 kB
+    record_chars: int = 0  # its full length, in characters
+    fingerprint: str = Field(max_length=64, index=True, unique=True)
+
+
 class SourceHealth(SQLModel, table=True):
     """Per-source health for `status`: last success, counts, last error, spend."""
 

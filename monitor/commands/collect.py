@@ -115,6 +115,8 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
     print(f"posts stored: {snap.posts_total}; waiting for analysis: {snap.analysis_backlog}{lag}", file=out)
     print(f"alerts opened (live): {sum(snap.alerts_opened.values())}; messages retrying: {snap.messages_retrying}, "
           f"given up: {snap.messages_dead}", file=out)
+    print(f"rejected records: {snap.rejected}"
+          + (" (incident-monitor db rejected lists them)" if snap.rejected else ""), file=out)
     print(f"open alerts: {len(snap.open_alerts)}", file=out)
     for alert in snap.open_alerts:
         if alert.kind == "source":

@@ -1,8 +1,8 @@
 """indexes that answer a counts series from the indexes: annotations by (model, label, post_pk), mentions by
 (kind, value, annotation_id)
 
-Revision ID: 0006c
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 A counts series (``query --counts``, ``/api/counts``, the dashboard) reads the victim reports of the current
 model that name one broker or ticker in a time range. With these two indexes neither the annotation nor the
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006c"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
