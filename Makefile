@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# Types (configured in pyproject.toml): not yet part of `make test`, it still reports errors to fix.
+# Types alone (configured in pyproject.toml); `make test` runs the same check before pytest.
 types: $(VENV)/.installed-test
 	$(BIN)/mypy
 

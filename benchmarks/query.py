@@ -18,8 +18,10 @@ mix (5% victim reports, 15% incident discussion) and bulk-inserted with the inde
     python benchmarks/query.py --posts 1000000      # the issue's size (several minutes per backend)
     python benchmarks/query.py --backend sqlite
     python benchmarks/query.py --backend sqlite --posts 200000 --store /tmp/bench200k.sqlite   # kept, reused
+    python benchmarks/query.py --backend postgresql --posts 200000 --pg-schema bench200k      # kept, reused
 
-PostgreSQL comes from TEST_DATABASE_URL or 127.0.0.1:5432/test (a private schema, dropped afterwards).
+PostgreSQL comes from TEST_DATABASE_URL or 127.0.0.1:5432/test (a private schema, dropped afterwards unless
+``--pg-schema`` names one to keep).
 """
 
 from __future__ import annotations
@@ -110,15 +112,22 @@ def generate(engine: sa.Engine, n: int, batch: int = 20_000, seed: int = 7) -> f
     return time.perf_counter() - started
 
 
-def timed(fn, repeat: int) -> tuple[float, float]:
+def timed(fn, repeat: int) -> tuple[float, float, float]:
+    """p50 and p95 wall time, and p50 CPU time of this process, in ms.
+
+    On a loaded machine wall time grows with the load; this process's CPU time does not. For SQLite it is
+    all of the work (the database runs in this process); for PostgreSQL only the client's share.
+    """
     fn()  # warm the caches once, as a running server has them
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         samples.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.process_time() - c) * 1000)
     samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
+    return (statistics.median(samples), samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))],
+            statistics.median(cpu))
 
 
 def like_first_page(engine: sa.Engine, q: str) -> list:
@@ -148,8 +157,9 @@ def api_request(engine: sa.Engine, repeat: int) -> tuple[float, float]:
 
     from monitor.api.app import create_app
     from monitor.api.config import ApiConfig
+    from storage.export import Pseudonymizer
 
-    app = create_app(engine, ApiConfig(tokens="bench", query_timeout_ms=30_000))
+    app = create_app(engine, ApiConfig(tokens="bench", query_timeout_ms=30_000), pseudonymizer=Pseudonymizer(b"bench"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -185,24 +195,27 @@ def run(url: str, n: int, repeat: int) -> None:
         seconds = generate(engine, n)
         print(f"generated and indexed in {seconds:.1f} s ({n / seconds:,.0f} posts/s)")
     rows = []
+    if hasattr(os, "getloadavg"):
+        print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     for name, q in QUERIES.items():
         for order in ("relevance", "newest"):
             def search(q: str = q, order: str = order) -> None:
                 with Session(engine) as s:
                     find_posts(s, PostFilter(q=q), limit=20, order=order)
-            p50, p95 = timed(search, repeat)
-            rows.append((f"search {name} ({q}), {order}", p50, p95))
-        b50, b95 = timed(lambda q=q: like_first_page(engine, q), repeat)
-        rows.append((f"  baseline LIKE '%{q}%', newest", b50, b95))
+            rows.append((f"search {name} ({q}), {order}", *timed(search, repeat)))
+        rows.append((f"  baseline LIKE '%{q}%', newest", *timed(lambda q=q: like_first_page(engine, q), repeat)))
 
     def counts() -> None:
         with Session(engine) as s:
             count_series(s, "broker:楽天証券", timedelta(hours=1), END - timedelta(days=30), END)
     rows.append(("counts broker:楽天証券, 1h x 30 days", *timed(counts, repeat)))
     rows.append(("API GET /api/posts?q=約定 (uvicorn, HTTP)", *api_request(engine, repeat)))
-    print(f"{'what':<48} {'p50 ms':>9} {'p95 ms':>9}")
-    for what, p50, p95 in rows:
-        print(f"{what:<48} {p50:>9.1f} {p95:>9.1f}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cpu_note = "all the work" if engine.dialect.name == "sqlite" else "client side only"
+    print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs; cpu = this process's CPU time ({cpu_note})")
+    print(f"{'what':<48} {'p50 ms':>9} {'p95 ms':>9} {'cpu p50':>9}")
+    for what, p50, p95, cpu in rows:
+        print(f"{what:<48} {p50:>9.1f} {p95:>9.1f} {cpu:>9.1f}")
     for name, q in QUERIES.items():
         fast = [r for r in rows if r[0].startswith(f"search {name}") and r[0].endswith("newest")][0]
         like = [r for r in rows if r[0] == f"  baseline LIKE '%{q}%', newest"][0]
@@ -219,6 +232,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--store", type=Path, help="SQLite file to keep and reuse (generated when missing)")
+    parser.add_argument("--pg-schema", metavar="NAME",
+                        help="PostgreSQL schema to keep and reuse (generated when missing; default a private one, dropped)")
     args = parser.parse_args()
     if args.backend in ("sqlite", "both") and args.store:
         run(f"sqlite:///{args.store.resolve()}", args.posts, args.repeat)
@@ -227,19 +242,22 @@ def main() -> None:
             run(f"sqlite:///{tmp}/bench.sqlite", args.posts, args.repeat)
     if args.backend in ("postgresql", "both"):
         base = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        schema = args.pg_schema or f"bench_{uuid.uuid4().hex[:8]}"
+        if not schema.isidentifier():
+            raise SystemExit(f"--pg-schema {schema!r}: use letters, digits and underscores")
         admin = sa.create_engine(base)
         try:
             with admin.begin() as conn:
-                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         except sa.exc.OperationalError as exc:
             print(f"PostgreSQL skipped: not reachable at {base} ({type(exc).__name__})")
             return
         try:
             run(f"{base}?options=-csearch_path%3D{schema}", args.posts, args.repeat)
         finally:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            if not args.pg_schema:
+                with admin.begin() as conn:
+                    conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
             admin.dispose()
 
 

@@ -42,6 +42,9 @@ def _add_shared_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                            help="incident-monitor.toml to read (default: ./incident-monitor.toml if present)")
     group.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+    group.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                       help="log lines as text (default) or one JSON object per line (time, level, logger, "
+                            "message, extra fields) for a log shipper")
 
 
 def _walk(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -77,11 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _configure_logging(verbosity: int, log_format: str = "text") -> None:
+    from monitor.logjson import JsonFormatter, use_json
     from monitor.redact import install
 
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format=TEXT_FORMAT, stream=sys.stderr)
+    use_json(log_format == "json")
+    for handler in logging.getLogger().handlers:  # main() may run twice in one process (tests)
+        if log_format == "json":
+            handler.setFormatter(JsonFormatter())
+        elif isinstance(handler.formatter, JsonFormatter):
+            handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     install()  # secrets never reach the log, whichever library logs them
 
 
@@ -95,14 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    _configure_logging(getattr(args, "verbose", 0) or 0)
+    _configure_logging(getattr(args, "verbose", 0) or 0, getattr(args, "log_format", "text"))
+    from monitor.logjson import say
+
     try:
         return int(args.handler(args) or 0)
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}", level="ERROR")
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted", level="WARNING")
         return 130
     except BrokenPipeError:
         return 0

@@ -43,9 +43,11 @@ class CredentialsError(ConfigError):
 class InputError(MonitorError):
     """A record in an input file or stream cannot be used."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 record: str | None = None) -> None:
         self.path = path
         self.line = line
+        self.record = record  # the bad item as received (one post of a page), when narrower than the line
         where = ""
         if path is not None and line is not None:
             where = f"{path}:{line}: "

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-Kind = Literal["broker", "ticker", "overall"]
+Kind = Literal["broker", "ticker", "overall", "source"]  # source: the bot's own alert of a silent collector
 EventName = Literal["open", "update", "resolve"]
 OVERALL_KEY = "overall"
 

@@ -20,12 +20,13 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from monitor import alerts as alerting
 from monitor.analyze import ReportWindow, analyze_pending, load_analyzer
 from monitor.detect.counting import bucket_index
 from monitor.detect.detector import Detector
+from monitor.detect.silence import SourceSeen, silence_signals
 from monitor.errors import InputError, MonitorError
 from monitor.events import AlertEvent, Signal
 from monitor.ingest import ImportResult, _insert, check_input_file, import_file
@@ -33,7 +34,7 @@ from monitor.settings import Settings, load_settings
 from storage.database import open_store, session_scope
 from storage.export import json_line
 from storage.locks import acquire
-from storage.models import StateEntry
+from storage.models import SourceHealth, StateEntry
 from storage.queries import LIVE_SCOPE, has_active_alerts
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Pipeline:
         event_sinks: Iterable[Callable[[AlertEvent], None]] = (),
         scope: str = LIVE_SCOPE,
         analyzer: Any = None,
+        watched_sources: Iterable[str] = (),
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -76,6 +78,10 @@ class Pipeline:
         self._replay_run: ReplayRun | None = None
         self._saved_bucket: int | None = None  # bucket of the detector state last stored
         self._pruned_at: datetime | None = None
+        # The sources `run` collects from: a silent one gets an alert of its own (monitor.detect.silence).
+        # Only the live bot passes them, so replay and the analyze workers never raise one.
+        self.watched_sources = tuple(watched_sources)
+        self._watching_since: datetime | None = None
 
     # -- stages --------------------------------------------------------------------------------------
 
@@ -147,6 +153,25 @@ class Pipeline:
                 self._replay_run.save(session)
         return signals
 
+    def source_signals(self, now: datetime) -> list[Signal]:
+        """Silence signals of the watched sources (live scope only): firing for a source without a
+        successful pass for ``[alerts] source_silence_minutes``; non-firing ones only while an alert may be
+        open (they are what resolves it)."""
+        if not self.watched_sources or self.scope != LIVE_SCOPE or self._replay_run is not None:
+            return []
+        if self._watching_since is None:
+            self._watching_since = now
+        from monitor.redact import redact_text, secret_values
+
+        secrets = secret_values()  # an error text goes to Slack: mask what the log would mask
+        with Session(self.engine) as session:
+            rows = session.exec(select(SourceHealth)).all()
+            seen = [SourceSeen(r.source, r.last_success_at, r.last_error_at,
+                               redact_text(r.last_error, secrets) if r.last_error else None) for r in rows]
+        limit = timedelta(minutes=self.settings.alerts.source_silence_minutes)
+        return silence_signals(seen, self.watched_sources, now, self._watching_since, limit,
+                               include_healthy=self._alerts_active is not False)
+
     def alert(self, now: datetime, signals: list[Signal]) -> list[AlertEvent]:
         if not signals and self._alerts_active is False:
             return []
@@ -182,16 +207,18 @@ class Pipeline:
         """One analyze -> detect -> alert -> deliver pass at ``now`` (stream time in replay)."""
         result = CycleResult(now=now)
         result.analyzed = self.analyze(now)
-        result.signals = self.detect(now)
+        result.signals = self.detect(now) + self.source_signals(now)
         result.events = self.alert(now, result.signals)
         result.delivered = self.deliver(now)
         return result
 
     # -- files ---------------------------------------------------------------------------------------
 
-    def import_file(self, path: str | Path, *, on_error: Callable[[InputError], None] | None = None) -> ImportResult:
-        """Store every good record of a Post JSONL / twarc2 JSONL file; report bad lines with file:line."""
-        return import_file(self.engine, path, on_error=on_error)
+    def import_file(self, path: str | Path, *, on_error: Callable[[InputError], None] | None = None,
+                    ingest: str = "import", name: str | None = None) -> ImportResult:
+        """Store every good record of a Post JSONL / twarc2 JSONL file; bad records go to ``rejected`` and
+        are reported with file:line."""
+        return import_file(self.engine, path, on_error=on_error, ingest=ingest, name=name)
 
     def replay(self, path: str | Path, *, step: timedelta | None = None, tail: timedelta | None = None,
                on_error: Callable[[InputError], None] | None = None,
@@ -221,7 +248,7 @@ class Pipeline:
                     f"{path}: this store already holds a finished replay of this file ({run.scope}); a backtest "
                     "judges a file on its own: replay into a fresh --db, or pass --rerun to run detection again "
                     "over the stored posts")
-            imported = self.import_file(local, on_error=on_error)
+            imported = self.import_file(local, on_error=on_error, ingest="replay", name=str(path))
             if imported.first is None or imported.last is None:
                 return imported, events
             if run is None and imported.stored == 0 and not rerun:

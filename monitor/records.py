@@ -6,6 +6,7 @@ reason. Reading files line by line (with line numbers) lives in :mod:`monitor.in
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,45 @@ from monitor.errors import InputError
 from storage import records as _records
 from storage.records import KNOWN_SOURCES, MAX_TEXT_CHARS, PostRecord
 
-__all__ = ["KNOWN_SOURCES", "MAX_TEXT_CHARS", "PostRecord", "new_post", "parse_post", "parse_timestamp"]
+__all__ = ["KNOWN_SOURCES", "MAX_TEXT_CHARS", "RECORD_ERRORS", "PostRecord", "identifier", "item_text", "new_post",
+           "parse_post",
+           "parse_timestamp", "record_error"]
+
+#: What parsing one hostile record can raise beyond InputError (a value of the wrong type reaching a
+#: service's parser, a timestamp out of range, a nesting or number Python refuses). Every ingest path
+#: catches these per record and quarantines the record instead of failing the batch or the page.
+RECORD_ERRORS: tuple[type[Exception], ...] = (
+    InputError, ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError, OSError,
+)
+
+
+def record_error(exc: Exception) -> InputError:
+    """Any of :data:`RECORD_ERRORS` as an :class:`InputError` whose reason is one line."""
+    if isinstance(exc, InputError):
+        return exc
+    detail = " ".join(str(exc).split())[:200]
+    return InputError(f"unreadable record ({type(exc).__name__}: {detail})" if detail else
+                      f"unreadable record ({type(exc).__name__})")
+
+
+def identifier(value: Any, what: str) -> str:
+    """An id as a service sends it (a string, or a JSON integer) as text; anything else is an InputError,
+    so an object or a list never becomes an id through ``str()``."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        reason = _records.rejected_value(value)
+        raise InputError(f"{what} is unreadable: {reason}" if reason else
+                         f"{what} must be a string or an integer, got {type(value).__name__}")
+    return str(value)
+
+
+def item_text(item: Any) -> str:
+    """One item of a page as text for the ``rejected`` table (JSON where it is JSON)."""
+    if isinstance(item, str):
+        return item
+    try:
+        return json.dumps(item, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return repr(item)[:8192]
 
 
 def parse_timestamp(value: Any, field_name: str = "created_at") -> datetime:
@@ -43,6 +82,8 @@ def parse_post(obj: Any) -> PostRecord:
     ...
     monitor.errors.InputError: missing required field 'author_id': a Post record needs source, id, created_at, author_id, text
     """
+    if (reason := _records.rejected_value(obj)) is not None:
+        raise InputError(f"unreadable record: {reason}")
     if not isinstance(obj, dict):
         raise InputError(f"expected a JSON object, got {type(obj).__name__}")
     try:
@@ -65,6 +106,8 @@ def x_tweet_to_record(tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -
     Long posts carry their full text in ``note_tweet.text``; retweets, replies and quotes come from
     ``referenced_tweets``.
     """
+    if (reason := _records.rejected_value(tweet)) is not None:
+        raise InputError(f"unreadable tweet: {reason}")
     if not isinstance(tweet, dict):
         raise InputError(f"tweet must be an object, got {type(tweet).__name__}")
     for name in ("id", "text", "author_id", "created_at"):
@@ -73,7 +116,11 @@ def x_tweet_to_record(tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -
                 f"tweet {tweet.get('id', '?')} lacks {name!r}: request tweet.fields=created_at,author_id "
                 "(and expansions=author_id)"
             )
+    for name in ("id", "author_id"):
+        identifier(tweet[name], f"tweet {name}")
     text = tweet["text"]
+    if not isinstance(text, str):
+        raise InputError(f"tweet {identifier(tweet['id'], 'tweet id')} 'text' must be a string, got {type(text).__name__}")
     note = tweet.get("note_tweet")
     if isinstance(note, dict) and isinstance(note.get("text"), str):
         text = note["text"]
@@ -153,8 +200,9 @@ def parse_x_page(page: dict[str, Any]) -> tuple[list[PostRecord], list[InputErro
     for tweet in tweets:
         try:
             records.append(x_tweet_to_record(tweet, users))
-        except InputError as exc:
-            errors.append(exc)
+        except RECORD_ERRORS as exc:
+            err = record_error(exc)
+            errors.append(InputError(err.reason, record=item_text(tweet)))
     return records, errors
 
 

@@ -12,10 +12,13 @@ logged it, and rewrites the message before it is formatted:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
+
+from monitor.logjson import extra_fields
 
 SECRET_ENV = (
     "DATABASE_URL", "X_BEARER_TOKEN", "REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "BLUESKY_APP_PASSWORD",
@@ -82,6 +85,15 @@ class RedactingFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - a bad format string: leave the record for logging to report
             return True
         record.msg, record.args = redact_text(message, self.secrets), None
+        for key, value in extra_fields(record).items():  # extra= fields reach JSON log lines too
+            if isinstance(value, str):
+                setattr(record, key, redact_text(value, self.secrets))
+            elif not isinstance(value, int | float | bool | type(None)):
+                text = redact_text(json.dumps(value, ensure_ascii=False, default=str), self.secrets)
+                try:
+                    setattr(record, key, json.loads(text))
+                except ValueError:
+                    setattr(record, key, text)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

@@ -29,6 +29,7 @@ from storage.models import (
     OutboxItem,
     Post,
     RawPage,
+    Rejected,
 )
 from storage.queries import LIVE_SCOPE
 from storage.search import unindex_posts
@@ -47,6 +48,8 @@ class RetentionConfig:
         "help": "keep resolved live alerts and their events this many days after they resolved; 0 = forever"})
     outbox_days: NonNegativeInt = field(default=30, metadata={
         "help": "keep sent or dead outbox rows this many days; 0 = forever"})
+    rejected_days: NonNegativeInt = field(default=90, metadata={
+        "help": "keep quarantined bad records (the rejected table) this many days; 0 = forever"})
     prune_every_hours: NonNegativeInt = field(default=24, metadata={"help": "how often `run` prunes; 0 = never"})
 
 
@@ -57,10 +60,11 @@ class PruneReport:
     alerts: int = 0
     events: int = 0
     outbox: int = 0
+    rejected: int = 0
 
     def summary(self) -> str:
         return (f"pruned {self.raw_pages} raw pages, {self.posts} posts without mentions, {self.alerts} resolved "
-                f"alerts with {self.events} events, {self.outbox} outbox rows")
+                f"alerts with {self.events} events, {self.outbox} outbox rows, {self.rejected} rejected records")
 
 
 def _in_batches(engine: Engine, pick: sa.Select, delete: object) -> int:
@@ -128,4 +132,10 @@ def prune(engine: Engine, config: RetentionConfig, now: datetime) -> PruneReport
 
         report.raw_pages += _in_batches(engine, select(RawPage.id).where(col(RawPage.retrieved_at) < cutoff),
                                         drop_pages)
+    if config.rejected_days:
+        cutoff = now - timedelta(days=config.rejected_days)
+        report.rejected += _in_batches(
+            engine, select(Rejected.id).where(col(Rejected.rejected_at) < cutoff),
+            lambda conn, ids: conn.execute(sa.delete(Rejected).where(col(Rejected.id).in_(ids))),
+        )
     return report

@@ -29,7 +29,7 @@ import numpy as np
 
 from nlp.corpus import LABELS
 from nlp.errors import ModelLoadError
-from nlp.features import FEATURE_NAMES, frame_view, voice_features, word_ngrams, word_tokens
+from nlp.features import FEATURE_NAMES, event_view, frame_view, voice_features, word_ngrams, word_tokens
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED_MODEL = MODELS_DIR / "victim-clf"
@@ -95,7 +95,8 @@ class TfidfSpec:
     sublinear_tf: bool = True
     # Each view is featurized separately and the blocks are concatenated: "text" is the whole post,
     # "frame" the post with quoted speech collapsed to 「」, so a news story that quotes a victim in the
-    # first person still reads as a story about someone else.
+    # first person still reads as a story about someone else; "event" only the writer's own sentences that
+    # tell an event (nlp.features.event_view), so a case told in one sentence of a long text keeps its weight.
     views: tuple[str, ...] = ("text",)
     # Dense blocks appended after the TF-IDF views: "voice" = nlp.features.voice_features (who experienced
     # the event), multiplied by dense_scale so their strength against the L2-normalized TF-IDF rows is a
@@ -121,6 +122,8 @@ class TfidfSpec:
             return list(texts)
         if name == "frame":
             return [frame_view(t) for t in texts]
+        if name == "event":
+            return [event_view(t) for t in texts]
         if name == "words":  # Sudachi runs here, and only here
             return [word_tokens(t) for t in texts]
         raise ModelLoadError(f"unknown tfidf view {name!r}; retrain the model")

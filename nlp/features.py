@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "frame_view", "voice_features", "word_ngrams", "word_tokens"]
+__all__ = ["FEATURE_NAMES", "event_view", "frame_view", "voice_features", "word_ngrams", "word_tokens"]
 
 _QUOTED = re.compile(
     r"「[^「」]{0,400}」|『[^『』]{0,400}』|“[^“”]{0,400}”|《[^《》]{0,400}》|\"[^\"\n]{0,400}\""
@@ -44,10 +44,21 @@ _QUOTED = re.compile(
 def frame_view(text: str) -> str:
     """The text around quotations: what the writer says in their own voice.
 
+    A text that is one quotation and nothing else has no frame around it: a post pasted on its own (a page
+    that shows one post, a title in brackets) is read as it stands.
+
     >>> frame_view('被害者の男性は「勝手に売られた」と話す')
     '被害者の男性は「」と話す'
+    >>> frame_view('「母の口座が勝手に売買されました」')
+    '「母の口座が勝手に売買されました」'
     """
+    stripped = text.strip()
+    if stripped[:1] in _OPENERS and _QUOTED.fullmatch(stripped):
+        return text
     return _QUOTED.sub("「」", text)
+
+
+_OPENERS = frozenset('「『“《"')
 
 
 # Patterns run on normalized text (NFKC, Latin lower-cased).
@@ -153,6 +164,58 @@ def _row(text: str) -> list[float]:
     ]
 
 
+_MASKED = re.compile("\x00([0-9]+)\x01")
+# Reported speech that makes a quotation someone else's (という alone also ends an own question: 「…」という状況です).
+_REPORTING = re.compile(_REPORTED.pattern.replace("という|といい|", ""))
+
+
+def event_view(text: str) -> str:
+    """The writer's own sentences that tell an event, joined by newlines.
+
+    A long blog post tells its own case in one or two sentences after a long run-up, and a column mentions
+    the writer's case in one clause; in the TF-IDF of the whole text those sentences weigh little. This view
+    holds only the sentences with an event word (勝手に, 売られ, 身に覚え, 被害, 出金...), so the model sees how
+    the event is told - by whom, in which voice - at full weight whatever the length of the text.
+
+    Quotations are someone else's voice and collapse to 「」, except where the writer frames them as their
+    own: a first-person or close-person word around the quotation in its sentence and no third person and
+    no reporting verb there (自分の状況は「…」という流れです, 私は「…」と伝えた, 夫が「…」と青ざめている).
+
+    >>> event_view("投資歴は6年です。配当が楽しみでした。朝見たら保有株を勝手に売られていました。")
+    '朝見たら保有株を勝手に売られていました'
+    >>> event_view("男性は「私の株が勝手に売られた」と話す。")
+    ''
+    >>> event_view("「母の口座が勝手に売買されました」")
+    '母の口座が勝手に売買されました'
+    >>> event_view("質問です。自分の状況は「見たら株が勝手に売られていた」という流れです。")
+    '自分の状況は「見たら株が勝手に売られていた」という流れです'
+    """
+    stripped = text.strip()
+    if stripped[:1] in _OPENERS and _QUOTED.fullmatch(stripped):
+        text = stripped[1:-1]  # one quotation and nothing else: the text itself (see frame_view)
+    quotes: list[str] = []
+
+    def mask(m: re.Match[str]) -> str:
+        quotes.append(m.group())
+        return f"\x00{len(quotes) - 1}\x01"
+
+    masked = _QUOTED.sub(mask, text) if any(ch in text for ch in _OPENERS) else text
+    out = []
+    for part in _SENTENCE.split(masked):
+        sentence = part.strip()
+        if not sentence:
+            continue
+        if "\x00" in sentence:
+            frame = _MASKED.sub("「」", sentence)
+            own = bool(_FIRST.search(frame) or _KIN.search(frame)) and not (
+                _THIRD.search(frame) or _REPORTING.search(frame)
+            )
+            sentence = _MASKED.sub(lambda m: quotes[int(m.group(1))], sentence) if own else frame
+        if _EVENT.search(sentence):
+            out.append(sentence)
+    return "\n".join(out)
+
+
 def voice_features(texts: Sequence[str]) -> np.ndarray:
     """One row of :data:`FEATURE_NAMES` per normalized text (float32)."""
     out = np.zeros((len(texts), len(FEATURE_NAMES)), dtype=np.float32)
@@ -173,6 +236,7 @@ _KIN_WORDS = frozenset(
 _PASSIVE = frozenset(("れる", "られる"))
 _CAUSATIVE = frozenset(("せる", "させる"))
 _REPORTIVE = frozenset(("らしい", "相次ぐ", "次ぐ"))
+_HONORIFIC = frozenset(("御", "ご", "お"))
 
 
 def word_tokens(text: str) -> list[str]:
@@ -180,10 +244,14 @@ def word_tokens(text: str) -> list[str]:
 
     Markers follow the word that triggers them: 〈受身〉 after a passive auxiliary on a verb (買われた, 売られてた),
     〈使役〉 after a causative one, 〈一人称〉 / 〈身内〉 after a first-person or close-person noun and 〈の〉 when
-    a possessive follows it (私の口座, 母の口座), 〈伝聞〉 after a reportive ending (らしい, とのこと, 相次ぐ).
+    a possessive follows it (私の口座, 母の口座), 〈敬称〉 after a close-person noun with an honorific prefix
+    (ご主人: someone else's husband), 〈伝聞〉 after a reportive ending (らしい, とのこと, 相次ぐ, the hearsay そう
+    of 売られていたそうです - Sudachi tags it a noun stem, unlike the そう of 売られそうです).
 
     >>> word_tokens("私の口座で勝手に中国株を買われた")
     ['私', '〈一人称〉', 'の', '〈の〉', '口座', 'で', '勝手に', '中国', '株', 'を', '買う', 'れる', '〈受身〉', 'た']
+    >>> word_tokens("ご主人は株を売られていたそうです")[:3], word_tokens("ご主人は株を売られていたそうです")[-3:]
+    (['御', '主人', '〈敬称〉'], ['そう', '〈伝聞〉', 'です'])
     >>> word_tokens("男性は「勝手に売られた」と話す")[-4:]
     ['「」', 'と', '話す', '〈伝聞〉']
     """
@@ -204,6 +272,8 @@ def word_tokens(text: str) -> list[str]:
         if form in _FP_WORDS and pos in ("代名詞", "名詞"):
             out.append("〈一人称〉")
             owner = "fp"
+        elif form in _KIN_WORDS and pos == "名詞" and len(out) > 1 and out[-2] in _HONORIFIC:
+            out.append("〈敬称〉")  # ご主人, ご両親, ご家族: someone else's family, told about with respect
         elif form in _KIN_WORDS and pos == "名詞":
             out.append("〈身内〉")
             owner = "kin"
@@ -211,8 +281,11 @@ def word_tokens(text: str) -> list[str]:
             out.append("〈受身〉")
         elif pos == "助動詞" and prev_pos in ("動詞", "助動詞") and form in _CAUSATIVE:
             out.append("〈使役〉")
-        elif form in _REPORTIVE or (form == "こと" and out[-3:-1] == ["と", "の"]) or (
-            form in ("言う", "話す", "語る") and len(out) > 1 and out[-2] == "と"
+        elif (
+            form in _REPORTIVE
+            or (form == "そう" and tok.pos[1] == "助動詞語幹" and pos == "名詞")
+            or (form == "こと" and out[-3:-1] == ["と", "の"])
+            or (form in ("言う", "話す", "語る") and len(out) > 1 and out[-2] == "と")
         ):
             out.append("〈伝聞〉")
         prev_pos = pos

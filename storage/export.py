@@ -79,12 +79,19 @@ class Pseudonymizer:
         digest = hmac.new(self._key, f"{source}:{author_id}".encode(), hashlib.sha256).hexdigest()
         return "a_" + digest[:20]
 
+    @staticmethod
+    def url(source: Any, post_id: Any, url: str | None) -> str | None:
+        """A post's link without the author's handle: X's handle-free form, nothing for other sources."""
+        if not url:
+            return None
+        return f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
         out = dict(record)
         out["author_id"] = self.pseudonym(str(record.get("source")), str(record.get("author_id")))
         out["author_handle"] = None
         if record.get("url"):
-            out["url"] = f"https://x.com/i/web/status/{record['id']}" if record.get("source") == "x" else None
+            out["url"] = self.url(record.get("source"), record.get("id"), record["url"])
         return out
 
 

@@ -118,7 +118,13 @@ class Annotation(SQLModel, table=True):
     """The classifier's verdict on one post by one model version."""
 
     __tablename__ = "annotations"
-    __table_args__ = (sa.UniqueConstraint("post_pk", "model", name="uq_annotations_post_model"),)
+    __table_args__ = (
+        sa.UniqueConstraint("post_pk", "model", name="uq_annotations_post_model"),
+        # One model's annotations with one label, with their posts, from the index alone: a counts series
+        # reads a key's victim reports this way (SQLite probes it per post; the row id is in every SQLite
+        # index, PostgreSQL includes it).
+        sa.Index("ix_annotations_model_label_post", "model", "label", "post_pk", postgresql_include=["id"]),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     post_pk: int = Field(foreign_key="posts.id", index=True)
@@ -154,7 +160,8 @@ class Mention(SQLModel, table=True):
     """A broker or ticker named in a post (span in the original text)."""
 
     __tablename__ = "mentions"
-    __table_args__ = (sa.Index("ix_mentions_kind_value", "kind", "value"),)
+    # The annotation id in the index answers "does this annotation name this broker" without reading rows.
+    __table_args__ = (sa.Index("ix_mentions_kind_value_annotation", "kind", "value", "annotation_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     annotation_id: int = Field(foreign_key="annotations.id", index=True)
@@ -293,6 +300,26 @@ class CollectorCursor(SQLModel, table=True):
     value: str = Field(max_length=512)
     extra: dict[str, Any] = _json(dict)
     updated_at: datetime = _ts(now=True)
+
+
+class Rejected(SQLModel, table=True):
+    """A record no ingest path could store, kept with its reason instead of stopping the ingest.
+
+    ``fingerprint`` (SHA-256 of source, location and the whole record) is unique, so reading the same bad
+    line or post again - re-importing a file, a page served twice - adds no second row.
+    """
+
+    __tablename__ = "rejected"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rejected_at: datetime = _ts(index=True, now=True)
+    ingest: str = Field(max_length=32)  # import | replay | file | x | reddit | bluesky
+    source: str = Field(max_length=32)  # the service it came from (file: a file of any source)
+    location: str = Field(max_length=2000)  # FILE:LINE, or the page (URL without secrets) and item
+    reason: str = Field(sa_column=Column(sa.Text, nullable=False))  # one line naming the problem
+    record: str = Field(sa_column=Column(sa.Text, nullable=False))  # the record as received, cut to 4 kB
+    record_chars: int = 0  # its full length, in characters
+    fingerprint: str = Field(max_length=64, index=True, unique=True)
 
 
 class SourceHealth(SQLModel, table=True):

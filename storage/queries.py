@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from storage.errors import StorageError
+from storage.export import Pseudonymizer
 from storage.models import Alert, Annotation, Mention, Post
 from storage.records import ExportRecord, PostRecord
 from storage.search import SearchQuery, matches_text, parse_query
@@ -369,6 +371,35 @@ def mention_spans_by_annotation(session: Session, annotation_ids: list[int],
             found[m.annotation_id].append({"kind": m.kind, "value": m.value, "surface": m.surface,
                                            "start": m.start, "end": m.end, "by": m.by})
     return found
+
+
+class AuthorPseudonyms:
+    """Which stored author a pseudonym stands for, so a pseudonymised listing can still filter by author.
+
+    A keyed hash cannot be reversed: the stored authors are hashed once (one DISTINCT read) and then topped
+    up with the authors of posts stored since, by row id (re-reading ``SLACK`` ids below the last maximum
+    catches a PostgreSQL transaction that committed a lower id late). Safe to share between threads.
+    """
+
+    SLACK = 1000
+
+    def __init__(self, pseudonymizer: Pseudonymizer) -> None:
+        self._pseudonymizer = pseudonymizer
+        self._authors: dict[str, set[tuple[str, str]]] = {}
+        self._upto = 0
+        self._lock = threading.Lock()
+
+    def resolve(self, session: Session, pseudonym: str) -> list[tuple[str, str]]:
+        """The (source, author_id) pairs whose pseudonym is ``pseudonym`` (one, or none when unknown)."""
+        with self._lock:
+            top = session.exec(select(sa.func.max(Post.id))).one() or 0
+            if top > self._upto:
+                stmt = select(Post.source, Post.author_id).where(col(Post.id) > max(0, self._upto - self.SLACK))
+                for source, author_id in session.exec(stmt.distinct()).all():
+                    self._authors.setdefault(self._pseudonymizer.pseudonym(source, author_id), set()).add(
+                        (source, author_id))
+                self._upto = top
+            return sorted(self._authors.get(pseudonym, ()))
 
 
 def mentions_by_annotation(session: Session, annotation_ids: list[int], chunk: int = 500) -> dict[int, dict[str, list[str]]]:

@@ -8,14 +8,17 @@ the fix); ``monitor.records`` turns them into ``InputError`` with the file and l
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_serializer
 
 __all__ = [
-    "ANALYSIS_FIELDS", "ExportRecord", "KNOWN_SOURCES", "LIMITS", "MAX_TEXT_CHARS", "POST_FIELDS", "PostRecord",
-    "parse_timestamp", "validation_message",
+    "ANALYSIS_FIELDS", "EARLIEST", "ExportRecord", "KNOWN_SOURCES", "LATEST", "LIMITS", "MAX_TEXT_CHARS",
+    "POST_FIELDS", "PostRecord", "in_range", "loads", "parse_timestamp", "storable_text", "validation_message",
 ]
 
 KNOWN_SOURCES = ("5ch", "bluesky", "reddit", "web", "x")
@@ -24,6 +27,124 @@ REQUIRED = ("source", "id", "created_at", "author_id", "text")
 # Longest value of each short text field; the table's column sizes are these, so what validates is storable.
 LIMITS = {"source": 32, "id": 128, "author_id": 128, "author_handle": 256, "lang": 16, "url": 2000,
           "repost_of": 128, "reply_to": 128, "quote_of": 128}
+# The span a post's time may fall in. Outside it a timestamp is a broken client clock or a hostile record:
+# year 1 or 9999 with an offset overflows when converted to UTC, and a replay would step its simulated
+# clock through centuries to reach it.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_JSON_DEPTH = 64  # a post page nests ~8 deep; Python's parser itself gives up near 1,000
+MAX_METRICS_DEPTH = 8
+INT_DIGITS = 4300  # Python's limit on converting a decimal string to int (sys.get_int_max_str_digits)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REJECT = "$rejected"  # key of the marker :func:`loads` puts where a value cannot be read
+
+
+# --- untrusted JSON ------------------------------------------------------------------------------------
+
+
+def _marker(reason: str) -> dict[str, str]:
+    return {REJECT: reason}
+
+
+def _int(text: str) -> Any:
+    if len(text.lstrip("-")) > INT_DIGITS:
+        return _marker(f"an integer of {len(text.lstrip('-')):,} digits (over the {INT_DIGITS:,}-digit limit)")
+    return int(text)
+
+
+def _float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else _marker(f"the number {text[:20]} is out of range")
+
+
+def _constant(name: str) -> Any:
+    return _marker(f"{name} is not a JSON number")
+
+
+def _cap_depth(text: str, limit: int) -> str:
+    """``text`` with every array or object nested deeper than ``limit`` replaced by a marker object.
+
+    A plain scan that knows strings and escapes; only called when the parser gave up on depth.
+    """
+    out: list[str] = []
+    depth = 0
+    skip_from: int | None = None  # depth at which a replaced value started
+    in_string = escape = False
+    start = 0
+    marker = json.dumps(_marker(f"a value nested over {limit} levels deep"))
+    for i, ch in enumerate(text):
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit and skip_from is None:
+                skip_from = depth
+                out.append(text[start:i])
+                out.append(marker)
+        elif ch in "]}":
+            if skip_from is not None and depth == skip_from:
+                skip_from = None
+                start = i + 1
+            depth -= 1
+    if skip_from is None:
+        out.append(text[start:])
+    return "".join(out)
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON from outside (a file line, an API page, a firehose frame) without letting one hostile
+    value make the whole document unreadable.
+
+    What Python's parser would refuse or what no store can hold is replaced by a marker object
+    ``{"$rejected": reason}`` that :class:`PostRecord` rejects with that reason, so the other posts of the
+    page are still read: integers of over 4,300 digits, ``NaN``/``Infinity`` and numbers out of range,
+    values nested deeper than 64 levels. A document that is not JSON at all raises ``ValueError``
+    (``json.JSONDecodeError`` names the column).
+
+    >>> loads('{"id": 7, "metrics": {"likes": NaN}}')
+    {'id': 7, 'metrics': {'likes': {'$rejected': 'NaN is not a JSON number'}}}
+    >>> loads("[" * 5000 + "]" * 5000)[0][0][0] is not None
+    True
+    """
+    hooks: dict[str, Any] = {"parse_int": _int, "parse_float": _float, "parse_constant": _constant}
+    try:
+        return json.loads(text, **hooks)
+    except RecursionError:
+        pass
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return json.loads(_cap_depth(text, MAX_JSON_DEPTH), **hooks)
+
+
+def rejected_value(value: Any) -> str | None:
+    """The reason :func:`loads` left in place of ``value``, if it left one."""
+    if isinstance(value, dict) and isinstance(value.get(REJECT), str):
+        return str(value[REJECT])
+    return None
+
+
+def storable_text(text: str) -> str:
+    """``text`` as every backend can store it: U+0000 (PostgreSQL refuses it in text) and lone surrogates
+    (not encodable as UTF-8) become U+FFFD, the replacement character; the rest is kept as written.
+
+    >>> storable_text("a\\x00b\\ud800c") == "a\\ufffdb\\ufffdc"
+    True
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def parse_timestamp(value: Any, field_name: str = "created_at") -> datetime:
@@ -57,6 +178,17 @@ def parse_timestamp(value: Any, field_name: str = "created_at") -> datetime:
     return parsed
 
 
+def in_range(value: datetime, field_name: str = "created_at") -> datetime:
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc < LATEST:
+        raise ValueError(f"{field_name} {value.isoformat()[:40]!r} is outside {EARLIEST.year}-{LATEST.year - 1}: "
+                         "a broken clock or a hostile record")
+    return value
+
+
 def _text_field(name: str, required: bool) -> Any:
     limit = LIMITS.get(name, MAX_TEXT_CHARS)
 
@@ -65,14 +197,16 @@ def _text_field(name: str, required: bool) -> Any:
             if required:
                 raise ValueError(f"missing required field {name!r}: a Post record needs {', '.join(REQUIRED)}")
             return None
+        if (reason := rejected_value(value)) is not None:
+            raise ValueError(f"field {name!r} is unreadable: {reason}")
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
         text = str(value)
         if len(text) > limit:
             what = "characters, over the" if name == "text" else "characters, longer than the"
             raise ValueError(f"{name} is {len(text):,} {what} {limit:,} limit for one post")
-        # Lone surrogates cannot be stored as UTF-8; keep the post, mark what was lost.
-        return text.encode("utf-8", "replace").decode("utf-8")
+        # U+0000 and lone surrogates cannot be stored (PostgreSQL, UTF-8); keep the post, mark what was lost.
+        return storable_text(text)
 
     return BeforeValidator(check)
 
@@ -83,18 +217,41 @@ def _source(value: Any) -> Any:
     return value
 
 
+def _json_value(value: Any, where: str, depth: int) -> Any:
+    """A metrics value as every backend's JSON column holds it: finite numbers, storable strings."""
+    if (reason := rejected_value(value)) is not None:
+        raise ValueError(f"{where} is unreadable: {reason}")
+    if depth > MAX_METRICS_DEPTH:
+        raise ValueError(f"{where} is nested over {MAX_METRICS_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} is {value}: JSON (and PostgreSQL) has no NaN or Infinity")
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): _json_value(v, f"{where}.{k}"[:80], depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v, where, depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    raise ValueError(f"{where} holds a {type(value).__name__}, not a JSON value")
+
+
 def _metrics(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
+    if (reason := rejected_value(value)) is not None:
+        raise ValueError(f"field 'metrics' is unreadable: {reason}")
     if not isinstance(value, dict):
         raise ValueError("field 'metrics' must be an object")
-    return value
+    return _json_value(value, "metrics", 1)  # type: ignore[no-any-return]
 
 
 def _created_at(value: Any) -> datetime:
     if value is None:
         raise ValueError(f"missing required field 'created_at': a Post record needs {', '.join(REQUIRED)}")
-    return parse_timestamp(value)
+    if (reason := rejected_value(value)) is not None:
+        raise ValueError(f"field 'created_at' is unreadable: {reason}")
+    return in_range(parse_timestamp(value))
 
 
 class PostRecord(BaseModel):

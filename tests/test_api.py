@@ -19,10 +19,12 @@ from fastapi.testclient import TestClient  # noqa: E402
 from monitor.api.app import create_app  # noqa: E402
 from monitor.api.config import ApiConfig  # noqa: E402
 from storage.database import open_existing_store, open_store  # noqa: E402
+from storage.export import Pseudonymizer  # noqa: E402
 from tests.research_fixtures import POSTS, T0, add_detector_state_and_alert, build_store  # noqa: E402
 
 TOKEN = "tok-" + "x" * 20
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PSEUDONYMS = Pseudonymizer(b"api-test-pseudonym-key")
 
 
 @pytest.fixture
@@ -37,7 +39,8 @@ def store_url(db_url):
 @pytest.fixture
 def client(store_url):
     engine = open_existing_store(store_url)
-    app = create_app(engine, ApiConfig(tokens=f"other-token, {TOKEN}", max_page_size=5, page_size=3))
+    app = create_app(engine, ApiConfig(tokens=f"other-token, {TOKEN}", max_page_size=5, page_size=3),
+                     pseudonymizer=PSEUDONYMS)
     with TestClient(app) as c:
         yield c
     engine.dispose()
@@ -151,6 +154,41 @@ def test_lone_surrogates_in_the_raw_query_string(client):
         assert response.status_code == 422
 
 
+def test_authors_are_pseudonymised_as_in_exports_and_filtered_by_pseudonym(client):
+    """No raw author id, handle or handle-bearing link leaves the API; the author filter takes what it shows."""
+    items = client.get("/api/posts", params={"limit": 5, "order": "oldest"}, headers=AUTH).json()["items"]
+    items += client.get("/api/posts", params={"limit": 5, "order": "oldest", "since": (T0 + timedelta(minutes=21)).isoformat()},
+                        headers=AUTH).json()["items"]
+    raw = {pid: author for pid, _m, author, *_ in POSTS}
+    assert {i["id"] for i in items} == set(raw)
+    for item in items:
+        assert item["author_id"] == PSEUDONYMS.pseudonym(item["source"], raw[item["id"]])  # the exports' hash
+        assert item["author_handle"] is None
+        assert item["url"] in (None, f"https://x.com/i/web/status/{item['id']}")
+    one = client.get("/api/posts/x:1", headers=AUTH).json()
+    assert one["author_id"] == PSEUDONYMS.pseudonym("x", "u1") and one["url"] == "https://x.com/i/web/status/1"
+    u1 = PSEUDONYMS.pseudonym("x", "u1")
+    by_author = client.get("/api/posts", params={"author": u1}, headers=AUTH).json()["items"]
+    assert sorted(i["id"] for i in by_author) == ["1", "6"]
+    assert client.get("/api/posts", params={"author": u1, "source": "bluesky"}, headers=AUTH).json()["items"] == []
+    assert client.get("/api/posts", params={"author": "a_" + "0" * 20}, headers=AUTH).json()["items"] == []
+    refused = client.get("/api/posts", params={"author": "u1"}, headers=AUTH)  # a raw id would reveal who posted
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "author"]
+    alert = client.get("/api/alerts", params={"status": "all"}, headers=AUTH).json()["items"][0]
+    assert [s["url"] for s in alert["sample_posts"]] == [f"https://x.com/i/web/status/{k[2:]}" for k in ("x:1", "x:2", "x:6")]
+    assert "h_u1" not in client.get("/api/alerts", params={"status": "all"}, headers=AUTH).text
+
+
+def test_raw_authors_only_when_asked_for(store_url):
+    engine = open_existing_store(store_url)
+    with pytest.raises(ValueError, match="raw_authors"):
+        create_app(engine, ApiConfig(tokens=TOKEN))  # neither a key nor an explicit choice
+    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN), raw_authors=True)) as raw:
+        items = raw.get("/api/posts", params={"author": "u1"}, headers=AUTH).json()["items"]
+        assert sorted(i["id"] for i in items) == ["1", "6"] and {i["author_handle"] for i in items} == {"h_u1"}
+    engine.dispose()
+
+
 def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
@@ -162,7 +200,7 @@ def test_the_api_cannot_write(store_url):
     import sqlalchemy as sa
 
     engine = open_existing_store(store_url)
-    create_app(engine, ApiConfig(tokens=TOKEN))
+    create_app(engine, ApiConfig(tokens=TOKEN), pseudonymizer=PSEUDONYMS)
     with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM posts"))
     engine.dispose()
@@ -172,7 +210,7 @@ def test_a_real_server_on_loopback(store_url):
     import uvicorn
 
     engine = open_existing_store(store_url)
-    app = create_app(engine, ApiConfig(tokens=TOKEN))
+    app = create_app(engine, ApiConfig(tokens=TOKEN), pseudonymizer=PSEUDONYMS)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -221,8 +259,13 @@ def test_serve_refuses_to_start_without_tokens_or_store(store_url, tmp_path, mon
     assert main(["serve", "--db", store_url]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MONITOR_API_TOKENS is not set" in err
-    missing = tmp_path / "none" / "x.sqlite"
     monkeypatch.setenv("MONITOR_API_TOKENS", "t")
+    monkeypatch.delenv("MONITOR_PSEUDONYM_KEY", raising=False)
+    monkeypatch.delenv("MONITOR_PSEUDONYM_KEY_FILE", raising=False)
+    assert main(["serve", "--db", store_url]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MONITOR_PSEUDONYM_KEY is not set" in err and "--raw-authors" in err
+    missing = tmp_path / "none" / "x.sqlite"
     assert main(["serve", "--db", f"sqlite:///{missing}"]) == 1
     assert "no store at" in capsys.readouterr().err and not missing.parent.exists()
 
@@ -239,14 +282,14 @@ def test_a_request_over_the_query_time_limit_is_stopped_with_503(db_url):
     generate(engine, 30_000)
     engine.dispose()
     engine = open_existing_store(db_url)
-    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN, query_timeout_ms=10))) as strict:
+    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN, query_timeout_ms=10), raw_authors=True)) as strict:
         response = strict.get("/api/posts", params={"q": "株", "source": "x", "order": "relevance"}, headers=AUTH)
         assert response.status_code == 503
         assert "longer than 10 ms" in response.json()["detail"]
         assert strict.get("/healthz").status_code == 200  # the connection is usable again
     engine.dispose()
     engine = open_existing_store(db_url)
-    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN, query_timeout_ms=60_000))) as patient:
+    with TestClient(create_app(engine, ApiConfig(tokens=TOKEN, query_timeout_ms=60_000), raw_authors=True)) as patient:
         assert patient.get("/api/posts", params={"q": "株", "source": "x", "order": "relevance"},
                            headers=AUTH).status_code == 200
     engine.dispose()

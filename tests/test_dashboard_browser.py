@@ -25,6 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from monitor.api.app import create_app  # noqa: E402
 from monitor.api.config import ApiConfig  # noqa: E402
 from storage.database import open_existing_store, open_store  # noqa: E402
+from storage.export import Pseudonymizer  # noqa: E402
 from tests.research_fixtures import add_detector_state_and_alert, build_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def server(sqlite_url):
     add_detector_state_and_alert(engine)
     engine.dispose()
     engine = open_existing_store(sqlite_url)
-    app = create_app(engine, ApiConfig(tokens=TOKEN))
+    app = create_app(engine, ApiConfig(tokens=TOKEN), pseudonymizer=Pseudonymizer(b"browser-test-pseudonym-key"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

@@ -73,6 +73,12 @@ class AlertsConfig:
         default=30.0, metadata={"help": "first retry delay after a failed delivery; doubles per attempt"}
     )
     max_backoff_seconds: PositiveFloat = field(default=3600.0, metadata={"help": "longest delay between delivery retries"})
+    source_silence_minutes: NonNegativeFloat = field(
+        default=30.0,
+        metadata={"help": "`run` opens an alert of its own (source:NAME) when a source it runs has had no "
+                          "successful collection for this long, and resolves it when the source succeeds "
+                          "again (0 = never)"},
+    )
     claim_seconds: PositiveFloat = field(
         default=300.0,
         metadata={"help": "an item being sent is held this long, so a second worker never sends it at once"},

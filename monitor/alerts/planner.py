@@ -10,6 +10,7 @@ Lifecycle of one fingerprint ``kind:key`` (at most one pending-or-firing episode
     pending --non-firing signal, or quiet for resolve_after--> dropped (never paged)
     firing --count grew materially, or repeat_interval since the last event--> firing  [update]
     firing --no firing signal for resolve_after--> resolved  [resolve]
+    firing --non-firing signal of a ``source`` alert (the source collects again)--> resolved  [resolve]
     resolved --firing signal--> new pending episode, which cannot open before cooldown has passed
 
 The detector reports a key on each cycle while it fires (``Signal.firing``); a key it stops reporting is
@@ -40,7 +41,7 @@ from monitor.alerts.config import AlertsConfig
 from monitor.events import AlertEvent, Kind, Signal
 
 ACTIVE = ("pending", "firing")
-KIND_RANK = {"broker": 0, "overall": 1, "ticker": 2}  # brokers first, so inhibition sees their final state
+KIND_RANK = {"broker": 0, "overall": 1, "ticker": 2, "source": 3}  # brokers first, so inhibition sees their final state
 MAX_TICKERS = 20
 
 
@@ -255,6 +256,12 @@ class _Planner:
         elif state.status == "pending" and not signal.firing:
             # The flap ended inside group_wait: it never pages.
             self.put(replace(state, status="dropped"))
+            return
+        elif state.kind == "source" and not signal.firing:
+            # A silent source that collects again is over at once: waiting resolve_after would only
+            # delay the all-clear (a source signal is a fact, not a noisy count).
+            state = replace(_observe(state, signal), status="resolved", resolved_at=signal.at)
+            self.put(self.emit(state, "resolve", signal.at, "recovered", state.last_event_count))
             return
         state = _observe(state, signal)
         if state.status == "pending":

@@ -28,7 +28,8 @@ TOTAL_TEXT_CHARS = 11000  # below the ~12,000 where Slack answers msg_blocks_too
 FALLBACK_CHARS = 3000
 ELLIPSIS = "…"
 
-KIND_LABEL = {"broker": "証券会社 broker", "ticker": "銘柄 ticker", "overall": "全体 overall"}
+KIND_LABEL = {"broker": "証券会社 broker", "ticker": "銘柄 ticker", "overall": "全体 overall",
+              "source": "収集元 source"}
 EVENT_LABEL = {
     "open": ":rotating_light: 発生 OPEN",
     "update": ":arrow_up: 更新 UPDATE",
@@ -49,7 +50,9 @@ HEADLINE = {
     "broker": "被害報告が急増 surge of account-takeover reports",
     "ticker": "不正買付の標的の疑い suspected target of unauthorized buying",
     "overall": "被害報告が全体で急増 surge of account-takeover reports",
+    "source": "収集停止 source silent",
 }
+SOURCE_RECOVERED = "収集再開 collecting again"
 
 
 def truncate(text: str, limit: int) -> str:
@@ -259,6 +262,8 @@ def summary_line(event: AlertEvent) -> str:
     ...                         extra={"max_count": 12, "opened_at": "2025-03-19T04:05:00+00:00"}))
     '[RESOLVED] 楽天証券: 収束 resolved after 2 h 15 min; peak 12 reporters'
     """
+    if event.kind == "source":
+        return _source_summary(event)
     if event.event == "resolve":
         duration = _duration(event)
         after = f" after {duration}" if duration else ""
@@ -283,6 +288,8 @@ def render_blocks(
     ``chat.update``); otherwise the message for this event (the first post, or a thread reply).
     """
     label = (PARENT_LABEL if parent else EVENT_LABEL)[event.event]
+    if event.kind == "source":
+        return _source_blocks(event, label, utc_offset_hours, parent), truncate(_source_summary(event), FALLBACK_CHARS)
     if event.event == "resolve":
         duration = _duration(event)
         headline = f"peak {reporters(_peak(event))}" + (f", {duration}" if duration else "")
@@ -414,6 +421,8 @@ def render_text(event: AlertEvent, *, utc_offset_hours: float = 9.0, max_samples
       - 勝手に売られた https://x.com/i/web/status/1
     """
     lines = [summary_line(event)]
+    if event.kind == "source":
+        return strip_control(lines[0])
     first = format_time(event.extra.get("first_seen") or event.window_start, utc_offset_hours)
     if event.event == "resolve":
         lines.append(f"  収束 resolved at {format_time(event.at, utc_offset_hours)} · 初報 first seen {first}")
@@ -431,3 +440,46 @@ def render_text(event: AlertEvent, *, utc_offset_hours: float = 9.0, max_samples
         url = _post_link(post) or ""
         lines.append(f"  - {text} {url}".rstrip())
     return strip_control("\n".join(lines))
+
+
+def _source_summary(event: AlertEvent) -> str:
+    """The one line of a source-silence event (the bot's own alert: no reporters, no score).
+
+    >>> from datetime import UTC
+    >>> t = datetime(2025, 3, 19, 6, 20, tzinfo=UTC)
+    >>> summary_line(AlertEvent("open", "source", "x", t, t, 0, 0.0, 0.0,
+    ...                         extra={"explanation": "X has been silent for 47 min"}))
+    '[OPEN] source x: 収集停止 source silent - X has been silent for 47 min'
+    """
+    if event.event == "resolve":
+        duration = _duration(event)
+        after = f" after {duration}" if duration else ""
+        return f"[RESOLVED] source {event.key}: {SOURCE_RECOVERED}{after}"
+    headline = REMINDER if _is_reminder(event) else HEADLINE["source"]
+    explanation = " ".join(str(event.extra.get("explanation") or "").split())
+    return f"[{event.event.upper()}] source {event.key}: {headline}" + (f" - {explanation}" if explanation else "")
+
+
+def _source_blocks(event: AlertEvent, label: str, utc_offset_hours: float, parent: bool) -> list[dict[str, Any]]:
+    if event.event == "resolve":
+        headline = SOURCE_RECOVERED
+    elif _is_reminder(event) and not parent:
+        headline = REMINDER
+    else:
+        headline = HEADLINE["source"]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{label} {event.key} — {headline}", "emoji": True}},
+    ]
+    explanation = escape_post_text(str(event.extra.get("explanation") or ""))
+    if explanation:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": explanation, "verbatim": True}})
+    fields = [f"*{KIND_LABEL['source']}*\n{escape_post_text(event.key)}"]
+    if event.event == "resolve":
+        fields.append(f"*再開 collecting again at*\n{format_time(event.at, utc_offset_hours)}")
+    else:
+        fields.append(f"*無応答 silent since*\n{format_time(event.window_start, utc_offset_hours)}")
+    blocks.append({"type": "section", "fields": [{"type": "mrkdwn", "text": f, "verbatim": True} for f in fields]})
+    blocks.append({"type": "context", "elements": [
+        {"type": "mrkdwn", "text": f"source:{escape_post_text(event.key)} · {format_time(event.at, utc_offset_hours)} · "
+                                   "[alerts] source_silence_minutes", "verbatim": True}]})
+    return enforce_limits(blocks)

@@ -4,8 +4,14 @@ Read-only twice over: the routes only read, and every database connection of the
 (SQLite ``PRAGMA query_only``, PostgreSQL ``default_transaction_read_only``). Each request's database work
 is cut off after ``[api] query_timeout_ms`` (PostgreSQL ``statement_timeout``; on SQLite a progress handler
 interrupts the statement) and answered 503. Page sizes are capped. Every ``/api/`` route needs a bearer
-token from ``MONITOR_API_TOKENS``, compared in constant time; ``/healthz``, ``/docs`` and the dashboard's
-static page are open (the page holds no data; it asks for a token and calls the API with it).
+token from ``MONITOR_API_TOKENS``, compared in constant time; ``/healthz``, ``/metrics`` (Prometheus: the
+numbers of `status`, no post text), ``/docs`` and the dashboard's static page are open (the page holds no
+data; it asks for a token and calls the API with it).
+
+Authors are pseudonymised as in exports (``storage.export.Pseudonymizer``, keyed by ``MONITOR_PSEUDONYM_KEY``):
+every ``author_id`` is the keyed hash, handles are dropped and links carry no handle, and the ``author``
+filter takes the pseudonym. Serving ids as stored takes an explicit ``raw_authors=True`` (``serve
+--raw-authors``).
 
 Errors keep FastAPI's 422 shape, ``{"detail": [{"loc": ["query", FIELD], "msg": ...}]}``, for our own
 checks too (a search text, a cursor, a count key), so a client always learns which field to fix.
@@ -23,17 +29,27 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
 from monitor.api.config import ApiConfig
 from monitor.errors import MonitorError
+from monitor.metrics import build_registry
 from storage.errors import StorageError
+from storage.export import Pseudonymizer
 from storage.models import Alert, AlertEventRow
-from storage.queries import CursorError, PostFilter, find_posts, get_post_view, get_posts_by_keys
+from storage.queries import (
+    AuthorPseudonyms,
+    CursorError,
+    PostFilter,
+    find_posts,
+    get_post_view,
+    get_posts_by_keys,
+)
 from storage.search import SearchQueryError, highlight_spans
 
 STATIC = Path(__file__).with_name("static")
@@ -62,9 +78,21 @@ def _read_only(engine: sa.Engine) -> None:
             dbapi_connection.commit()
 
 
-def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
-    """The app over an existing store (open it with ``storage.database.open_existing_store``)."""
+def create_app(engine: sa.Engine, config: ApiConfig | None = None, settings: Any = None, *,
+               pseudonymizer: Pseudonymizer | None = None, raw_authors: bool = False) -> FastAPI:
+    """The app over an existing store (open it with ``storage.database.open_existing_store``); ``settings``
+    (all sections) give ``/metrics`` the X budget and silence limit (default: the defaults).
+
+    Author ids go out pseudonymised by ``pseudonymizer``; ``raw_authors=True`` serves them as stored. One of
+    the two is required, so no caller serves raw ids by forgetting an argument.
+    """
+    if (pseudonymizer is None) == (not raw_authors):
+        raise ValueError("create_app needs a pseudonymizer (MONITOR_PSEUDONYM_KEY) or raw_authors=True, not both")
     config = config or ApiConfig()
+    authors = AuthorPseudonyms(pseudonymizer) if pseudonymizer is not None else None
+
+    def shown(record: dict[str, Any]) -> dict[str, Any]:
+        return pseudonymizer(record) if pseudonymizer is not None else record
     tokens = config.token_list()
     _read_only(engine)
     app = FastAPI(
@@ -133,6 +161,14 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    metrics_registry = build_registry(engine, settings)
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+             summary="Prometheus metrics: the numbers of `incident-monitor status`, plus process metrics")
+    def metrics() -> Response:
+        # Sync route: FastAPI runs it in its thread pool, so the store reads never block the event loop.
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/api/posts", dependencies=auth, tags=["posts"],
              summary="posts matching the filters, one page; q is Japanese full-text search")
     def posts(
@@ -142,7 +178,8 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
         label: LABELS | None = None,
         broker: str | None = None,
         ticker: str | None = None,
-        author: str | None = None,
+        author: Annotated[str | None, Query(description="the author_id the API shows (a pseudonym, a_..., "
+                                                    "unless serve runs with --raw-authors)")] = None,
         lang: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -153,10 +190,22 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise _field_error(422, "query", name, "needs a UTC offset, e.g. 2025-03-19T15:00:00+09:00")
+        try:
+            search = PostFilter(q=q or None).search()
+        except SearchQueryError as exc:
+            raise _field_error(422, "query", "q", str(exc)) from exc
+        if author is not None and authors is not None:
+            # The client only ever sees pseudonyms; a raw id here would let it test who posted.
+            if not author.startswith("a_"):
+                raise _field_error(422, "query", "author", "give the author as the API shows it (author_id, a_...): "
+                                   "this API pseudonymises authors")
+            found = authors.resolve(session, author)
+            if not found or (source is not None and source != found[0][0]):
+                return {"items": [], "next_cursor": None}
+            source, author = found[0]
         flt = PostFilter(since=since, until=until, source=source, label=label, broker=broker, ticker=ticker,
                          author=author, lang=lang, q=q or None)
         try:
-            search = flt.search()
             views, next_cursor = find_posts(session, flt, limit=limit or config.page_size,
                                             order=order or "newest", cursor=cursor,
                                             with_mentions=True)
@@ -166,7 +215,7 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
             raise _field_error(422, "query", "cursor", str(exc)) from exc
         items = []
         for view in views:
-            item = view.to_record()
+            item = shown(view.to_record())
             if search is not None:
                 item["rank"] = view.rank
                 item["highlights"] = [list(span) for span in highlight_spans(view.post.text, search)]
@@ -182,7 +231,7 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
         view = get_post_view(session, source, post_id)
         if view is None:
             raise HTTPException(404, detail=f"no post {source}:{post_id[:200]} in the store")
-        return view.to_record()
+        return shown(view.to_record())
 
     @app.get("/api/counts", dependencies=auth, tags=["counts"],
              summary="distinct reporters of victim reports per bucket, with the baseline's expected values")
@@ -228,7 +277,8 @@ def create_app(engine: sa.Engine, config: ApiConfig | None = None) -> FastAPI:
                                    .order_by(col(AlertEventRow.at), col(AlertEventRow.id))).all():
                 events.setdefault(ev.alert_id, []).append({**ev.payload, "event": ev.event, "at": ev.at.isoformat()})
         samples = get_posts_by_keys(session, [k for a in rows for k in a.sample_post_ids])
-        return {"items": [_alert_json(a, events.get(a.id, []), samples) for a in rows]}  # type: ignore[arg-type]
+        link = (lambda p: Pseudonymizer.url(p.source, p.post_id, p.url)) if pseudonymizer is not None else None
+        return {"items": [_alert_json(a, events.get(a.id, []), samples, link) for a in rows]}  # type: ignore[arg-type]
 
     @app.exception_handler(StorageError)
     async def _storage(_request: Request, exc: StorageError) -> JSONResponse:
@@ -247,7 +297,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _alert_json(a: Alert, events: list[dict[str, Any]], samples: dict[str, Any]) -> dict[str, Any]:
+def _alert_json(a: Alert, events: list[dict[str, Any]], samples: dict[str, Any], link: Any = None) -> dict[str, Any]:
     return {
         "id": a.id, "kind": a.kind, "key": a.key, "fingerprint": a.fingerprint,
         "status": "open" if a.status == "firing" else a.status,
@@ -256,6 +306,7 @@ def _alert_json(a: Alert, events: list[dict[str, Any]], samples: dict[str, Any])
         "max_count": a.max_count, "expected": a.expected, "score": a.score, "tickers": a.tickers,
         "sample_post_ids": a.sample_post_ids,
         "sample_posts": [{"key": k, "text": samples[k].text, "created_at": _iso(samples[k].created_at),
-                          "url": samples[k].url} for k in a.sample_post_ids if k in samples],
+                          "url": link(samples[k]) if link else samples[k].url}
+                         for k in a.sample_post_ids if k in samples],
         "events": events,
     }

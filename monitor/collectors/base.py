@@ -14,6 +14,8 @@ others keep running); service trouble that outlasts the retry policy raises
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +26,12 @@ from sqlalchemy.engine import Engine
 
 from monitor import __version__
 from monitor.collectors.retry import Shutdown
-from monitor.ingest import RawPayload, load_cursor, save_cursor, store_records
-from monitor.records import PostRecord
+from monitor.ingest import RawPayload, StoreResult, load_cursor, save_cursor, store_records
+from monitor.records import PostRecord, item_text, record_error
 from storage.database import session_scope
+from storage.quarantine import Rejection, store_rejections
 
+log = logging.getLogger(__name__)
 COLLECTOR_VERSION = f"incident-monitor-collector/{__version__}"
 
 
@@ -39,7 +43,7 @@ class CollectResult:
     pages: int = 0
     new: int = 0
     duplicate: int = 0
-    skipped: int = 0  # items that could not be parsed (each also logged)
+    skipped: int = 0  # items that could not be stored: each is in the ``rejected`` table and logged once
     requests: int = 0
     spend_usd: float = 0.0
     stopped: bool = False  # shutdown was requested mid-pass; the last committed page is kept
@@ -120,6 +124,28 @@ def read_cursor(engine: Engine, source: str, name: str) -> Cursor:
         return Cursor(row.value or None, dict(row.extra or {}))
 
 
+def reject_item(ingest: str, source: str, location: str, item: Any, exc: Exception) -> Rejection:
+    """One item of a page that could not become a post, as a row of the ``rejected`` table."""
+    return Rejection(ingest, source, location, record_error(exc).reason, item_text(item))
+
+
+def page_rejector(ingest: str, endpoint: str) -> Callable[[PostRecord, str], Rejection]:
+    """How a post of a page that the database refused is described: the page and the post's id."""
+
+    def reject(record: PostRecord, reason: str) -> Rejection:
+        return Rejection(ingest, record.source, f"{endpoint} post {record.id}", reason,
+                         json.dumps(record.to_json(), ensure_ascii=False))
+
+    return reject
+
+
+def report_rejected(result: CollectResult, rejections: Sequence[Rejection]) -> None:
+    """Count the page's quarantined records and log each as one line, once it is committed."""
+    result.skipped += len(rejections)
+    for rejection in rejections:
+        log.warning("%s: rejected: %s", result.source, rejection.line)
+
+
 def store_page(
     engine: Engine,
     *,
@@ -131,10 +157,14 @@ def store_page(
     cursor_value: str,
     cursor_extra: dict[str, Any] | None = None,
     retrieved_at: datetime | None = None,
-) -> tuple[int, int]:
-    """Raw page, posts and cursor in one transaction; returns (new, duplicate).
+    rejected: Sequence[Rejection] = (),
+    ingest: str | None = None,
+) -> StoreResult:
+    """Raw page, posts, the page's rejected records and cursor in one transaction.
 
     ``endpoint`` is the URL without credentials (provenance); ``body`` is the response text verbatim.
+    A post the database refuses joins ``rejected`` (the returned ``rejected`` lists all of them), so one
+    bad post never fails its page and the cursor always moves on.
     """
     raw = RawPayload(
         source=source,
@@ -144,12 +174,16 @@ def store_page(
         collector_version=COLLECTOR_VERSION,
     )
     with session_scope(engine) as session:
-        stored = store_records(session, records, raw=raw)
+        stored = store_records(session, records, raw=raw, rejected=rejected,
+                               reject=page_rejector(ingest or source, endpoint))
         save_cursor(session, source, cursor_name, cursor_value, cursor_extra)
-    return stored.new, stored.duplicate
+    return stored
 
 
-def save_cursor_only(engine: Engine, source: str, name: str, value: str, extra: dict[str, Any] | None = None) -> None:
-    """Move a cursor without posts (an empty page, a counts poll's bookkeeping)."""
+def save_cursor_only(engine: Engine, source: str, name: str, value: str, extra: dict[str, Any] | None = None,
+                     rejected: Sequence[Rejection] = ()) -> None:
+    """Move a cursor without posts (an empty page, a counts poll's bookkeeping), with the records
+    rejected on the way."""
     with session_scope(engine) as session:
+        store_rejections(session, rejected)
         save_cursor(session, source, name, value, extra)

@@ -2,8 +2,9 @@
 
 Lines are stored in batches; each batch commits its posts, the raw X pages it holds and the file's cursor
 (the last line stored) together, so an interrupted import of a large file resumes after the last
-committed line instead of starting over. Storing a post twice changes nothing either way. A line that
-is not usable is skipped with ``path:line: reason`` in the log and counted in ``skipped``.
+committed line instead of starting over. Storing a post twice changes nothing either way. A line (or one
+post of an X page) that is not usable goes to the ``rejected`` table in its batch's transaction, is logged
+once as ``path:line: reason`` and counted in ``skipped``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from monitor.collectors.base import CollectResult, read_cursor
+from monitor.collectors.base import CollectResult, read_cursor, report_rejected
 from monitor.ingest import (
     FileLine,
     check_input_file,
     iter_file_lines,
+    line_locator,
     open_input,
     raw_for_line,
     save_cursor,
@@ -29,6 +31,7 @@ from monitor.ingest import (
 )
 from monitor.records import PostRecord
 from storage.database import session_scope
+from storage.quarantine import Rejection, store_rejections
 
 log = logging.getLogger(__name__)
 SOURCE = "file"
@@ -71,9 +74,6 @@ class FileCollector:
             for line in iter_file_lines(stream, str(self.path)):
                 if line.line_no <= start_after:
                     continue
-                for err in line.errors:
-                    result.skipped += 1
-                    log.warning("skipped: %s", err)
                 batch.append(line)
                 if len(batch) >= self.batch_lines:
                     self._flush(engine, batch, name, identity, result)
@@ -90,20 +90,27 @@ class FileCollector:
 
     def _flush(self, engine: Engine, batch: list[FileLine], name: str, identity: str, result: CollectResult) -> None:
         now = datetime.now(UTC)
+        path = str(self.path)
+        reject = line_locator(batch, path, SOURCE)
+        rejected: list[Rejection] = [r for line in batch for r in line.rejections(SOURCE)]
         with session_scope(engine) as session:
+            store_rejections(session, rejected, now)
             plain: list[PostRecord] = []
             for line in batch:
-                raw = raw_for_line(line, str(self.path), now)
+                raw = raw_for_line(line, path, now) if line.records else None
                 if raw is not None:  # X pages keep their raw payload, one raw row per page
-                    stored = store_records(session, line.records, raw=raw, now=now)
+                    stored = store_records(session, line.records, raw=raw, now=now, reject=reject)
                     result.new += stored.new
                     result.duplicate += stored.duplicate
+                    rejected.extend(stored.rejected)
                 else:
                     plain.extend(line.records)
             if plain:
-                stored = store_records(session, plain, now=now)
+                stored = store_records(session, plain, now=now, reject=reject)
                 result.new += stored.new
                 result.duplicate += stored.duplicate
+                rejected.extend(stored.rejected)
             if self.resume:
                 save_cursor(session, SOURCE, name, str(batch[-1].line_no), {"identity": identity, "path": str(self.path)})
         result.pages += 1
+        report_rejected(result, rejected)

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
-from monitor.collectors.base import CollectResult, Cursor, read_cursor, store_page
+from monitor.collectors.base import CollectResult, Cursor, read_cursor, report_rejected, store_page
 from monitor.collectors.retry import Shutdown
 from monitor.records import PostRecord
+from storage.quarantine import Rejection
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class Page:
     more: bool  # another page follows in this walk
     retrieved_at: datetime | None = None
     cost: float = 0.0  # estimated spend of the page (priced sources)
+    rejected: Sequence[Rejection] = ()  # items of the page that could not become posts (quarantined)
 
 
 class Walk(Protocol):
@@ -63,19 +65,26 @@ def walk_pages(
     result: CollectResult,
     stop: threading.Event,
     label: str,
+    ingest: str | None = None,
 ) -> None:
-    """Run ``walk`` for at most ``max_pages`` pages; raises :class:`Shutdown` when stopped mid-walk."""
+    """Run ``walk`` for at most ``max_pages`` pages; raises :class:`Shutdown` when stopped mid-walk.
+
+    A page's bad items (``Page.rejected``) and the posts the database refuses are quarantined in the
+    page's transaction and logged once; the page and cursor are stored all the same, so a bad post is
+    never fetched again and again."""
     if not walk.begin(read_cursor(engine, source, cursor_name)):
         return
     for _ in range(max_pages):
         page = walk.fetch(result, stop)
         if page is None:
             return
-        new, duplicate = store_page(
+        stored = store_page(
             engine, source=source, endpoint=page.endpoint, body=page.body, records=page.records,
             cursor_name=cursor_name, cursor_value=page.cursor_value, cursor_extra=page.cursor_extra,
-            retrieved_at=page.retrieved_at,
+            retrieved_at=page.retrieved_at, rejected=page.rejected, ingest=ingest,
         )
+        new, duplicate = stored.new, stored.duplicate
+        report_rejected(result, stored.rejected)
         result.pages += 1
         result.new += new
         result.duplicate += duplicate

@@ -26,13 +26,15 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, Cursor
+from monitor.collectors.base import CollectResult, Cursor, reject_item
 from monitor.collectors.config import RedditConfig
 from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.collectors.transport import http_client
 from monitor.errors import CredentialsError, InputError, RateLimited, SourceError
-from monitor.records import PostRecord, new_post
+from monitor.records import RECORD_ERRORS, PostRecord, identifier, new_post
+from storage.quarantine import Rejection
+from storage.records import loads
 
 log = logging.getLogger(__name__)
 SOURCE = "reddit"
@@ -69,10 +71,14 @@ def thing_to_record(thing: dict[str, Any]) -> PostRecord:
     data = thing.get("data") if isinstance(thing, dict) else None
     if kind not in ("t1", "t3") or not isinstance(data, dict):
         raise InputError(f"Reddit listing item of kind {kind!r} is not a submission or comment")
-    name = data.get("name") or (f"{kind}_{data['id']}" if data.get("id") else None)
+    name = data.get("name") or (f"{kind}_{identifier(data['id'], 'Reddit id')}" if data.get("id") else None)
     created = data.get("created_utc")
     if not name or not isinstance(created, int | float):
         raise InputError(f"Reddit {kind} {name or '?'} lacks 'name' or 'created_utc'")
+    name = identifier(name, "Reddit name")
+    for field in ("title", "selftext", "body", "author", "author_fullname", "permalink", "parent_id", "crosspost_parent"):
+        if data.get(field) is not None and not isinstance(data[field], str):
+            raise InputError(f"Reddit {kind} {name}: {field!r} must be a string, got {type(data[field]).__name__}")
     if kind == "t3":
         title = str(data.get("title") or "")
         body = str(data.get("selftext") or "")
@@ -200,16 +206,20 @@ class _ListingWalk:
         page, body = self.collector.get_listing(path, query, result, stop)
         retrieved = datetime.now(UTC)
         children = page["data"].get("children") or []
-        records, reached_floor = [], False
-        for child in children:
+        endpoint = f"{self.collector.config.oauth_url.rstrip('/')}{path}?{_query(query)}"
+        records: list[PostRecord] = []
+        rejected: list[Rejection] = []
+        reached_floor = False
+        for i, child in enumerate(children if isinstance(children, list) else []):
             data = child.get("data") if isinstance(child, dict) else None
             try:
                 record = thing_to_record(child)
-            except InputError as exc:
-                result.skipped += 1
-                log.warning("Reddit %s: skipped an item: %s", path, exc)
+                key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
+            except RECORD_ERRORS as exc:
+                # Quarantined with the page; still below the cursor's floor once the walk is complete.
+                if self.floor is None or (found := _item_key(data)) is None or found > self.floor:
+                    rejected.append(reject_item(SOURCE, SOURCE, f"{endpoint} #{i}", child, exc))
                 continue
-            key = cursor_key(data["created_utc"], record.id)  # type: ignore[index]
             if self.floor is not None and key <= self.floor:
                 reached_floor = True
                 continue
@@ -223,9 +233,8 @@ class _ListingWalk:
         else:
             value, extra = self.stored_value or "", {"after": next_after, "pending": self.pending}
         self.after = next_after
-        return Page(endpoint=f"{self.collector.config.oauth_url.rstrip('/')}{path}?{_query(query)}",
-                    body=body, records=records, cursor_value=value,
-                    cursor_extra=extra, more=not done, retrieved_at=retrieved)
+        return Page(endpoint=endpoint, body=body, records=records, cursor_value=value,
+                    cursor_extra=extra, more=not done, retrieved_at=retrieved, rejected=rejected)
 
     def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
         return None
@@ -266,7 +275,15 @@ class RedditAPI:
                 continue  # an expired token: fetch a new one and ask again, once
             break
         answer.raise_for_status()
-        return answer.json(), answer.text
+        return loads(answer.text), answer.text  # hostile values inside one item are left to its validation
+
+
+def _item_key(data: Any) -> tuple[float, int] | None:
+    """The cursor key of a listing item that could not become a post, where it has one."""
+    try:
+        return cursor_key(data["created_utc"], str(data["name"]))
+    except (TypeError, KeyError, ValueError, OverflowError):
+        return None
 
 
 def _query(params: dict[str, Any]) -> str:

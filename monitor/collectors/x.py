@@ -25,7 +25,6 @@ loopback test servers work with the unmodified client and its own error types.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
@@ -37,13 +36,15 @@ import tweepy
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import health, retry
-from monitor.collectors.base import CollectResult, Cursor, collect_each
+from monitor.collectors.base import CollectResult, Cursor, collect_each, reject_item
 from monitor.collectors.config import XConfig
 from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy
 from monitor.collectors.transport import TWEEPY_HOSTS, HttpxAdapter, without_userinfo
 from monitor.errors import CredentialsError, InputError, SourceError
-from monitor.records import PostRecord, x_page_users, x_tweet_to_record
+from monitor.records import RECORD_ERRORS, PostRecord, x_page_users, x_tweet_to_record
+from storage.quarantine import Rejection
+from storage.records import loads
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,9 @@ class XCollector:
         def attempt() -> tuple[dict[str, Any], str, str]:
             response = fn()
             body = response.text
-            page = json.loads(body)  # a truncated body raises here and is retried like a reset
+            # A truncated body raises here and is retried like a reset; a hostile value inside one post
+            # (a 4,300-digit number, NaN, deep nesting) is left to that post's validation.
+            page = loads(body)
             if not isinstance(page, dict):
                 raise retry.TransientError(f"{what}: answer is not a JSON object")
             return page, body, without_userinfo(response.url)
@@ -183,20 +186,20 @@ class XCollector:
         walk_pages(engine, _SearchWalk(self, engine, query), source=SOURCE, cursor_name=cursor_name(query),
                    max_pages=self.config.max_pages_per_pass, result=result, stop=stop, label=f"X {query[:40]!r}")
 
-    def parse(self, page: dict[str, Any], result: CollectResult) -> list[PostRecord]:
+    def parse(self, page: dict[str, Any], endpoint: str) -> tuple[list[PostRecord], list[Rejection]]:
+        """The page's posts, and the tweets that cannot be posts (quarantined with the page)."""
         self.users.update(x_page_users(page))
         data = page.get("data")
         tweets = data if isinstance(data, list) else []
         if page.get("errors"):
             log.info("X page carries %d partial error(s) from the API; the good posts are kept", len(page["errors"]))
-        records = []
-        for tweet in tweets:
+        records, rejected = [], []
+        for i, tweet in enumerate(tweets):
             try:
                 records.append(x_tweet_to_record(tweet, self.users))
-            except InputError as exc:
-                result.skipped += 1
-                log.warning("X: skipped a post: %s", exc)
-        return records
+            except RECORD_ERRORS as exc:
+                rejected.append(reject_item(SOURCE, SOURCE, f"{endpoint} #{i}", tweet, exc))
+        return records, rejected
 
     # --- the pass ---------------------------------------------------------------------------------------
 
@@ -269,7 +272,7 @@ class _SearchWalk:
                     continue
                 raise
         retrieved = datetime.now(UTC)
-        records = self.collector.parse(page, result)
+        records, rejected = self.collector.parse(page, endpoint)
         meta = found if isinstance(found := page.get("meta"), dict) else {}
         newest = meta.get("newest_id")
         if newest and (self.pending_newest is None or int(newest) > int(self.pending_newest)):
@@ -291,7 +294,7 @@ class _SearchWalk:
         self.next_token = token or None
         cost = len(page["data"]) * self.config.cost_per_post_usd if isinstance(page.get("data"), list) else 0.0
         return Page(endpoint=endpoint, body=body, records=records, cursor_value=value, cursor_extra=new_extra,
-                    more=bool(token), retrieved_at=retrieved, cost=cost)
+                    more=bool(token), retrieved_at=retrieved, cost=cost, rejected=rejected)
 
     def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
         total_today = health.add_spend(self.engine, SOURCE, page.cost)

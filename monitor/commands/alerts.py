@@ -159,9 +159,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = add_command(sub, "silence", "mute notifications for matching alerts for a while; the alerts still track, and "
              "events planned while muted are recorded but never sent", SILENCE_EXAMPLE, cmd_silence)
-    p.add_argument("--kind", choices=("broker", "ticker", "overall"), default=None,
-                   help="alert kind to match (default: every kind)")
-    p.add_argument("--key", required=True, help="broker name or ticker code to match, or * for all")
+    p.add_argument("--kind", choices=("broker", "ticker", "overall", "source"), default=None,
+                   help="alert kind to match (default: every kind); source = the bot's own alert of a silent source")
+    p.add_argument("--key", required=True, help="broker name, ticker code or source (x, reddit, bluesky) to match, "
+                   "or * for all")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                    help="how long, e.g. 30m, 2h, 1d (at most 90 days)")
     p.add_argument("--comment", default="", help="why, for the team (shown by `alerts list`)")

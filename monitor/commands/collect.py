@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from monitor.commands import add_command, settings_and_engine
 from monitor.errors import ConfigError, CredentialsError, SourceError
+from monitor.logjson import say
 
 log = logging.getLogger(__name__)
 SOURCES = ("x", "reddit", "bluesky")
@@ -79,31 +81,25 @@ def _fmt(moment: datetime | None, now: datetime) -> str:
 
 
 def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disabled: dict[str, str] | None = None) -> int:
-    """Per-source health and open alerts; returns how many sources need attention."""
-    from sqlmodel import col, select
+    """Per-source health, the pipeline and open alerts (:func:`monitor.operations.snapshot`, which
+    ``/metrics`` exports too); returns how many sources need attention."""
+    from monitor.operations import snapshot
 
-    from monitor.collectors.health import health_report
-    from storage.database import session_scope
-    from storage.models import Alert
-    from storage.queries import LIVE_SCOPE, post_counts
-
-    silent_after = timedelta(minutes=settings.scheduler.silent_after_minutes)
-    views = {v.source: v for v in health_report(engine, now, silent_after)}
+    snap = snapshot(engine, settings, now)
     attention = 0
-    with session_scope(engine) as session:
-        stored = post_counts(session)
+    stored = snap.posts_by_source
     detail = ", ".join(f"{source} {n}" for source, n in stored.items())
-    print(f"posts stored: {sum(stored.values())}" + (f" ({detail})" if detail else ""), file=out)
+    print(f"posts stored: {snap.posts_total}" + (f" ({detail})" if detail else ""), file=out)
     print("sources:", file=out)
-    for source in sorted(set(SOURCES) | set(views)):
-        view = views.get(source)
+    for source in sorted(set(SOURCES) | set(snap.sources)):
+        view = snap.sources.get(source)
         reason = (disabled or {}).get(source)
         if view is None:
             print(f"  {source}: never ran" + (f" - {reason}" if reason else ""), file=out)
             continue
         spend = f", spend today ~${view.spend_today_usd:.2f}"
         if source == "x":
-            spend += f" of ${settings.x.daily_budget_usd:.2f} budget"
+            spend += f" of ${snap.x_budget_usd:.2f} budget"
         print(f"  {source}: last success {_fmt(view.last_success_at, now)}, {view.posts_collected} posts collected, "
               f"{view.requests} requests{spend}", file=out)
         if view.last_error:
@@ -118,47 +114,22 @@ def print_status(engine: Any, settings: Any, now: datetime, out: TextIO, disable
             print(f"    DISABLED: {view.disabled_reason or reason}", file=out)
         elif view.silent:
             attention += 1
-            print(f"    WARNING: no new post for over {settings.scheduler.silent_after_minutes} min "
+            print(f"    WARNING: no new post for over {snap.silent_after_minutes} min "
                   f"(last new post {_fmt(view.last_post_at, now)}); check its queries and credentials", file=out)
-    with session_scope(engine) as session:
-        print_pipeline_status(session, now, out)
-        alerts = session.exec(
-            select(Alert).where(Alert.scope == LIVE_SCOPE, col(Alert.status).in_(("pending", "firing")))
-            .order_by(col(Alert.first_seen))
-        ).all()
-        print(f"open alerts: {len(alerts)}", file=out)
-        for alert in alerts:
-            print(f"  [{alert.status}] {alert.kind} {alert.key}: {alert.count} reporters "
-                  f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.opened_at or alert.first_seen, now)}",
-                  file=out)
+    lag = f", oldest created {_fmt(snap.analysis_oldest, now)}" if snap.analysis_backlog else ""
+    print(f"posts stored: {snap.posts_total}; waiting for analysis: {snap.analysis_backlog}{lag}", file=out)
+    print(f"alerts opened (live): {sum(snap.alerts_opened.values())}; messages retrying: {snap.messages_retrying}, "
+          f"given up: {snap.messages_dead}", file=out)
+    print(f"rejected records: {snap.rejected}"
+          + (" (incident-monitor db rejected lists them)" if snap.rejected else ""), file=out)
+    print(f"open alerts: {len(snap.open_alerts)}", file=out)
+    for alert in snap.open_alerts:
+        if alert.kind == "source":
+            print(f"  [{alert.status}] source {alert.key}: {alert.explanation}", file=out)
+            continue
+        print(f"  [{alert.status}] {alert.kind} {alert.key}: {alert.count} reporters "
+              f"(expected {alert.expected:.1f}, score {alert.score:.1f}) since {_fmt(alert.since, now)}", file=out)
     return attention
-
-
-def print_pipeline_status(session: Any, now: datetime, out: TextIO) -> None:
-    """Posts stored, the analysis backlog and its lag, live alerts opened, and messages not delivered."""
-    import sqlalchemy as sa
-    from sqlmodel import col, select
-
-    from storage.models import Alert, AlertEventRow, AnalysisQueue, OutboxItem, Post
-    from storage.queries import LIVE_SCOPE
-
-    posts = session.exec(select(sa.func.count()).select_from(Post)).one()
-    queued, oldest = session.exec(select(sa.func.count(), sa.func.min(AnalysisQueue.created_at))).one()
-    lag = f", oldest created {_fmt(_aware(oldest), now)}" if queued else ""
-    print(f"posts stored: {posts}; waiting for analysis: {queued}{lag}", file=out)
-    opened = session.exec(
-        select(sa.func.count()).select_from(AlertEventRow).join(Alert, col(Alert.id) == col(AlertEventRow.alert_id))
-        .where(col(Alert.scope) == LIVE_SCOPE, col(AlertEventRow.event) == "open")).one()
-    failing = session.exec(select(sa.func.count()).select_from(OutboxItem).where(
-        col(OutboxItem.status) == "pending", col(OutboxItem.last_error).is_not(None))).one()
-    dead = session.exec(select(sa.func.count()).select_from(OutboxItem).where(col(OutboxItem.status) == "dead")).one()
-    print(f"alerts opened (live): {opened}; messages retrying: {failing}, given up: {dead}", file=out)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)  # SQLite's min() returns the stored naive UTC text
 
 
 def check_health(engine: Any, settings: Any, now: datetime, out: TextIO) -> int:
@@ -193,14 +164,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event) -> Any:
+def _pipeline_cycle(engine: Any, settings: Any, stop: threading.Event, sources: Sequence[str] = ()) -> Any:
     """The analyze -> detect -> alert cycle the scheduler calls with ``now``; alerts go to the terminal
     and Slack, and each event is written to the log stream (stderr) as one bare contract JSON line, at any
-    log level (as DESIGN.md promises for `run`: `docker logs` shows them and a log shipper can parse them)."""
+    log level (as DESIGN.md promises for `run`: `docker logs` shows them and a log shipper can parse them).
+    ``sources`` are watched for silence (an alert of the bot's own when one stops collecting)."""
     from monitor.alerts import build_notifiers
     from monitor.pipeline import Pipeline, jsonl_sink
 
-    ctx = Pipeline(engine, settings, event_sinks=[jsonl_sink(sys.stderr)])
+    ctx = Pipeline(engine, settings, event_sinks=[jsonl_sink(sys.stderr)], watched_sources=sources)
     ctx.notifiers = build_notifiers(settings.alerts, settings.slack, terminal=sys.stdout, stop=stop)
     return ctx.run_cycle
 
@@ -212,18 +184,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, engine = settings_and_engine(args)
     collectors, disabled = build_collectors(settings)
     for line in disabled.values():
-        print(line, file=sys.stderr)
+        say(line, level="WARNING")
     if not collectors:
         raise ConfigError("no source can run: set X_BEARER_TOKEN, the REDDIT_* variables, or enable [bluesky]")
     stop = threading.Event()
     _stop_on_signals(stop)
+    _serve_metrics_until(stop, engine, settings)  # before the lock: a standby answers scrapes too
     leader = _lead_or_stand_by(engine, stop)
     if leader is None:
-        print("stopped", file=sys.stderr)
+        say("stopped")
         return 0
-    cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop)
+    cycle = None if args.no_cycle else _pipeline_cycle(engine, settings, stop, [c.source for c in collectors])
     bot = Bot(engine, collectors, settings.scheduler, cycle=cycle, cycle_seconds=settings.pipeline.cycle_seconds, stop=stop)
-    print(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM", file=sys.stderr)
+    say(f"running: {', '.join(c.source for c in collectors)}; stop with Ctrl-C or SIGTERM")
     _schedule_prune(bot, engine, settings)
     leadership = _Leadership(engine, leader)
     lost = _watch_lock(leadership, stop)
@@ -231,8 +204,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         bot.run_until_stopped()
     finally:
         leadership.release()
-    print("stopped", file=sys.stderr)
+    say("stopped")
     return 1 if lost.is_set() else 0
+
+
+def _serve_metrics_until(stop: threading.Event, engine: Any, settings: Any) -> None:
+    """Prometheus metrics on ``[metrics] port`` (when set) until ``stop`` is set."""
+    from monitor.metrics import serve_metrics
+
+    server = serve_metrics(engine, settings, settings.metrics)
+    if server is not None:
+        threading.Thread(target=lambda: (stop.wait(), server.shutdown()), daemon=True, name="metrics-stop").start()
 
 
 def _schedule_prune(bot: Any, engine: Any, settings: Any) -> None:
@@ -320,15 +302,15 @@ def _lead_or_stand_by(engine: Any, stop: threading.Event) -> Any:
     lock = acquire(engine, "scheduler")
     if lock is not None:
         return lock
-    print(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
-          "taking over when it stops", file=sys.stderr, flush=True)
+    say(f"another instance runs the scheduler for this store; standing by (pid {os.getpid()}), "
+        "taking over when it stops")
     while not stop.wait(STANDBY_POLL_SECONDS):
         try:
             lock = acquire(engine, "scheduler")
         except SQLAlchemyError:  # the database is down (a restart): nobody can lead now; keep standing by
             continue
         if lock is not None:
-            print("the other instance is gone; taking over the scheduler", file=sys.stderr, flush=True)
+            say("the other instance is gone; taking over the scheduler")
             return lock
     return None
 

@@ -13,8 +13,6 @@ from monitor.commands import add_command, settings_and_engine
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, InputError
 
-MAX_ERRORS_SHOWN = 20
-
 
 def _db(args: argparse.Namespace) -> str | None:
     return getattr(args, "db", None)
@@ -25,19 +23,13 @@ def _config(args: argparse.Namespace) -> str | None:
 
 
 def _error_printer(stream: Any = None) -> Any:
-    shown = {"n": 0}
+    """One line per bad record, as it is met: ``error: FILE:LINE: reason``. Every one is also in the
+    ``rejected`` table (``db rejected`` lists them), so nothing is cut short here."""
     stream = stream or sys.stderr
 
     def show(err: InputError) -> None:
-        shown["n"] += 1
-        if shown["n"] <= MAX_ERRORS_SHOWN:
-            print(f"error: {err}", file=stream)
+        print(f"error: {err}", file=stream)
 
-    def summary() -> None:
-        if shown["n"] > MAX_ERRORS_SHOWN:
-            print(f"error: ... and {shown['n'] - MAX_ERRORS_SHOWN} more bad lines", file=stream)
-
-    show.summary = summary  # type: ignore[attr-defined]
     return show
 
 
@@ -50,7 +42,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     engine = settings_and_engine(args)[1]
     show = _error_printer()
     result = import_file(engine, args.file, on_error=show)
-    show.summary()
     print(f"{args.file}: {result.lines} lines, {result.stored} new posts stored, "
           f"{result.duplicates} already stored, {len(result.errors)} bad", file=sys.stderr)
     if result.lines and not (result.stored or result.duplicates or result.errors):
@@ -80,7 +71,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         step = parse_duration(args.step) if args.step else None
         imported, events = pipeline.replay(args.file, step=step, tail=parse_duration(args.tail), on_error=show,
                                            rerun=args.rerun)
-        show.summary()
     kinds = Counter(e.event for e in events)
     print(f"{args.file}: {imported.stored} new posts, {imported.duplicates} already stored, "
           f"{len(imported.errors)} bad lines; alert events: "
@@ -163,6 +153,24 @@ def cmd_db_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_rejected(args: argparse.Namespace) -> int:
+    from storage.database import session_scope
+    from storage.quarantine import count_rejected, list_rejected
+
+    engine = settings_and_engine(args, read_only=True)[1]
+    with session_scope(engine) as session:
+        total = count_rejected(session)
+        rows = list_rejected(session, limit=args.limit, source=args.source)
+    for row in rows:
+        print(f"{row.rejected_at:%Y-%m-%d %H:%M:%S}Z  {row.ingest:<17}  {row.location}: {row.reason}")
+        if args.records:
+            more = f" [... {row.record_chars:,} characters in all]" if row.record_chars > len(row.record) else ""
+            print("    " + " ".join(row.record.split()) + more)
+    print(f"{total} rejected records stored" + (f"; newest {len(rows)} shown" if rows and total > len(rows) else ""),
+          file=sys.stderr)
+    return 0
+
+
 # -- registration ----------------------------------------------------------------------------------------
 
 
@@ -199,6 +207,11 @@ def register(subparsers: Any) -> None:
          "incident-monitor db upgrade --db postgresql://monitor@db/monitor", cmd_db_upgrade)
     add_command(db_sub, "prune", "delete what the [retention] settings no longer keep (also scheduled in run)",
          "incident-monitor db prune", cmd_db_prune)
+    p = add_command(db_sub, "rejected", "list the quarantined bad records, newest first: when, ingest, where, why",
+                    "incident-monitor db rejected --limit 50 --records", cmd_db_rejected)
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="how many to list (default 20)")
+    p.add_argument("--source", metavar="NAME", help="only those from this source (x, reddit, bluesky, file)")
+    p.add_argument("--records", action="store_true", help="also print each record as received (cut to 4 kB)")
 
 
 

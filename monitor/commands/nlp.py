@@ -17,6 +17,7 @@ from monitor.analyze import load_analyzer
 from monitor.errors import InputError, ModelError
 from monitor.settings import load_settings
 from storage.export import json_line
+from storage.records import loads, rejected_value, storable_text
 
 CLASSIFY_EXAMPLE = "Example: incident-monitor nlp classify posts.jsonl > labels.jsonl"
 TRAIN_EXAMPLE = "Example: incident-monitor nlp train --output models/victim-clf --epochs 12"
@@ -151,21 +152,33 @@ def _parse_line(raw: bytes) -> tuple[Any, str | None, str | None]:
     if not line.strip():
         return None, None, "empty line; expected a JSON object with id and text"
     try:
-        obj = json.loads(line)
+        # Hostile values (JSON nested 100k deep, a 4,300-digit integer, NaN) come back as markers that
+        # fail the checks below, so the line gets its error row instead of ending the run.
+        obj = loads(line)
     except json.JSONDecodeError as exc:
         return None, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError as exc:
+        return None, None, f"invalid JSON ({' '.join(str(exc).split())[:200]})"
+    if (reason := rejected_value(obj)) is not None:
+        return None, None, f"unreadable line: {reason}"
     if not isinstance(obj, dict):
         return None, None, f"expected a JSON object, got {type(obj).__name__}"
     post_id = obj.get("id")
     if post_id is None or (isinstance(post_id, str) and not post_id):
         return None, None, "missing 'id'"
+    if (reason := rejected_value(post_id)) is not None:
+        return None, None, f"'id' is unreadable: {reason}"
     if not isinstance(post_id, (str, int)) or isinstance(post_id, bool):
-        return post_id, None, "'id' must be a string or an integer"
+        return None, None, f"'id' must be a string or an integer, got {type(post_id).__name__}"
+    if isinstance(post_id, str):
+        post_id = storable_text(post_id)  # a lone surrogate could not be written back out as UTF-8
     if "text" not in obj or obj["text"] is None:
         return post_id, None, "missing 'text'"
+    if (reason := rejected_value(obj["text"])) is not None:
+        return post_id, None, f"'text' is unreadable: {reason}"
     if not isinstance(obj["text"], str):
         return post_id, None, f"'text' must be a string, got {type(obj['text']).__name__}"
-    return post_id, obj["text"], None
+    return post_id, storable_text(obj["text"]), None
 
 
 def classify_stream(

@@ -65,18 +65,26 @@ def add_output_arguments(parser: argparse.ArgumentParser, default_format: str) -
 
 def record_transform(args: argparse.Namespace) -> Any:
     """What each record goes through before it is written: dehydration, or pseudonyms unless --raw-authors."""
-    from monitor.settings import read_secret
-    from storage.export import Pseudonymizer, dehydrate
+    from storage.export import dehydrate
 
     if args.dehydrated:
         return dehydrate
     if args.raw_authors or args.format == "table":  # the table shows no authors
         return None
+    return pseudonymizer_from_env("exports", "export")
+
+
+def pseudonymizer_from_env(who: str, verb: str) -> Any:
+    """The keyed hash of ``MONITOR_PSEUDONYM_KEY`` (exports and `serve` share it, so one author has one
+    pseudonym in both); one clear line when the key is missing."""
+    from monitor.settings import read_secret
+    from storage.export import Pseudonymizer
+
     key = read_secret(PSEUDONYM_ENV)
     if not key:
         raise ConfigError(
-            f"exports pseudonymise author ids with a keyed hash and {PSEUDONYM_ENV} is not set: set it (or "
-            f"{PSEUDONYM_ENV}_FILE) to a long random secret, or pass --raw-authors to export ids as stored"
+            f"{who} pseudonymise author ids with a keyed hash and {PSEUDONYM_ENV} is not set: set it (or "
+            f"{PSEUDONYM_ENV}_FILE) to a long random secret, or pass --raw-authors to {verb} ids as stored"
         )
     return Pseudonymizer(key.reveal().encode("utf-8"))
 

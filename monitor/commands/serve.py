@@ -1,4 +1,8 @@
-"""`serve`: the read-only HTTP API and dashboard (FastAPI + uvicorn, the ``api`` extra)."""
+"""`serve`: the read-only HTTP API and dashboard (FastAPI + uvicorn, the ``api`` extra).
+
+Author ids are served pseudonymised with ``MONITOR_PSEUDONYM_KEY``, as exports are; without the key `serve`
+refuses to start unless ``--raw-authors`` says to serve them as stored.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import Any
 from monitor.commands import add_command
 from monitor.errors import ConfigError
 
-EXAMPLE = "incident-monitor serve --port 8080   (with MONITOR_API_TOKENS set in the environment)"
+EXAMPLE = ("incident-monitor serve --port 8080   (with MONITOR_API_TOKENS and MONITOR_PSEUDONYM_KEY set in the "
+           "environment)")
 
 
 def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -17,6 +22,7 @@ def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
     import dataclasses
 
     from monitor.commands import settings_and_engine
+    from monitor.commands.query import pseudonymizer_from_env
 
     try:
         from monitor.api.app import create_app
@@ -30,7 +36,8 @@ def build_app(args: argparse.Namespace) -> tuple[Any, Any]:
     if not config.token_list():
         raise ConfigError("MONITOR_API_TOKENS is not set, so no client could use the API: set it to one or more "
                           "comma-separated tokens (or MONITOR_API_TOKENS_FILE to a file holding them)")
-    return create_app(engine, config), config
+    pseudonymizer = None if args.raw_authors else pseudonymizer_from_env("the API and dashboard", "serve")
+    return create_app(engine, config, settings, pseudonymizer=pseudonymizer, raw_authors=args.raw_authors), config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -47,3 +54,6 @@ def register(subparsers: Any) -> None:
                     "bearer token from MONITOR_API_TOKENS", EXAMPLE, cmd_serve)
     p.add_argument("--host", help="address to listen on (default [api] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default [api] port, 8080)")
+    p.add_argument("--raw-authors", action="store_true",
+                   help="serve author ids and handles as stored (default: pseudonymised with MONITOR_PSEUDONYM_KEY, "
+                        "as in exports)")

@@ -64,7 +64,15 @@ def write_card(out: Path, config: dict[str, Any]) -> None:
             f"\n\nWords model features: the views {', '.join(words['views'])}; 'words' are Sudachi (sudachidict_core, "
             "split mode C) normalized forms of the writer's own words (quotations collapsed to 「」), word 1-3-grams, "
             "with markers after passive / causative auxiliaries, first-person and close-person nouns (and a following "
-            "possessive の) and reportive endings (nlp/features.py `word_tokens`)."
+            "possessive の), honorific close-person nouns (ご主人: someone else's) and reportive endings (らしい, "
+            "とのこと, the hearsay そう; nlp/features.py `word_tokens`)."
+        )
+    if "event" in (*spec.get("views", []), *words.get("views", [])):
+        features += (
+            "\n\nThe 'event' view (nlp/features.py `event_view`) is the writer's own sentences that tell an event "
+            "(勝手に, 売られ, 身に覚え, 被害, 出金...), outside quotations unless the writer frames a quotation as "
+            "their own or a close person's, so a case told in one sentence of a long text keeps its weight; a text "
+            "that is one quotation and nothing else is read as it stands."
         )
     cascade = config.get("cascade") or {}
     if cascade:

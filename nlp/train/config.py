@@ -39,7 +39,8 @@ class TrainConfig:
         default=40000, metadata={"help": "vocabulary cap of the baseline, per view"}
     )
     tfidf_views: tuple[str, ...] = field(
-        default=("text", "frame"), metadata={"help": "baseline feature views: text, frame (quotes collapsed)"}
+        default=("text", "frame", "event"),
+        metadata={"help": "baseline feature views: text, frame (quotes collapsed), event (own event sentences)"},
     )
     tfidf_dense: tuple[str, ...] = field(
         default=(),
@@ -51,8 +52,8 @@ class TrainConfig:
         default=1.0, metadata={"help": "weight of the dense block against the L2-normalized TF-IDF rows"}
     )
     words_views: tuple[str, ...] = field(
-        default=("text", "frame", "words"),
-        metadata={"help": "views of the second-stage 'words' candidate: text, frame and Sudachi words"},
+        default=("text", "frame", "words", "event"),
+        metadata={"help": "views of the second-stage 'words' candidate: text, frame, Sudachi words and event"},
     )
     cascade_max_share: float = field(
         default=0.4,

@@ -89,7 +89,8 @@ function openAlert(id) {
     samples.append(li);
   }
   const key = a.kind === "overall" ? "overall" : alertId(a);
-  if (!state.keys.includes(key)) state.keys.unshift(key);
+  // a source alert (the bot's own: a collector went silent) has no count series to draw
+  if (a.kind !== "source" && !state.keys.includes(key)) state.keys.unshift(key);
   drawChart();
   $("alert-detail").scrollIntoView({ block: "nearest" });
 }

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, read_cursor, save_cursor_only, store_page
+from monitor.collectors.base import CollectResult, read_cursor, report_rejected, save_cursor_only, store_page
 from monitor.collectors.bluesky.parse import (
     DEFAULT_REWIND_US,
     JETSTREAM_CURSOR,
@@ -27,8 +27,11 @@ from monitor.collectors.config import BlueskyConfig
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.errors import SourceError
 from monitor.records import PostRecord
+from storage.database import session_scope
+from storage.quarantine import Rejection, store_rejections
 
 log = logging.getLogger(__name__)
+INGEST = "bluesky-jetstream"
 
 
 
@@ -37,12 +40,13 @@ log = logging.getLogger(__name__)
 class _Page:
     frames: list[str] = field(default_factory=list)
     posts: list[PostRecord] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)  # bad frames, quarantined with the page
     cursor_us: int | None = None  # newest time_us processed and not yet saved
     # A replay after a reconnect can bring an older event never seen before: kept even if the cursor stays.
 
     @property
     def dirty(self) -> bool:
-        return bool(self.posts) or self.cursor_us is not None
+        return bool(self.posts) or bool(self.rejected) or self.cursor_us is not None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -74,21 +78,32 @@ class JetstreamCollector:
 
     def _flush(self, engine: Engine, page: _Page, cursor_us: int | None, endpoint: str, result: CollectResult) -> None:
         """Store the page's posts and move the cursor to ``cursor_us`` (the newest event processed)."""
-        if not page.dirty or cursor_us is None:
+        if not page.dirty:
+            return
+        if cursor_us is None:  # no event with a time yet: keep the bad frames, the cursor stays unset
+            if page.rejected:
+                with session_scope(engine) as session:
+                    store_rejections(session, page.rejected)
+                report_rejected(result, page.rejected)
+                page.rejected.clear()
             return
         extra = {"time": datetime.fromtimestamp(cursor_us / 1_000_000, UTC).isoformat()}
         if page.posts:
-            new, dup = store_page(
+            stored = store_page(
                 engine, source=SOURCE, endpoint=endpoint, body="\n".join(page.frames), records=page.posts,
                 cursor_name=JETSTREAM_CURSOR, cursor_value=str(cursor_us), cursor_extra=extra,
+                rejected=page.rejected, ingest=INGEST,
             )
             result.pages += 1
-            result.new += new
-            result.duplicate += dup
+            result.new += stored.new
+            result.duplicate += stored.duplicate
+            report_rejected(result, stored.rejected)
         else:
-            save_cursor_only(engine, SOURCE, JETSTREAM_CURSOR, str(cursor_us), extra)
+            save_cursor_only(engine, SOURCE, JETSTREAM_CURSOR, str(cursor_us), extra, rejected=page.rejected)
+            report_rejected(result, page.rejected)
         page.frames.clear()
         page.posts.clear()
+        page.rejected.clear()
         page.cursor_us = None
         page.started = time.monotonic()
 
@@ -141,8 +156,10 @@ class JetstreamCollector:
                                     self.handles.clear()
                                 self.handles[verdict.handle[0]] = verdict.handle[1]
                             if verdict.kind == "skipped":
-                                result.skipped += 1
-                                log.warning("Jetstream: skipped an event: %s", verdict.reason)
+                                where = (f"jetstream time_us {verdict.time_us}" if verdict.time_us is not None
+                                         else f"jetstream frame after time_us {last_us}")
+                                text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+                                page.rejected.append(Rejection(INGEST, SOURCE, where, verdict.reason, text))
                             elif verdict.kind == "post" and verdict.post is not None:
                                 page.posts.append(verdict.post)
                                 page.frames.append(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import unicodedata
@@ -14,8 +13,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from monitor.errors import InputError
-from monitor.records import MAX_TEXT_CHARS, PostRecord, new_post, parse_timestamp
-from storage.records import LIMITS
+from monitor.records import MAX_TEXT_CHARS, RECORD_ERRORS, PostRecord, new_post, parse_timestamp, record_error
+from storage.records import LATEST, LIMITS, in_range, loads
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,7 @@ JETSTREAM_CURSOR = "jetstream"
 DEFAULT_REWIND_US = 3_000_000
 MAX_HANDLES = 100_000
 MAX_URI_CHARS = LIMITS["id"]  # posts.post_id / reply_to / quote_of column width (storage.records.LIMITS)
+MAX_TIME_US = int(LATEST.timestamp() * 1_000_000)
 _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\uff66-\uff9f]")
 
 
@@ -143,7 +143,8 @@ def record_to_post(
         raise InputError(f"post {did}/{rkey}: text is {len(text):,} characters, over the {MAX_TEXT_CHARS:,} limit")
     try:
         created_at = parse_timestamp(record.get("createdAt"), "createdAt")
-    except InputError:
+        in_range(created_at, "createdAt")
+    except (InputError, ValueError):
         if fallback_time is None:
             raise
         created_at = fallback_time  # clients do write odd createdAt values; the relay's time is close
@@ -180,7 +181,7 @@ def split_at_uri(uri: str) -> tuple[str, str, str]:
     ('did:plc:abc', 'app.bsky.feed.post', '3k2')
     """
     if not isinstance(uri, str) or not uri.startswith("at://"):
-        raise InputError(f"{uri!r} is not an at:// URI")
+        raise InputError(f"{str(uri)[:80]!r} is not an at:// URI")
     parts = uri[len("at://"):].split("/")
     if len(parts) != 3 or not all(parts):
         raise InputError(f"{uri!r} is not at://DID/COLLECTION/RKEY")
@@ -215,6 +216,7 @@ class Verdict:
 def judge_event(frame: str | bytes, keywords: KeywordFilter, handles: dict[str, str] | None = None) -> Verdict:
     """Parse and filter one Jetstream frame. Never raises: bad frames come back as ``skipped``.
 
+    >>> import json
     >>> kw = KeywordFilter.of(["楽天証券"])
     >>> ev = {"did": "did:plc:a", "time_us": 5, "kind": "commit", "commit": {"operation": "create",
     ...       "collection": "app.bsky.feed.post", "rkey": "r1", "record": {"text": "楽天証券で不正ログイン",
@@ -225,14 +227,16 @@ def judge_event(frame: str | bytes, keywords: KeywordFilter, handles: dict[str, 
     'skipped'
     """
     try:
-        event = json.loads(frame)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Verdict("skipped", reason=f"frame is not complete JSON ({exc})")
+        event = loads(frame)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        return Verdict("skipped", reason=f"frame is not complete JSON ({' '.join(str(exc).split())[:200]})")
     if not isinstance(event, dict):
         return Verdict("skipped", reason=f"frame is a JSON {type(event).__name__}, not an event object")
     time_us = event.get("time_us")
     if isinstance(time_us, bool) or not isinstance(time_us, int):
         return Verdict("skipped", reason="event has no integer 'time_us'")
+    if not 0 <= time_us < MAX_TIME_US:  # the cursor must never jump past every later event
+        return Verdict("skipped", reason=f"event time_us {str(time_us)[:24]} is out of range")
     kind = event.get("kind")
     if kind == "identity":
         ident = event.get("identity")
@@ -260,8 +264,8 @@ def judge_event(frame: str | bytes, keywords: KeywordFilter, handles: dict[str, 
             did=did, rkey=rkey, record=record, handle=(handles or {}).get(did),
             fallback_time=datetime.fromtimestamp(time_us / 1_000_000, UTC),
         )
-    except InputError as exc:
-        return Verdict("skipped", time_us, reason=str(exc))
+    except RECORD_ERRORS as exc:
+        return Verdict("skipped", time_us, reason=str(record_error(exc)))
     return Verdict("post", time_us, post=post)
 
 

@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from monitor.collectors import retry
-from monitor.collectors.base import CollectResult, Cursor, collect_each
+from monitor.collectors.base import CollectResult, Cursor, collect_each, reject_item
 from monitor.collectors.bluesky.parse import (
     POST_COLLECTION,
     SOURCE,
@@ -32,7 +32,9 @@ from monitor.collectors.paging import Page, walk_pages
 from monitor.collectors.retry import RetryPolicy, Shutdown
 from monitor.collectors.transport import http_client, without_userinfo
 from monitor.errors import CredentialsError, InputError, SourceError
-from monitor.records import PostRecord, parse_timestamp
+from monitor.records import RECORD_ERRORS, PostRecord, parse_timestamp
+from storage.quarantine import Rejection
+from storage.records import in_range, loads
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,8 @@ def _sort_time(view: Any) -> str | None:
     times = []
     for value, name in ((record.get("createdAt"), "createdAt"), (view.get("indexedAt"), "indexedAt")):
         try:
-            times.append(parse_timestamp(value, name))
-        except InputError:
+            times.append(in_range(parse_timestamp(value, name), name).astimezone(UTC))
+        except (InputError, ValueError):  # unreadable, or outside the years a post can have
             continue
     if not times:
         return None
@@ -104,11 +106,12 @@ def _search_post(view: Any) -> PostRecord:
     fallback = None
     if isinstance(view.get("indexedAt"), str):
         try:
-            fallback = parse_timestamp(view["indexedAt"], "indexedAt")
-        except InputError:
+            fallback = in_range(parse_timestamp(view["indexedAt"], "indexedAt"), "indexedAt")
+        except (InputError, ValueError):
             fallback = None
     return record_to_post(
-        did=str(author.get("did") or did), rkey=rkey, record=view.get("record"),
+        did=author["did"] if isinstance(author.get("did"), str) and author["did"] else did, rkey=rkey,
+        record=view.get("record"),
         handle=author.get("handle") if isinstance(author.get("handle"), str) else None,
         fallback_time=fallback, metrics=metrics,
     )
@@ -199,7 +202,7 @@ class SearchBackfill:
                 answer = self.http.get(self.xrpc("app.bsky.feed.searchPosts"), params=params,
                                        headers={"Authorization": f"Bearer {self.access_jwt}"})
             answer.raise_for_status()
-            page = answer.json()  # a truncated body raises here and is retried
+            page = loads(answer.text)  # a truncated body raises here and is retried
             if not isinstance(page, dict):
                 raise retry.TransientError("Bluesky search: answer is not a JSON object")
             return page, answer.text, without_userinfo(str(answer.url))
@@ -212,7 +215,8 @@ class SearchBackfill:
 
     def collect_query(self, engine: Engine, query: str, stop: threading.Event, result: CollectResult) -> None:
         walk_pages(engine, _SearchWalk(self, query), source=SOURCE, cursor_name=search_cursor_name(query),
-                   max_pages=self.config.max_search_pages, result=result, stop=stop, label=f"search {query!r}")
+                   max_pages=self.config.max_search_pages, result=result, stop=stop, label=f"search {query!r}",
+                   ingest="bluesky-search")
 
     def collect(self, engine: Engine, stop: threading.Event) -> CollectResult:
         result = CollectResult(SOURCE)
@@ -250,13 +254,13 @@ class _SearchWalk:
             params["cursor"] = self.next_cursor
         page, body, url = self.backfill.search_page(params, stop, result)
         records: list[PostRecord] = []
+        rejected: list[Rejection] = []
         views = found if isinstance(found := page.get("posts"), list) else []
-        for view in views:
+        for i, view in enumerate(views):
             try:
                 records.append(_search_post(view))
-            except InputError as exc:
-                result.skipped += 1
-                log.warning("Bluesky search: skipped a post: %s", exc)
+            except RECORD_ERRORS as exc:
+                rejected.append(reject_item("bluesky-search", SOURCE, f"{url} #{i}", view, exc))
         for view in views:
             stamp = _sort_time(view)
             if stamp is not None and (self.pending_newest is None or stamp > self.pending_newest):
@@ -269,7 +273,8 @@ class _SearchWalk:
         else:
             value, extra = self.pending_newest or self.since or "", {"query": query}
         self.next_cursor = token
-        return Page(endpoint=url, body=body, records=records, cursor_value=value, cursor_extra=extra, more=bool(token))
+        return Page(endpoint=url, body=body, records=records, cursor_value=value, cursor_extra=extra, more=bool(token),
+                    rejected=rejected)
 
     def stored(self, page: Page, new: int, duplicate: int, result: CollectResult) -> None:
         return None
