@@ -162,10 +162,16 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
                   after_annotation: int | None, upto_annotation: int | None = None,
                   *, since_exclusive: bool = False, labels: Sequence[str] = DETECTED_LABELS,
                   mention: tuple[str, str] | None = None) -> list[tuple[int, Report]]:
+    label_term: sa.ColumnElement[bool] = col(Annotation.label).in_(labels)
+    if after_annotation is None and (since is not None or until is not None) and _dialect(session) == "sqlite":
+        # Without statistics SQLite takes an equality on the label index for selective and would walk every
+        # report ever annotated (then look up each post) to find one window's worth: a scan of the store per
+        # cycle. likely() tells it the label test is not selective, so the post-time index drives the join.
+        label_term = sa.func.likely(label_term)
     stmt = (
         select(Post, Annotation)
         .join(Annotation, col(Annotation.post_pk) == col(Post.id))
-        .where(Annotation.model == model, col(Annotation.label).in_(labels))
+        .where(Annotation.model == model, label_term)
         .order_by(col(Post.created_at), col(Post.id))
     )
     if mention is not None:
