@@ -42,6 +42,9 @@ BROKERS = ["楽天証券", "SBI証券", "マネックス証券", "松井証券",
 VICTIM = "{b}の口座に不正ログインされて、知らない{t}を勝手に買われてた"
 
 
+PROGRESS_EVERY = 500  # cycles (500 x 5 simulated minutes ~ 10,000 posts at the default rate)
+
+
 def make_file(path: Path, size: int, rate: float, seed: int = 7) -> None:
     rng = random.Random(seed)
     texts = [json.loads(line)["text"] for line in DEMO.read_text(encoding="utf-8").splitlines()]
@@ -64,8 +67,8 @@ def make_file(path: Path, size: int, rate: float, seed: int = 7) -> None:
 
 
 def child(db: str, path: str) -> None:
-    """One replay in this process; prints one JSON line of figures."""
-    from monitor.pipeline import Pipeline
+    """One replay in this process; prints one JSON line of figures (and progress lines to stderr)."""
+    from monitor.pipeline import CycleResult, Pipeline
     from monitor.settings import load_settings
     from storage.database import open_store
 
@@ -79,10 +82,19 @@ def child(db: str, path: str) -> None:
     started = time.perf_counter()
     marks: dict[str, float] = {}
 
-    def on_cycle(_cycle: object) -> None:
+    analyzed = {"n": 0}
+
+    def on_cycle(cycle: CycleResult) -> None:
         if not cycles["n"]:
             marks["import"] = time.perf_counter() - started
         cycles["n"] += 1
+        analyzed["n"] += cycle.analyzed
+        if cycles["n"] % PROGRESS_EVERY == 0:  # a run cut short still says how fast it went
+            spent = time.perf_counter() - started
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"  progress: {analyzed['n']} posts analyzed, {spent:.0f} s since start, "
+                  f"{analyzed['n'] / max(spent - marks['import'], 1e-9):.0f} posts/s after the import, "
+                  f"peak RSS {rss:.0f} MB", file=sys.stderr, flush=True)
 
     imported, events = pipeline.replay(path, on_cycle=on_cycle)
     total = time.perf_counter() - started
@@ -125,15 +137,16 @@ def run(backend: str, size: int, path: Path, workdir: Path, pg: str | None) -> d
         db = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", db, str(path)], capture_output=True, text=True,
-                              env=env, check=False)
+        # stdout carries the figures; stderr (progress lines, errors) goes straight to ours
+        proc = subprocess.run([sys.executable, __file__, "--child", db, str(path)], stdout=subprocess.PIPE,
+                              text=True, env=env, check=False)
     finally:
         if schema is not None:
             with admin.begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
     if proc.returncode != 0:
-        print(f"{backend} {size}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+        print(f"{backend} {size}: failed (exit status {proc.returncode})", file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -159,9 +172,11 @@ def main() -> int:
         for size in sizes:
             files[size] = workdir / f"posts-{size}.jsonl"
             make_file(files[size], size, args.rate)
+        ratios = []
         for backend in backends:
             baseline = None
             for size in sizes:
+                print(f"{backend} {size}: running", file=sys.stderr, flush=True)
                 result = run(backend, size, files[size], workdir, pg)
                 if result is None:
                     continue
@@ -171,6 +186,11 @@ def main() -> int:
                 print(f"{backend:<10} {result['posts']:>9} {result['import_s']:>9.1f} {result['seconds']:>9.1f} "
                       f"{rate:>9.0f} {result['cpu_s']:>8.1f} {cpu_rate:>11.0f} {result['rss_mb']:>7.0f}MB "
                       f"{result['cycles']:>7} {rate / baseline[0]:>5.2f}x/{cpu_rate / baseline[1]:.2f}x", flush=True)
+                if size != sizes[0]:
+                    ratios.append(f"{backend}: posts/s at {size:,} / at {sizes[0]:,} = {rate / baseline[0]:.2f} "
+                                  f"(per CPU second {cpu_rate / baseline[1]:.2f})")
+        for line in ratios:  # "flat" = near 1.0; the issue asks for within 2x (>= 0.5)
+            print(line)
     return 0
 
 

@@ -119,17 +119,29 @@ class Pipeline:
     def _save_detector(self, session: Session, now: datetime) -> None:
         """Store the detector state when it changed: it changes only when a bucket closes, so a live cycle
         every minute writes it once per bucket, not every cycle. Once a (stream) day, idle ticker models
-        are pruned first (:func:`prune_state`)."""
+        are pruned first (:func:`prune_state`).
+
+        A replay closes a bucket every cycle, and the state grows with every key ever named (a ticker's
+        model is kept for months of stream time), so writing it each cycle made a long replay slower per
+        post the longer it ran. A replay writes it once per ``REPLAY_STATE_EVERY`` of stream time instead,
+        with the cycle it belongs to; a killed replay re-runs detection (not alerting) from that cycle up
+        to its clock, which rebuilds exactly the state it had (see :meth:`replay`)."""
         bucket = bucket_index(now, self.detector.bucket)
         if bucket == self._saved_bucket:
             return
-        state = self.detector.to_state()
+        state = None
         if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
             self._pruned_at = now
+            state = self.detector.to_state()
             if prune_state(state, bucket):
                 self._detector = Detector.from_state(state)
-        save_state(session, self._state_key(), state, now)
         self._saved_bucket = bucket
+        run = self._replay_run
+        if run is not None and run.state_clock is not None and now - run.state_clock < REPLAY_STATE_EVERY:
+            return
+        save_state(session, self._state_key(), state if state is not None else self.detector.to_state(), now)
+        if run is not None:
+            run.state_clock, run.pruned_at = now, self._pruned_at
 
     def analyze(self, now: datetime) -> int:
         # A replay analyses only the posts its clock has reached, so the first cycle does not classify the
@@ -138,7 +150,7 @@ class Pipeline:
         return analyze_pending(self.engine, self.analyzer, batch=self.settings.pipeline.analyze_batch, now=now,
                                until=until)
 
-    def detect(self, now: datetime) -> list[Signal]:
+    def detect(self, now: datetime, *, catch_up: bool = False) -> list[Signal]:
         detector = self.detector
         if self._window is None or self._window.model != self.analyzer.model_version:
             self._window = ReportWindow(self.analyzer.model_version, detector.lookback)
@@ -147,9 +159,12 @@ class Pipeline:
             signals = detector.evaluate(now, reports)
             self._save_detector(session, now)
             if self._replay_run is not None:
-                # The replay's clock is committed with the detector state it goes with: a killed replay
-                # resumes at this cycle (re-planning one cycle is idempotent), never from the start.
-                self._replay_run.clock = now
+                # The replay's clock is committed with the cycle's detector state (or with the cycle of the
+                # last stored state, from which detection is re-run): a killed replay resumes at this cycle
+                # (re-planning one cycle is idempotent), never from the start. Catching up on a resume
+                # moves no clock: those cycles were planned before the kill.
+                if not catch_up:
+                    self._replay_run.clock = now
                 self._replay_run.save(session)
         return signals
 
@@ -257,10 +272,12 @@ class Pipeline:
                     "would not judge the file on its own: replay into a fresh --db, or pass --rerun to run "
                     "detection over the stored posts")
             resume = run is not None and run.status == "running" and run.clock is not None
+            catch_up_from = None
             if resume:
                 assert run is not None and run.clock is not None
                 log.warning("%s: resuming the interrupted replay (%s) at %s", path, run.scope, run.clock.isoformat())
                 now = run.clock
+                catch_up_from = run.state_clock
             else:
                 number = (run.number + 1) if run is not None else 1
                 run = ReplayRun(digest, str(path), f"{base}:{digest[:16]}#{number}", number, "running", None)
@@ -269,11 +286,18 @@ class Pipeline:
             self._replay_run = run
             self._window = None
             self._alerts_active = self._outbox_idle = None
-            self._saved_bucket = self._pruned_at = None
-            # A fresh baseline for a new run; a resumed run reads the one stored with its clock.
+            self._saved_bucket = None
+            self._pruned_at = run.pruned_at if resume else None
+            # A fresh baseline for a new run; a resumed run reads the stored one and re-runs detection from
+            # the cycle it was stored at up to the clock (those cycles' alerts were planned before the kill).
             self._detector = None if resume else Detector(self.settings.detect)
             with session_scope(self.engine) as session:
                 run.save(session)
+            if catch_up_from is not None:
+                moment = catch_up_from + step
+                while moment < now:
+                    self.detect(moment, catch_up=True)
+                    moment += step
             end = imported.last + tail
             while now <= end:
                 cycle = self.run_cycle(now)
@@ -283,6 +307,7 @@ class Pipeline:
                 now += step
             run.status = "done"
             with session_scope(self.engine) as session:
+                save_state(session, self._state_key(), self.detector.to_state(), now - step)
                 run.save(session)
             self._replay_run = None
         return imported, events
@@ -298,6 +323,10 @@ class ReplayRun:
     number: int
     status: str  # running | done
     clock: datetime | None
+    # The cycle whose detector state is stored (replay stores it once per REPLAY_STATE_EVERY) and when the
+    # detector was last pruned then; None for a run recorded before they were kept (state at the clock).
+    state_clock: datetime | None = None
+    pruned_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -311,11 +340,16 @@ class ReplayRun:
             return None
         v = entry.value
         clock = datetime.fromisoformat(v["clock"]) if v.get("clock") else None
-        return cls(digest, v.get("path", ""), v["scope"], int(v.get("number", 1)), v.get("status", "done"), clock)
+        state_clock = datetime.fromisoformat(v["state_clock"]) if v.get("state_clock") else None
+        pruned_at = datetime.fromisoformat(v["pruned_at"]) if v.get("pruned_at") else None
+        return cls(digest, v.get("path", ""), v["scope"], int(v.get("number", 1)), v.get("status", "done"), clock,
+                   state_clock, pruned_at)
 
     def save(self, session: Session) -> None:
         value = {"path": self.path, "scope": self.scope, "number": self.number, "status": self.status,
-                 "clock": self.clock.isoformat() if self.clock else None}
+                 "clock": self.clock.isoformat() if self.clock else None,
+                 "state_clock": self.state_clock.isoformat() if self.state_clock else None,
+                 "pruned_at": self.pruned_at.isoformat() if self.pruned_at else None}
         save_state(session, self.key, value, datetime.now(UTC))
 
 
@@ -323,6 +357,8 @@ class ReplayRun:
 # weighted by the detector's half-life, sum to less than this (a report five half-lives ago weighs 1/32).
 PRUNE_BELOW_REPORTERS = 0.05
 PRUNE_EVERY = timedelta(days=1)
+# How often (in stream time) a replay stores its detector state; a resume re-runs at most this much detection.
+REPLAY_STATE_EVERY = timedelta(hours=1)
 
 
 def prune_state(state: dict[str, Any], bucket: int) -> int:

@@ -162,6 +162,43 @@ def test_a_killed_replay_resumes_from_its_clock_and_never_reopens(surge_slice, s
     assert sum(e["event"] == "open" for e in first + rest) == sum(e["event"] == "open" for e in clean)
 
 
+def test_a_replay_killed_between_state_saves_catches_up_to_the_same_events(surge_slice, sqlite_url, capsys):
+    """A replay stores its detector state once per hour of stream time; killed some cycles after a save, it
+    re-runs detection from the stored state to its clock (alerting nothing) and then goes on as one clean
+    run would have."""
+    from monitor.pipeline import REPLAY_STATE_EVERY, ReplayRun, open_pipeline
+
+    clean = _replay(surge_slice, f"sqlite:///{Path(sqlite_url[10:]).with_name('clean.sqlite')}", capsys)
+    opens_at = min(e["at"] for e in clean if e["event"] == "open")
+
+    class Killed(Exception):
+        pass
+
+    seen = {"after_open": 0}
+
+    def kill_a_while_after_the_first_open(cycle) -> None:
+        if seen["after_open"] or any(e.event == "open" for e in cycle.events):
+            seen["after_open"] += 1
+        if seen["after_open"] == 8:  # mid-hour: the stored state is older than the clock
+            raise Killed
+
+    first: list[dict] = []
+    pipeline = open_pipeline(sqlite_url, event_sinks=[lambda e: first.append(json.loads(json.dumps(e.to_json())))],
+                             scope="replay")
+    with pytest.raises(Killed):
+        pipeline.replay(surge_slice, on_cycle=kill_a_while_after_the_first_open)
+    assert first and min(e["at"] for e in first if e["event"] == "open") == opens_at
+    import hashlib
+
+    run = ReplayRun.load(pipeline.engine, hashlib.sha256(surge_slice.read_bytes()).hexdigest())
+    assert run is not None and run.clock is not None and run.state_clock is not None
+    assert run.state_clock < run.clock and run.clock - run.state_clock < REPLAY_STATE_EVERY  # a catch-up is due
+    pipeline.engine.dispose()
+    rest = _replay(surge_slice, sqlite_url, capsys)
+    combined = first + [e for e in rest if e not in first]
+    assert combined == clean
+
+
 def test_two_replays_into_one_store_get_a_clear_error(surge_slice, db_url, capsys):
     from storage.locks import acquire
 

@@ -79,3 +79,33 @@ def test_every_export_format_round_trips_the_record(sqlite_url, tmp_path):
     assert table.column_names == expected
     row = table.to_pylist()[0]
     assert row["text"] == LINE["text"] and row["created_at"].isoformat() == "2025-03-19T06:02:11+00:00"
+
+
+def test_export_record_is_the_models_json_dump(sqlite_url):
+    """PostView.to_record builds the record directly (speed); it must stay what the model dumps."""
+    from datetime import UTC, datetime
+
+    from storage.database import open_store
+    from storage.models import Annotation
+    from storage.queries import PostView
+
+    engine = open_store(sqlite_url)
+    lines = [LINE, {**LINE, "id": "1903", "created_at": "2025-03-19T01:00:00-04:30", "author_handle": None,
+                    "metrics": {"nested": {"a": [1, 2.5, None]}, "views": 0}, "text": "=cmd|' /C calc'!A0"},
+             {**LINE, "id": "1904", "metrics": None, "url": None, "reply_to": None}]
+    with session_scope(engine) as s:
+        store_records(s, [parse_post(line) for line in lines])
+    with session_scope(engine) as s:
+        posts = s.exec(select(Post).order_by(Post.id)).all()
+        annotation = Annotation(post_pk=posts[0].id, label="victim_report", score=0.912345678,
+                                scores={"victim_report": 0.912345678, "irrelevant": 0.0876543}, model="m@1",
+                                tokenizer="t", dictionary="d", analyzed_at=datetime(2025, 3, 20, tzinfo=UTC))
+        for post, ann, brokers in [(posts[0], annotation, ["楽天証券"]), (posts[1], None, []), (posts[2], None, [])]:
+            analysis: dict = {"brokers": brokers, "tickers": []}
+            if ann is not None:
+                analysis.update(label=ann.label, score=round(ann.score, 4), model=ann.model,
+                                scores={k: round(v, 4) for k, v in ann.scores.items()})
+            pydantic = ExportRecord.model_construct(**dict(PostRecord.from_row(post)), **analysis).model_dump(mode="json")
+            assert PostView(post, ann, brokers, []).to_record() == pydantic
+            assert list(PostView(post, ann, brokers, []).to_record()) == list(pydantic)
+    engine.dispose()

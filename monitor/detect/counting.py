@@ -52,26 +52,6 @@ def counts_as_reporter(report: Report) -> bool:
     return report.label == VICTIM and not report.is_repost
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        root = self.parent.setdefault(x, x)
-        while root != self.parent[root]:
-            root = self.parent[root]
-        while x != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            # the smaller id wins so the grouping never depends on insertion order
-            lo, hi = sorted((ra, rb))
-            self.parent[hi] = lo
-
-
 def reporter_groups(
     reports: Sequence[Report], neighbours: Mapping[str, Sequence[str]] | None = None
 ) -> list[list[Report]]:
@@ -86,21 +66,51 @@ def reporter_groups(
     >>> len(reporter_groups(rs)), len(reporter_groups(rs, {"x:1": ["x:3"], "x:3": ["x:1"]}))
     (2, 1)
     """
-    counted = [r for r in reports if counts_as_reporter(r)]
-    uf = _UnionFind()
-    present = {r.post_key: r for r in counted}
-    for r in counted:
-        uf.find("a:" + r.author_key)
-    if neighbours:
+    counted = [r for r in reports if r.label == VICTIM and r.repost_of is None]  # counts_as_reporter, inlined
+    # Union-find over authors (each author is one reporter; near-duplicate texts join two authors). This
+    # runs for every key and window of every detector cycle, so it is written out flat.
+    parent: dict[str, str] = {r.author_key: r.author_key for r in counted}
+    joined = False
+    if neighbours and len(parent) > 1:
+        present = {r.post_key: r.author_key for r in counted}
         for r in counted:
-            for other in neighbours.get(r.post_key, ()):
-                o = present.get(other)
-                if o is not None:
-                    uf.union("a:" + r.author_key, "a:" + o.author_key)
+            links = neighbours.get(r.post_key)
+            if not links:
+                continue
+            a = r.author_key
+            for other in links:
+                b = present.get(other)
+                if b is None or b == a:
+                    continue
+                ra = a
+                while parent[ra] != ra:
+                    ra = parent[ra]
+                rb = b
+                while parent[rb] != rb:
+                    rb = parent[rb]
+                if ra != rb:
+                    joined = True
+                    if ra < rb:
+                        parent[rb] = ra
+                    else:
+                        parent[ra] = rb
+                parent[a] = parent[b] = min(ra, rb)  # compress the two paths just walked
     groups: dict[str, list[Report]] = {}
-    for r in sorted(counted, key=lambda r: (r.created_at, r.post_key)):
-        groups.setdefault(uf.find("a:" + r.author_key), []).append(r)
-    return sorted(groups.values(), key=lambda g: (g[0].created_at, g[0].post_key))
+    for r in sorted(counted, key=_time_order):
+        root = r.author_key
+        if joined:
+            while parent[root] != root:
+                root = parent[root]
+        groups.setdefault(root, []).append(r)
+    return sorted(groups.values(), key=_group_order)
+
+
+def _time_order(r: Report) -> tuple[datetime, str]:
+    return (r.created_at, r.post_key)
+
+
+def _group_order(g: list[Report]) -> tuple[datetime, str]:
+    return (g[0].created_at, g[0].post_key)
 
 
 def distinct_reporters(

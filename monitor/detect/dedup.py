@@ -79,6 +79,10 @@ class NearDuplicates:
         # so draw them once and share them (signatures are unchanged).
         template = MinHash(num_perm=num_perm, seed=1)
         self._permutations = (template.permutations, template.scheme)
+        # The keys of the previous call: their index, signatures and near-duplicate links among them.
+        self._lsh = MinHashLSH(num_perm=num_perm, params=self._params)
+        self._sigs: dict[str, MinHash] = {}
+        self._links: dict[str, set[str]] = {}
 
     def signature(self, key: str, text: str) -> MinHash:
         sig = self._cache.get(key)
@@ -92,18 +96,35 @@ class NearDuplicates:
         return sig
 
     def neighbours(self, keys: Sequence[str], texts: Sequence[str]) -> dict[str, list[str]]:
-        """For each key, the other keys whose text is a near-duplicate of its text (sorted)."""
+        """For each key, the other keys whose text is a near-duplicate of its text (sorted).
+
+        Whether two texts are near-duplicates depends on the pair alone (their signatures share an LSH band
+        and their estimated Jaccard similarity reaches the threshold), so the index and the links found are
+        kept between calls: a call drops the keys that left, and only keys new since the previous call are
+        queried and inserted. Successive detector calls pass windows that mostly overlap, so a call costs
+        what entered the window, not the whole window; the answer is the one a fresh index would give.
+        """
         out: dict[str, list[str]] = {k: [] for k in keys}
-        if len(keys) < 2:
-            return out
-        lsh = MinHashLSH(num_perm=self.num_perm, params=self._params)
-        sigs = {}
+        wanted: dict[str, str] = {}
         for k, t in zip(keys, texts, strict=True):
-            if k in sigs:
+            wanted.setdefault(k, t)
+        for gone in [k for k in self._links if k not in wanted]:
+            self._lsh.remove(gone)
+            for other in self._links.pop(gone):
+                self._links[other].discard(gone)
+            del self._sigs[gone]
+        for k, t in wanted.items():
+            if k in self._links:
                 continue
-            sigs[k] = self.signature(k, t)
-            lsh.insert(k, sigs[k])
-        for k, sig in sigs.items():
-            found = [c for c in lsh.query(sig) if c != k and sig.jaccard(sigs[c]) >= self.threshold]
-            out[k] = sorted(found)
+            sig = self.signature(k, t)
+            found = {c for c in self._lsh.query(sig) if sig.jaccard(self._sigs[c]) >= self.threshold}
+            for c in found:
+                self._links[c].add(k)
+            self._links[k] = found
+            self._sigs[k] = sig
+            self._lsh.insert(k, sig)
+        if len(wanted) < 2:
+            return out
+        for k in out:
+            out[k] = sorted(self._links[k])
         return out

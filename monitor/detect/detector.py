@@ -100,6 +100,13 @@ class Detector:
         self._dedup = NearDuplicates(
             self.config.minhash_threshold, self.config.minhash_perm, self.config.shingle_chars
         )
+        # Reporter groups by the exact reports grouped (ids of the objects, which the groups hold, so an id
+        # cannot be reused while its entry lives). Near-duplicate links depend on the pair of texts alone, so
+        # the groups of one set of reports are the same in every call: windows of several lengths, the
+        # close of a bucket and the signals after it, and successive calls over a quiet key repeat the
+        # same sets. Entries not used in the previous call are dropped.
+        self._groups: dict[tuple[int, ...], tuple[tuple[Report, ...], ...]] = {}
+        self._groups_before: dict[tuple[int, ...], tuple[tuple[Report, ...], ...]] = {}
 
     # -- public ---------------------------------------------------------------------------------------
     @property
@@ -129,6 +136,7 @@ class Detector:
             if lo <= r.created_at <= now and r.label in (VICTIM, DISCUSSION):
                 unique.setdefault(r.post_key, r)
         keyed = {k: _KeyReports(v) for k, v in by_key(unique.values()).items()}
+        self._groups_before, self._groups = self._groups, {}
         counted = sorted((r for r in unique.values() if counts_as_reporter(r)), key=lambda r: r.post_key)
         neighbours = self._dedup.neighbours([r.post_key for r in counted], [r.text for r in counted])
 
@@ -187,15 +195,15 @@ class Detector:
         def stat(minutes: int, n: int) -> WindowStat:
             window = timedelta(minutes=minutes)
             inside = kr.between(end - window, end, inclusive_end) if kr is not None else []
-            counted = [r for r in inside if counts_as_reporter(r)]
-            groups = reporter_groups(counted, neighbours)
-            discussion = sum(1 for r in inside if r.label == DISCUSSION and not r.is_repost)
+            counted = [r for r in inside if r.label == VICTIM and r.repost_of is None]  # counts_as_reporter
+            groups = self._reporter_groups(counted, neighbours)
+            discussion = sum(1 for r in inside if r.label == DISCUSSION and r.repost_of is None)
             return WindowStat(
                 window,
                 len(groups),
                 expected[n],
                 tail_score(len(groups), expected[n], dispersion),
-                tuple(tuple(g) for g in groups),
+                groups,
                 discussion,
                 tuple(counted),
             )
@@ -203,8 +211,26 @@ class Detector:
         stats = [stat(m, n) for m, n in zip(minutes, lengths, strict=True)]
         cluster = None
         if key[0] == "ticker":
-            cluster = stat(cfg.ticker_window_minutes, ticker_n)
+            # The cluster window is usually one of the scored windows (6 h): the same stat, not computed twice.
+            same = [s for s, m in zip(stats, minutes, strict=True) if m == cfg.ticker_window_minutes]
+            cluster = same[0] if same and expected[ticker_n] == same[0].expected else stat(
+                cfg.ticker_window_minutes, ticker_n)
         return stats, cluster
+
+    def _reporter_groups(
+        self, counted: list[Report], neighbours: dict[str, list[str]]
+    ) -> tuple[tuple[Report, ...], ...]:
+        """:func:`reporter_groups` of counted reports, remembered by the set of reports (see __init__)."""
+        if not counted:
+            return ()
+        ids = tuple(map(id, counted))
+        groups = self._groups.get(ids)
+        if groups is None:
+            groups = self._groups_before.get(ids)
+            if groups is None:
+                groups = tuple(tuple(g) for g in reporter_groups(counted, neighbours))
+            self._groups[ids] = groups
+        return groups
 
     def _decide(
         self, key: KeyId, stats: list[WindowStat], cluster: WindowStat | None, bucket: int
@@ -283,7 +309,12 @@ class Detector:
         for key in sorted(set(self._models) | in_bucket):
             model = self._models.get(key) or self._models.setdefault(key, self._model(key, b))
             kr = keyed.get(key)
-            count = len(reporter_groups(kr.between(start, end, False), neighbours)) if kr else 0
+            if kr is None:
+                count = 0
+            else:
+                inside = kr.between(start, end, False)
+                count = len(self._reporter_groups(
+                    [r for r in inside if r.label == VICTIM and r.repost_of is None], neighbours))
             mu = model.expected(b, cfg)
             if key in self._episodes:  # do not learn from a bucket the alert flags as anomalous
                 model.release(cfg, clip=True)
