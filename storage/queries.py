@@ -6,8 +6,8 @@ import base64
 import binascii
 import functools
 import json
-import threading
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
