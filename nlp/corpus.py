@@ -162,7 +162,9 @@ def read_jsonl(
             continue
         try:
             default_id = f"{path.name}:{lineno}" if ids_optional else None
-            examples.append(parse_record(obj, source=where, strict_labels=strict_labels, default_id=default_id))
+            examples.append(
+                parse_record(obj, source=where, strict_labels=strict_labels, default_id=default_id)
+            )
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     return examples, problems
@@ -242,7 +244,7 @@ def load_labeled_file(path: str | Path) -> list[Example]:
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise CorpusError(
-            f"{problems[0]}{more}; every line needs a JSON object with \"text\" and \"label\" "
-            f"({', '.join(LABELS)}); \"id\" is optional"
+            f'{problems[0]}{more}; every line needs a JSON object with "text" and "label" '
+            f'({", ".join(LABELS)}); "id" is optional'
         )
     return examples

@@ -118,9 +118,14 @@ def test_eval_file_needs_no_ids_but_refuses_lines_without_text_or_label(tmp_path
     code, out, err = _run(capsys, ["nlp", "eval", "--file", str(path), "--errors", "5"])
     assert code == 0 and err == ""
     assert "excerpts.jsonl:2\tvictim_report\tirrelevant" in out  # the line number names an id-less miss
-    for missing, needle in (({"text": "x"}, "'label' must be one of"), ({"label": "irrelevant"}, "'text' must be")):
+    for missing, needle in (
+        ({"text": "x"}, "'label' must be one of"),
+        ({"label": "irrelevant"}, "'text' must be"),
+    ):
         bad = tmp_path / "bad.jsonl"
-        bad.write_text(json.dumps(rows[0], ensure_ascii=False) + "\n" + json.dumps(missing) + "\n", encoding="utf-8")
+        bad.write_text(
+            json.dumps(rows[0], ensure_ascii=False) + "\n" + json.dumps(missing) + "\n", encoding="utf-8"
+        )
         code, out, err = _run(capsys, ["nlp", "eval", "--file", str(bad)])
         assert code == 1 and out == "" and err.count("\n") == 1
         assert f"{bad}:2: {needle}" in err and '"text" and "label"' in err and '"id" is optional' in err

@@ -120,8 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--corpus", nargs="+", metavar="PATH", default=None, help="corpus files or directories")
     ev.add_argument(
         "--file", metavar="FILE", default=None,
-        help="a labeled JSONL file to score whole instead: one object a line with text and label (id optional)"
-    )
+        help="a labeled JSONL file to score whole instead: one object a line with text and label (id optional)",
+    )  # fmt: skip
     ev.add_argument(
         "--reviewed", action="store_true", help="score on the stored posts people labeled (`label import`)"
     )
