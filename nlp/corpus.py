@@ -82,7 +82,9 @@ def _string_list(value: object, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_record(obj: object, *, source: str = "", strict_labels: bool = True) -> Example:
+def parse_record(
+    obj: object, *, source: str = "", strict_labels: bool = True, default_id: str | None = None
+) -> Example:
     """Validate one decoded JSON record and return it as an Example (ValueError names the problem).
 
     >>> parse_record({"id": "a-1", "text": "楽天証券で勝手に売られた", "label": "victim_report"}).label
@@ -91,10 +93,17 @@ def parse_record(obj: object, *, source: str = "", strict_labels: bool = True) -
     Traceback (most recent call last):
     ...
     ValueError: 'label' must be one of victim_report, incident_discussion, irrelevant, not 'spam'
+
+    With ``default_id`` (an evaluation file, where nothing is stored), a record without ``id`` takes it:
+
+    >>> parse_record({"text": "x", "label": "irrelevant"}, default_id="eval.jsonl:3").id
+    'eval.jsonl:3'
     """
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     ex_id = obj.get("id")
+    if ex_id is None and default_id is not None:
+        ex_id = default_id
     if isinstance(ex_id, int) and not isinstance(ex_id, bool):
         ex_id = str(ex_id)
     if not isinstance(ex_id, str) or not ex_id.strip():
@@ -126,8 +135,13 @@ def parse_record(obj: object, *, source: str = "", strict_labels: bool = True) -
     )  # fmt: skip
 
 
-def read_jsonl(path: Path, *, strict_labels: bool = True) -> tuple[list[Example], list[str]]:
-    """Read one labeled JSONL file; returns the examples and a list of 'path:line: problem' strings."""
+def read_jsonl(
+    path: Path, *, strict_labels: bool = True, ids_optional: bool = False
+) -> tuple[list[Example], list[str]]:
+    """Read one labeled JSONL file; returns the examples and a list of 'path:line: problem' strings.
+
+    ``ids_optional`` (evaluation files): a record without ``id`` is named by its file and line number.
+    """
     examples: list[Example] = []
     problems: list[str] = []
     try:
@@ -147,7 +161,10 @@ def read_jsonl(path: Path, *, strict_labels: bool = True) -> tuple[list[Example]
             problems.append(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})")
             continue
         try:
-            examples.append(parse_record(obj, source=where, strict_labels=strict_labels))
+            default_id = f"{path.name}:{lineno}" if ids_optional else None
+            examples.append(
+                parse_record(obj, source=where, strict_labels=strict_labels, default_id=default_id)
+            )
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     return examples, problems
@@ -205,4 +222,29 @@ def load_corpus(split: str | None = None, paths: Sequence[str | Path] | None = N
         raise CorpusError(f"{problems[0]}{more}; fix the record or remove it")
     if split is not None:
         examples = [ex for ex in examples if ex.split == split]
+    return examples
+
+
+def load_labeled_file(path: str | Path) -> list[Example]:
+    """Every record of one labeled JSONL file scored whole (``nlp eval --file``), in file order.
+
+    Unlike the corpus, ``id`` is optional here (nothing is stored or split): a record without one is named
+    ``FILE-NAME:LINE``. Each line still needs ``text`` and ``label``; CorpusError names the first bad
+    FILE:LINE, how many more there are, and the fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: file not found; check the --file path")
+    examples, problems = read_jsonl(path, ids_optional=True)
+    seen: dict[str, str] = {}
+    for ex in examples:
+        if ex.id in seen:
+            problems.append(f"{ex.source}: duplicate id {ex.id!r} (first at {seen[ex.id]})")
+        seen.setdefault(ex.id, ex.source)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise CorpusError(
+            f'{problems[0]}{more}; every line needs a JSON object with "text" and "label" '
+            f'({", ".join(LABELS)}); "id" is optional'
+        )
     return examples

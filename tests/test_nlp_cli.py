@@ -107,6 +107,30 @@ def test_eval_and_train_report_bad_corpus_lines_with_file_and_line(tmp_path, cap
     assert code == 1 and f"{bad}:2" in err and err.count("\n") == 1
 
 
+def test_eval_file_needs_no_ids_but_refuses_lines_without_text_or_label(tmp_path, capsys):
+    rows = [
+        {"text": "楽天証券の口座を乗っ取られて保有株を勝手に売られた", "label": "victim_report", "url": "https://a"},
+        {"text": "今日のランチはカレーでした", "label": "victim_report"},
+        {"id": "kept", "text": "証券口座の乗っ取りが相次いでいると報道", "label": "incident_discussion"},
+    ]  # fmt: skip
+    path = tmp_path / "excerpts.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    code, out, err = _run(capsys, ["nlp", "eval", "--file", str(path), "--errors", "5"])
+    assert code == 0 and err == ""
+    assert "excerpts.jsonl:2\tvictim_report\tirrelevant" in out  # the line number names an id-less miss
+    for missing, needle in (
+        ({"text": "x"}, "'label' must be one of"),
+        ({"label": "irrelevant"}, "'text' must be"),
+    ):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(
+            json.dumps(rows[0], ensure_ascii=False) + "\n" + json.dumps(missing) + "\n", encoding="utf-8"
+        )
+        code, out, err = _run(capsys, ["nlp", "eval", "--file", str(bad)])
+        assert code == 1 and out == "" and err.count("\n") == 1
+        assert f"{bad}:2: {needle}" in err and '"text" and "label"' in err and '"id" is optional' in err
+
+
 def test_every_nlp_command_has_help_ending_with_an_example():
     parser = argparse.ArgumentParser()
     nlp_commands.register(parser.add_subparsers())

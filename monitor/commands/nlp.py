@@ -120,8 +120,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--corpus", nargs="+", metavar="PATH", default=None, help="corpus files or directories")
     ev.add_argument(
-        "--file", metavar="FILE", default=None, help="a labeled JSONL file to score whole instead"
-    )
+        "--file", metavar="FILE", default=None,
+        help="a labeled JSONL file to score whole instead: one object a line with text and label (id optional)",
+    )  # fmt: skip
     ev.add_argument(
         "--reviewed", action="store_true", help="score on the stored posts people labeled (`label import`)"
     )
@@ -319,7 +320,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from nlp.corpus import CorpusError, load_corpus
+    from nlp.corpus import CorpusError, load_corpus, load_labeled_file
     from nlp.errors import NLPError
     from nlp.evaluate import evaluate
 
@@ -328,7 +329,7 @@ def run_eval(args: argparse.Namespace) -> int:
             examples = reviewed_examples(args)
             split = "human-labeled stored posts"
         elif args.file:
-            examples = load_corpus(paths=[args.file])
+            examples = load_labeled_file(args.file)
             split = args.file
         else:
             examples = load_corpus(args.split, paths=args.corpus)
