@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -207,33 +204,21 @@ def test_the_api_cannot_write(store_url):
 
 
 def test_a_real_server_on_loopback(store_url):
-    import uvicorn
+    from servers import serving
 
     engine = open_existing_store(store_url)
     app = create_app(engine, ApiConfig(tokens=TOKEN), pseudonymizer=PSEUDONYMS)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{base}/healthz").status_code == 200
-        assert httpx.get(f"{base}/api/posts").status_code == 401
-        body = httpx.get(f"{base}/api/posts?q={quote('中国株')}", headers=AUTH).json()
-        assert [i["id"] for i in body["items"]] == ["1"]
-        assert httpx.get(f"{base}/api/posts?q=%ED%A0%80", headers=AUTH).status_code in (200, 422)
-        page = httpx.get(f"{base}/").text
-        assert '<svg id="chart"' in page
-        assert httpx.get(f"{base}/static/dashboard.js").status_code == 200
+        with serving(app) as base:
+            assert httpx.get(f"{base}/healthz").status_code == 200
+            assert httpx.get(f"{base}/api/posts").status_code == 401
+            body = httpx.get(f"{base}/api/posts?q={quote('中国株')}", headers=AUTH).json()
+            assert [i["id"] for i in body["items"]] == ["1"]
+            assert httpx.get(f"{base}/api/posts?q=%ED%A0%80", headers=AUTH).status_code in (200, 422)
+            page = httpx.get(f"{base}/").text
+            assert '<svg id="chart"' in page
+            assert httpx.get(f"{base}/static/dashboard.js").status_code == 200
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         engine.dispose()
 
 

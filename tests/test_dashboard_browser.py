@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -55,7 +52,7 @@ def browser():
 
 @pytest.fixture
 def server(sqlite_url):
-    import uvicorn
+    from servers import serving
 
     engine = open_store(sqlite_url)
     build_store(engine)
@@ -63,18 +60,8 @@ def server(sqlite_url):
     engine.dispose()
     engine = open_existing_store(sqlite_url)
     app = create_app(engine, ApiConfig(tokens=TOKEN), pseudonymizer=Pseudonymizer(b"browser-test-pseudonym-key"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    uv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serving(app) as base:
+        yield base
     engine.dispose()
 
 

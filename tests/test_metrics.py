@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -147,7 +145,7 @@ def test_metrics_port_has_a_range(env, message):
 
 def test_serve_has_metrics_without_a_token(sqlite_url):
     pytest.importorskip("fastapi")
-    import uvicorn
+    from servers import serving
 
     from monitor.api.app import create_app
     from monitor.api.config import ApiConfig
@@ -158,22 +156,12 @@ def test_serve_has_metrics_without_a_token(sqlite_url):
     engine.dispose()
     engine = open_existing_store(sqlite_url)
     app = create_app(engine, ApiConfig(tokens="t" * 20), raw_authors=True)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        m = scrape(f"http://127.0.0.1:{port}/metrics")
+        with serving(app) as base:
+            m = scrape(f"{base}/metrics")
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
         engine.dispose()
     assert m[("incident_monitor_posts_stored", (("source", "x"),))] == 3
     assert m[("incident_monitor_alerts_opened_total", (("kind", "broker"),))] == 1
     assert m[("incident_monitor_x_daily_budget_usd", ())] == 5.0  # the default without settings
+    assert m[("incident_monitor_rejected_records", ())] == 0
