@@ -255,6 +255,15 @@ def test_demo_prints_its_alerts_and_posts_them_to_slack(tmp_path, capsys, monkey
     first = json.dumps(posted[0], ensure_ascii=False)
     assert "楽天証券" in first and "https://x.com/" in first
 
+    # the commands the summary suggests work as printed (with no pseudonym key set)
+    monkeypatch.delenv("MONITOR_PSEUDONYM_KEY", raising=False)
+    suggested = [line.strip().split()[1:] for line in summary.split("Explore it")[1].splitlines()
+                 if line.strip().startswith("incident-monitor ")]
+    assert len(suggested) == 2
+    for argv in suggested:
+        assert main(argv) == 0, argv
+        assert capsys.readouterr().out.strip()
+
 
 def test_report_window_equals_a_fresh_query_while_posts_are_annotated(surge_slice, sqlite_url):
     """The in-memory window topped up by annotation id must see exactly what a full query sees."""

@@ -49,6 +49,6 @@ def print_demo_summary(pipeline: Any, imported: Any, events: list[AlertEvent], *
     slack = "sent to Slack" if os.environ.get("SLACK_WEBHOOK_URL") or os.environ.get("SLACK_BOT_TOKEN") else \
         "not sent to Slack (set SLACK_WEBHOOK_URL to try it)"
     w(f"  notifications printed above; {slack}\n")
-    w("\nExplore it:\n")
-    w(f"  incident-monitor export --db {db} --label victim_report --format csv\n")
+    w("\nExplore it (the demo's authors are made up, so its export may keep their ids as they are):\n")
+    w(f"  incident-monitor export --db {db} --label victim_report --format csv --raw-authors\n")
     w(f"  incident-monitor alerts list --db {db}\n")
