@@ -34,16 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import sqlalchemy as sa
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pgschema import pg_schema  # noqa: E402
 from benchmarks.query import generate  # noqa: E402  - one generator for the research benchmarks
-from storage.database import open_store, resolve_url  # noqa: E402
+from storage.database import open_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,22 +150,9 @@ def main() -> int:
             store = args.store.resolve() if args.store else workdir / "bench.sqlite"
             run(f"sqlite:///{store}", "sqlite", args.posts, workdir, fresh=not store.exists())
         if args.backend in ("postgresql", "both"):
-            base = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(base)
-            try:
-                with admin.begin() as conn:
-                    conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-            except sa.exc.OperationalError as exc:
-                print(f"PostgreSQL skipped: not reachable at {base} ({type(exc).__name__})")
-                return 0
-            try:
-                run(f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}", "postgresql", args.posts,
-                    workdir, fresh=True)
-            finally:
-                with admin.begin() as conn:
-                    conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-                admin.dispose()
+            with pg_schema() as url:
+                if url is not None:
+                    run(url, "postgresql", args.posts, workdir, fresh=True)
     return 0
 
 

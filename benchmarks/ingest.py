@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,10 +28,11 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pgschema import pg_schema  # noqa: E402
 from monitor.collectors.base import store_page  # noqa: E402
 from monitor.ingest import post_row_values  # noqa: E402
 from monitor.records import x_page_users, x_tweet_to_record  # noqa: E402
-from storage.database import open_store, resolve_url  # noqa: E402
+from storage.database import open_store  # noqa: E402
 from storage.models import Post  # noqa: E402
 
 PHRASES = [
@@ -145,22 +144,9 @@ def main() -> int:
     bodies = make_pages(args.pages)
     with tempfile.TemporaryDirectory() as tmp:
         bench("SQLite", f"sqlite:///{tmp}/bench.sqlite", bodies)
-    pg = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        admin = sa.create_engine(pg, connect_args={"connect_timeout": 3})
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 - no server: say so and stop
-        print(f"PostgreSQL  skipped: not reachable at {pg} ({type(exc).__name__})")
-        return 0
-    try:
-        sep = "&" if "?" in pg else "?"
-        bench("PostgreSQL", f"{pg}{sep}options=-csearch_path%3D{schema}", bodies)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema() as url:
+        if url is not None:
+            bench("PostgreSQL", url, bodies)
     return 0
 
 

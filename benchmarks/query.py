@@ -35,7 +35,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlmodel import Session  # noqa: E402
 
-from storage.database import open_store, resolve_url  # noqa: E402
+from benchmarks.pgschema import pg_schema  # noqa: E402
+from storage.database import open_store  # noqa: E402
 from storage.models import Annotation, Mention, Post  # noqa: E402
 from storage.queries import PostFilter, find_posts  # noqa: E402
 from storage.search import index_posts  # noqa: E402
@@ -241,24 +241,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run(f"sqlite:///{tmp}/bench.sqlite", args.posts, args.repeat)
     if args.backend in ("postgresql", "both"):
-        base = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
-        schema = args.pg_schema or f"bench_{uuid.uuid4().hex[:8]}"
-        if not schema.isidentifier():
-            raise SystemExit(f"--pg-schema {schema!r}: use letters, digits and underscores")
-        admin = sa.create_engine(base)
-        try:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        except sa.exc.OperationalError as exc:
-            print(f"PostgreSQL skipped: not reachable at {base} ({type(exc).__name__})")
-            return
-        try:
-            run(f"{base}?options=-csearch_path%3D{schema}", args.posts, args.repeat)
-        finally:
-            if not args.pg_schema:
-                with admin.begin() as conn:
-                    conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
+        if args.pg_schema and not args.pg_schema.isidentifier():
+            raise SystemExit(f"--pg-schema {args.pg_schema!r}: use letters, digits and underscores")
+        with pg_schema(name=args.pg_schema, keep=bool(args.pg_schema)) as url:
+            if url is not None:
+                run(url, args.posts, args.repeat)
 
 
 if __name__ == "__main__":

@@ -107,9 +107,9 @@ def child(db: str, path: str) -> None:
 def pg_base() -> str | None:
     import sqlalchemy as sa
 
-    from storage.database import resolve_url
+    from benchmarks.pgschema import base_url
 
-    url = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
+    url = base_url()
     try:
         engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
@@ -124,6 +124,8 @@ def pg_base() -> str | None:
 def run(backend: str, size: int, path: Path, workdir: Path, pg: str | None) -> dict | None:
     import sqlalchemy as sa
 
+    from benchmarks.pgschema import schema_url
+
     schema = None
     if backend == "sqlite":
         db = f"sqlite:///{workdir / f'replay-{size}.sqlite'}"
@@ -134,7 +136,7 @@ def run(backend: str, size: int, path: Path, workdir: Path, pg: str | None) -> d
         admin = sa.create_engine(pg)
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        db = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
+        db = schema_url(pg, schema)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     try:
         # stdout carries the figures; stderr (progress lines, errors) goes straight to ours

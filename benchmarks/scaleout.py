@@ -21,7 +21,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -30,19 +29,17 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.pgschema import base_url, pg_schema  # noqa: E402
 from monitor.ingest import store_records  # noqa: E402
 from monitor.records import PostRecord  # noqa: E402
-from storage.database import open_store, resolve_url, session_scope  # noqa: E402
+from storage.database import open_store, session_scope  # noqa: E402
 from storage.models import Annotation  # noqa: E402
 
 
 def run(base: str, posts: int, workers: int) -> tuple[float, list[tuple[int, int]], int]:
-    schema = f"scale_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    try:
+    with pg_schema(base, prefix="scale") as url:
+        if url is None:
+            raise SystemExit("the scale-out benchmark needs PostgreSQL (set TEST_DATABASE_URL)")
         engine = open_store(url)
         texts = [json.loads(line)["text"] for line in
                  (REPO / "monitor" / "demo" / "stream.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -66,10 +63,6 @@ def run(base: str, posts: int, workers: int) -> tuple[float, list[tuple[int, int
             annotations = conn.execute(sa.select(sa.func.count()).select_from(Annotation.__table__)).scalar_one()
         engine.dispose()
         return seconds, counts, annotations
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def main() -> int:
@@ -77,7 +70,7 @@ def main() -> int:
     parser.add_argument("--posts", type=int, default=4000)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (the first is the baseline)")
     args = parser.parse_args()
-    base = resolve_url(os.environ.get("TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test")
+    base = base_url()
     print(f"{'workers':>7} {'posts':>7} {'seconds':>8} {'posts/s':>8} {'speed-up':>8}  per worker classified/stored  "
           "analysed twice")
     baseline = None
