@@ -35,16 +35,13 @@ def _load_base(base: str, log: Log) -> Any:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     offline = Path(base).exists() or os.environ.get("HF_HUB_OFFLINE") == "1"
-    kwargs = dict(
-        num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={lab: i for i, lab in enumerate(LABELS)},
-        ignore_mismatched_sizes=True,
-    )  # fmt: skip
     last: Exception | None = None
     for local_only in [True] if offline else [False, True]:
         try:
             tok = AutoTokenizer.from_pretrained(base, local_files_only=local_only)
             model = AutoModelForSequenceClassification.from_pretrained(
-                base, local_files_only=local_only, **kwargs
+                base, local_files_only=local_only, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+                label2id={lab: i for i, lab in enumerate(LABELS)}, ignore_mismatched_sizes=True,
             )
             log(f"  base model {base} loaded ({'local files' if local_only else 'hub'})")
             return tok, model
