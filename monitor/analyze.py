@@ -164,18 +164,25 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
                   mention: tuple[str, str] | None = None) -> list[tuple[int, Report]]:
     # Only the columns a Report needs, as plain rows: building full Post and Annotation objects (metrics,
     # scores, every column) for each row was most of the cost of a read.
-    label_term: sa.ColumnElement[bool] = col(Annotation.label).in_(labels)
-    if after_annotation is None and (since is not None or until is not None) and _dialect(session) == "sqlite":
-        # Without statistics SQLite takes an equality on the label index for selective and would walk every
-        # report ever annotated (then look up each post) to find one window's worth: a scan of the store per
-        # cycle. likely() tells it the label test is not selective, so the post-time index drives the join.
-        label_term = sa.func.likely(label_term)
+    model_col: sa.ColumnElement[str] = col(Annotation.model)
+    label_col: sa.ColumnElement[str] = col(Annotation.label)
+    windowed = since is not None or until is not None or after_annotation is not None
+    if windowed and mention is None and _dialect(session) == "sqlite":
+        # Without statistics SQLite takes the equalities on the (model, label) index for selective and would
+        # walk every report ever annotated (then look up each post) to find one window's worth: a scan of the
+        # store per cycle, growing with it (likely() does not move it off a covering index). `x || ''` is
+        # the same value but no index term, so the post-time index (a window) or the annotation id range
+        # (what was annotated since a cycle) drives the join.
+        model_col, label_col = model_col.concat(""), label_col.concat("")
+    model_term, label_term = model_col == model, label_col.in_(labels)
+    if mention is not None and after_annotation is None and windowed and _dialect(session) == "sqlite":
+        label_term = sa.func.likely(label_term)  # one key's series: the mention index and post time share it
     stmt = (
         sa.select(col(Annotation.id), col(Annotation.label), col(Post.source), col(Post.post_id), col(Post.author_id),
                   col(Post.created_at), col(Post.text), col(Post.repost_of), col(Post.url))
         .select_from(Post)
         .join(Annotation, col(Annotation.post_pk) == col(Post.id))
-        .where(col(Annotation.model) == model, label_term)
+        .where(model_term, label_term)
         .order_by(col(Post.created_at), col(Post.id))
     )
     if mention is not None:
@@ -188,7 +195,10 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
     if after_annotation is not None:
         stmt = stmt.where(col(Annotation.id) > after_annotation)
     if upto_annotation is not None:
-        stmt = stmt.where(col(Annotation.id) <= upto_annotation)
+        upto_term: sa.ColumnElement[bool] = col(Annotation.id) <= upto_annotation
+        if after_annotation is None and _dialect(session) == "sqlite":
+            upto_term = sa.func.likely(upto_term)  # every id so far: a bound, not a range to scan
+        stmt = stmt.where(upto_term)
     rows = session.execute(stmt).all()
     if not rows:
         return []

@@ -158,7 +158,7 @@ def _near_duplicates(threshold: float, num_perm: int, shingle_chars: int) -> Nea
 def _expected_function(detector: Detector | None, kind: str, value: str, bucket: timedelta) -> Any:
     if detector is None:
         return lambda _b: None
-    model = detector._models.get((kind, value))  # type: ignore[arg-type]  # noqa: SLF001 - the stored baseline, read-only
+    model = detector.baseline((kind, value))  # type: ignore[arg-type]
     step = detector.bucket
     if model is None or bucket % step:
         return lambda _b: None

@@ -184,3 +184,71 @@ def test_every_setting_has_help():
 def test_lookback_covers_the_longest_window():
     det = Detector(DetectConfig(windows_minutes=(15, 60), ticker_window_minutes=720))
     assert det.lookback == timedelta(minutes=725)
+
+
+def _sparse_stream(days: int) -> list[Report]:
+    """Tickers named now and then over days, most of them idle for long stretches, and a broker burst on
+    the last day: the keys an eager detector would step every bucket."""
+    reports = []
+    for i in range(days * 24):
+        t = T0 + timedelta(hours=i, minutes=7)
+        reports.append(victim(i, t, broker=["SBI証券", "楽天証券"][i % 2], tickers=(f"{(i * 37) % 50:05d}.HK",)))
+    last = T0 + timedelta(days=days - 1, hours=12)
+    reports += [victim(10_000 + j, last + timedelta(minutes=2 * j), broker="松井証券") for j in range(6)]
+    return reports
+
+
+def test_idle_keys_owe_their_quiet_buckets_and_decide_the_same():
+    # The lazy detector steps only the keys a bucket touches; a copy whose every model is brought up to
+    # date after each call (as stepping all of them each bucket did) must see the same baselines, so the
+    # same counts, expectations and alerts.
+    reports = _sparse_stream(4)
+    times = every(15, 4 * 24)
+    lazy, eager = Detector(), Detector()
+    ordered = sorted(reports, key=lambda r: r.created_at)
+    fired = set()
+    for now in times:
+        window = [r for r in ordered if now - lazy.lookback <= r.created_at <= now]
+        a, b = lazy.evaluate(now, window), eager.evaluate(now, window)
+        for key in list(eager._models):
+            eager.baseline(key)
+        assert [(s.key, s.count, s.firing) for s in a] == [(s.key, s.count, s.firing) for s in b]
+        assert [s.expected for s in a] == pytest.approx([s.expected for s in b], rel=1e-9)
+        fired |= {s.key for s in a if s.firing}
+    assert "松井証券" in fired
+    stale = [m for m in lazy._models.values() if m.last is not None and m.last < lazy._last_closed]
+    assert stale, "some idle ticker was stepped anyway"
+    for key, model in eager._models.items():
+        caught = lazy.baseline(key)
+        assert caught is not None and caught.learned == model.learned and caught.last == model.last
+        assert caught.expected(lazy._last_closed + 1, lazy.config) == pytest.approx(
+            model.expected(lazy._last_closed + 1, lazy.config), rel=1e-9)
+
+
+def test_buckets_that_left_the_lookback_are_skipped_not_learned():
+    det = Detector()
+    report = victim(1, T0 + timedelta(hours=1, minutes=30))
+    det.evaluate(T0 + timedelta(hours=1), [])
+    det.evaluate(T0 + timedelta(hours=2), [report])
+    before = det.baseline(("broker", "楽天証券"))
+    assert before is not None
+    learned = before.learned
+    later = T0 + timedelta(days=3)
+    det.evaluate(later, [])  # two days without a call: beyond the 6 h lookback
+    model = det.baseline(("broker", "楽天証券"))
+    assert model is not None
+    covered = int(det.lookback / det.bucket)  # only the buckets still inside the lookback were closed
+    assert learned < model.learned <= learned + covered + 12 + 1
+
+
+def test_state_round_trip_keeps_owed_buckets():
+    reports = _sparse_stream(2)
+    times = every(30, 2 * 24)
+    straight = Detector()
+    run_detector(reports, times, straight)
+    half = len(times) // 2
+    first = Detector()
+    run_detector(reports, times[:half], first)
+    resumed = Detector.from_state(first.to_state())
+    run_detector(reports, times[half:], resumed)
+    assert resumed.to_state() == straight.to_state()

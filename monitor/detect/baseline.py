@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from scipy.special import betainc, gammainc
 
 from monitor.detect.config import DetectConfig
@@ -86,7 +87,7 @@ class KeyModel:
     0.055
     """
 
-    __slots__ = ("ref", "s", "n", "sh", "nh", "sd", "nd", "ra", "rb", "learned", "held")
+    __slots__ = ("ref", "s", "n", "sh", "nh", "sd", "nd", "ra", "rb", "learned", "held", "last")
 
     def __init__(self) -> None:
         self.ref: int | None = None  # bucket whose weight is 1
@@ -100,6 +101,7 @@ class KeyModel:
         self.rb = 0.0  # weighted sum of mu^2
         self.learned = 0  # buckets learned, unweighted (decides when seasonality starts)
         self.held: list[list[float]] = []  # [bucket, count, mu] closed while the key was pending, not learned yet
+        self.last: int | None = None  # the newest bucket learned or held; quiet buckets after it are owed
 
     def _weight(self, bucket: int, config: DetectConfig) -> float:
         if config.half_life_days <= 0 or self.ref is None:
@@ -177,6 +179,51 @@ class KeyModel:
             self.ra += w * ((count - mu) ** 2 - mu)
             self.rb += w * mu * mu
         self.learned += 1
+        self.last = bucket if self.last is None else max(self.last, bucket)
+
+    def catch_up(self, bucket: int, config: DetectConfig) -> None:
+        """Learn the quiet buckets owed since :attr:`last`, up to ``bucket`` (exclusive).
+
+        A detector steps only the keys that saw reports (or are firing or pending); every other key owes
+        one empty bucket per close, learned here in one step when the key is next read. Zeros add nothing
+        to the sums, only to the weights, so a run of them is a sum of weights per hour and day slot - the
+        same baseline as learning them one by one (up to float rounding), in O(1) Python calls instead of
+        one per bucket per idle key. The excess-variance sums need each bucket's expectation, so with
+        ``learn_dispersion`` the buckets are learned one at a time; without it they are not read (a quiet
+        run leaves them as they were).
+
+        >>> cfg = DetectConfig(prior_rate=0.01, prior_buckets=100)
+        >>> stepped, lazy = KeyModel(), KeyModel()
+        >>> for m in (stepped, lazy):
+        ...     m.learn(0, 2, m.expected(0, cfg), cfg)
+        >>> for b in range(1, 5000):
+        ...     stepped.learn(b, 0, stepped.expected(b, cfg), cfg)
+        >>> lazy.catch_up(5000, cfg)
+        >>> lazy.last, abs(lazy.expected(5000, cfg) / stepped.expected(5000, cfg) - 1) < 1e-9
+        (4999, True)
+        """
+        if self.last is None or bucket - 1 <= self.last:
+            return
+        first, count = self.last + 1, bucket - 1 - self.last
+        hl = config.half_life_days * 1440 / config.bucket_minutes if config.half_life_days > 0 else 0.0
+        if config.learn_dispersion or count <= 4 or (hl and (bucket - (self.ref or first)) / hl > _RESCALE_AT):
+            for b in range(first, bucket):  # one at a time: the dispersion sums need each mu; or a rescale
+                self.learn(b, 0.0, self.expected(b, config) if config.learn_dispersion else 0.0, config)
+            return
+        if self.ref is None:
+            self.ref = first
+        buckets = np.arange(first, bucket, dtype=np.int64)
+        weights = np.exp2(np.minimum((buckets - self.ref) / hl, 900.0)) if hl else np.ones(count)
+        local = buckets * (config.bucket_minutes * 60) + int(config.utc_offset_hours * 3600)
+        by_hour = np.bincount((local // 3600) % 24, weights, minlength=24)
+        by_day = np.bincount((local // 86400 + 3) % 7, weights, minlength=7)
+        self.n += float(weights.sum())
+        for i in range(24):
+            self.nh[i] += float(by_hour[i])
+        for i in range(7):
+            self.nd[i] += float(by_day[i])
+        self.learned += count
+        self.last = bucket - 1
 
     @classmethod
     def quiet_since(cls, first: int, bucket: int, config: DetectConfig) -> KeyModel:
@@ -189,6 +236,7 @@ class KeyModel:
         0.000167
         """
         m = cls()
+        m.last = bucket - 1
         quiet = max(0, bucket - first)
         if quiet:
             m.ref = bucket
@@ -202,6 +250,7 @@ class KeyModel:
     def hold(self, bucket: int, count: float, mu: float) -> None:
         """Keep a bucket closed while the key is pending (it may be the start of an incident) unlearned."""
         self.held.append([bucket, count, mu])
+        self.last = bucket if self.last is None else max(self.last, bucket)
 
     def release(self, config: DetectConfig, *, clip: bool = False, before: int | None = None) -> None:
         """Learn the held buckets (those before bucket ``before`` only, when given): in full when the key
@@ -240,7 +289,8 @@ class KeyModel:
     def from_state(cls, state: dict[str, Any]) -> KeyModel:
         m = cls()
         for name in cls.__slots__:
-            value = state.get(name, []) if name == "held" else state[name]  # states from before `held`
+            # states from before `held` and `last` lack them (a missing `last`: the detector says)
+            value = state.get(name, []) if name == "held" else state.get(name) if name == "last" else state[name]
             setattr(m, name, [list(v) if isinstance(v, list) else v for v in value] if isinstance(value, list) else value)
         return m
 

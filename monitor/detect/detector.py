@@ -93,7 +93,11 @@ class Detector:
 
     def __init__(self, config: DetectConfig | None = None) -> None:
         self.config = config or DetectConfig()
+        # Every key ever seen has a model, but a bucket close steps only the keys that saw reports, fire,
+        # are pending or hold buckets (_stepped); the others owe quiet buckets, learned when next read
+        # (KeyModel.catch_up), so a close costs what the window holds, not every ticker ever named.
         self._models: dict[KeyId, KeyModel] = {}
+        self._holding: set[KeyId] = set()  # keys whose models hold buckets back (pending)
         self._episodes: dict[KeyId, datetime] = {}  # firing key -> first report of its episode
         self._first_bucket: int | None = None
         self._last_closed: int | None = None
@@ -144,6 +148,8 @@ class Detector:
             self._first_bucket = b_now
             self._last_closed = b_now - 1
         first_covered = -((bucket_start(0, bucket) - lo) // bucket)  # first bucket starting at or after lo
+        if first_covered > self._last_closed + 1:
+            self._skip(first_covered - 1)
         for b in range(max(self._last_closed + 1, first_covered), b_now):
             self._close_bucket(b, keyed, neighbours)
         self._last_closed = max(self._last_closed, b_now - 1)
@@ -169,6 +175,10 @@ class Detector:
         det._first_bucket = state["first_bucket"]
         det._last_closed = state["last_closed"]
         det._models = {(kind, key): KeyModel.from_state(m) for kind, key, m in state["models"]}
+        for model in det._models.values():
+            if model.last is None:  # a state from before lazy stepping: every model was stepped to here
+                model.last = det._last_closed
+        det._holding = {key for key, model in det._models.items() if model.held}
         det._episodes = {(kind, key): datetime.fromisoformat(t) for kind, key, t in state["episodes"]}
         return det
 
@@ -253,12 +263,30 @@ class Detector:
                 return firing, sparse, "sparse"
         return firing, best, ""
 
+    def baseline(self, key: KeyId) -> KeyModel | None:
+        """The stored model of ``key`` as of the last closed bucket (None for a key never seen)."""
+        model = self._models.get(key)
+        if model is not None and self._last_closed is not None:
+            model.catch_up(self._last_closed + 1, self.config)
+        return model
+
     def _model(self, key: KeyId, bucket: int) -> KeyModel:
-        """The key's model, or for a key never seen before one that saw zeros since the detector started."""
+        """The key's model having learned every bucket before ``bucket``, or for a key never seen before one
+        that saw zeros since the detector started."""
         model = self._models.get(key)
         if model is None:
-            model = KeyModel.quiet_since(self._first_bucket or bucket, bucket, self.config)
+            return KeyModel.quiet_since(self._first_bucket or bucket, bucket, self.config)
+        model.catch_up(bucket, self.config)
         return model
+
+    def _skip(self, last: int) -> None:
+        """Buckets up to ``last`` left the lookback before they were closed (no call for a while): they are
+        skipped, not learned. Models learn the quiet buckets they owe before the gap, then stand after it."""
+        closed = last if self._last_closed is None else self._last_closed
+        for model in self._models.values():
+            if model.last is not None and model.last < last:
+                model.catch_up(closed + 1, self.config)
+                model.last = last
 
     def _sparse_opener(self, stats: list[WindowStat]) -> WindowStat | None:
         """The sparse rule: the sparse window holds ``sparse_min_reporters`` (and ``min_reporters``) distinct
@@ -285,6 +313,22 @@ class Detector:
             s.count >= cfg.min_reporters and s.score >= cfg.release_threshold for s in stats
         )
 
+    def _may_fire(self, key: KeyId, kr: _KeyReports, end: datetime) -> bool:
+        """Whether a key that is not firing could open or turn pending at ``end``: every rule needs
+        ``min_reporters`` distinct reporters in a window (``ticker_min_reporters`` for the cluster rule), and
+        no window holds more reporters than the longest holds reports. Most tickers are named once in six
+        hours; assessing only the others keeps a bucket's close proportional to what can change."""
+        cfg = self.config
+        need = cfg.min_reporters if key[0] != "ticker" else min(cfg.min_reporters, cfg.ticker_min_reporters)
+        longest = timedelta(minutes=max(*cfg.scored_windows_minutes, cfg.ticker_window_minutes))
+        counted = 0
+        for r in kr.between(end - longest, end, False):
+            if r.label == VICTIM and r.repost_of is None:
+                counted += 1
+                if counted >= need:
+                    return True
+        return False
+
     def _close_bucket(
         self, b: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
     ) -> None:
@@ -292,7 +336,7 @@ class Detector:
         bucket = self.bucket
         end = bucket_start(b + 1, bucket)
         horizon = end - self.lookback + bucket
-        active = {k for k, kr in keyed.items() if kr.between(horizon, end, False)}
+        active = {k for k, kr in keyed.items() if kr.between(horizon, end, False) and self._may_fire(k, kr, end)}
         pending = set()
         for key in sorted(active | set(self._episodes)):
             stats, cluster = self._assess(key, keyed.get(key), end, b, neighbours, False)
@@ -306,8 +350,10 @@ class Detector:
         start = bucket_start(b, bucket)
         in_bucket = {k for k, kr in keyed.items() if kr.between(start, end, False)}
         longest = max(cfg.scored_windows_minutes) // cfg.bucket_minutes
-        for key in sorted(set(self._models) | in_bucket):
+        stepped = in_bucket | ((set(self._episodes) | pending | self._holding) & self._models.keys())
+        for key in sorted(stepped):
             model = self._models.get(key) or self._models.setdefault(key, self._model(key, b))
+            model.catch_up(b, cfg)
             kr = keyed.get(key)
             if kr is None:
                 count = 0
@@ -325,6 +371,10 @@ class Detector:
             else:
                 model.release(cfg)
                 model.learn(b, count, mu, cfg)
+            if model.held:
+                self._holding.add(key)
+            else:
+                self._holding.discard(key)
 
     def _signals(
         self, now: datetime, b_now: int, keyed: dict[KeyId, _KeyReports], neighbours: dict[str, list[str]]
