@@ -164,8 +164,8 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
                   mention: tuple[str, str] | None = None) -> list[tuple[int, Report]]:
     # Only the columns a Report needs, as plain rows: building full Post and Annotation objects (metrics,
     # scores, every column) for each row was most of the cost of a read.
-    model_col: sa.ColumnElement[str] = col(Annotation.model)
-    label_col: sa.ColumnElement[str] = col(Annotation.label)
+    model_col = cast("sa.ColumnElement[str]", col(Annotation.model))
+    label_col = cast("sa.ColumnElement[str]", col(Annotation.label))
     windowed = since is not None or until is not None or after_annotation is not None
     if windowed and mention is None and _dialect(session) == "sqlite":
         # Without statistics SQLite takes the equalities on the (model, label) index for selective and would
@@ -174,7 +174,8 @@ def _load_reports(session: Session, model: str, since: datetime | None, until: d
         # the same value but no index term, so the post-time index (a window) or the annotation id range
         # (what was annotated since a cycle) drives the join.
         model_col, label_col = model_col.concat(""), label_col.concat("")
-    model_term, label_term = model_col == model, label_col.in_(labels)
+    model_term: sa.ColumnElement[bool] = model_col == model
+    label_term: sa.ColumnElement[bool] = label_col.in_(labels)
     if mention is not None and after_annotation is None and windowed and _dialect(session) == "sqlite":
         label_term = sa.func.likely(label_term)  # one key's series: the mention index and post time share it
     stmt = (
