@@ -4,11 +4,12 @@ pseudonymised or dehydrated for sharing."""
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import hmac
 import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -144,6 +145,17 @@ def write_csv(records: Iterable[dict[str, Any]], stream: TextIO, columns: Sequen
     return n
 
 
+def write_csv_batches(batches: Iterable[list[list[Any]]], stream: TextIO, columns: Sequence[str]) -> int:
+    """Rows already made cells (``storage.stream``), a batch per ``writerows``."""
+    writer = csv.writer(stream)
+    writer.writerow(columns)
+    n = 0
+    for rows in batches:
+        writer.writerows(rows)
+        n += len(rows)
+    return n
+
+
 def _parquet_type(name: str) -> Any:
     import pyarrow as pa
 
@@ -231,8 +243,13 @@ def _unwritable(output: str, exc: OSError) -> StorageError:
                         "and is writable")
 
 
-def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO) -> int:
-    """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many."""
+def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO,
+           csv_rows: tuple[Sequence[str], Iterable[list[list[Any]]]] | None = None) -> int:
+    """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many.
+
+    ``csv_rows`` (columns, batches of cell rows) is what CSV writes instead of ``records`` where the caller
+    made the cells itself (:mod:`storage.stream`); ``records`` is then never read for CSV.
+    """
     if fmt not in FORMATS:
         raise StorageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "parquet":
@@ -242,12 +259,16 @@ def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdo
             return write_parquet(records, Path(output))
         except OSError as exc:
             raise _unwritable(output, exc) from None
-    writer = {"jsonl": write_jsonl, "csv": write_csv, "table": write_table}[fmt]
+    write: Callable[[TextIO], int]
+    if fmt == "csv" and csv_rows is not None:
+        write = functools.partial(write_csv_batches, csv_rows[1], columns=csv_rows[0])
+    else:
+        write = functools.partial({"jsonl": write_jsonl, "csv": write_csv, "table": write_table}[fmt], records)
     if output and output != "-":
         try:
             fh = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise _unwritable(output, exc) from None
         with fh:
-            return writer(records, fh)
-    return writer(records, stdout)
+            return write(fh)
+    return write(stdout)

@@ -1,0 +1,274 @@
+"""Exports streamed from one SQL statement: what `export` (and `query --order oldest`) write.
+
+Every post that passes a :class:`~storage.queries.PostFilter` is read with its newest annotation by one
+SELECT of plain columns, in storage order, through a server-side cursor on PostgreSQL (``stream_results``,
+``yield_per``) and in ``fetchmany`` batches on SQLite; each batch's mentions come from one more query. No
+ORM objects are built: a row becomes CSV cells (or a record dict for JSONL, Parquet and the table) through
+per-column code, and a batch is written at once. The rows are those
+:meth:`storage.queries.PostView.to_record` gives, transformed as :class:`storage.export.Pseudonymizer` and
+:func:`storage.export.dehydrate` transform them (tests/test_export_stream.py holds the two paths equal).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from json.encoder import encode_basestring  # C: the string form json.dumps(ensure_ascii=False) writes
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from storage.export import CSV_COLUMNS, DEHYDRATED_COLUMNS, Pseudonymizer
+from storage.models import Annotation, Mention, Post
+from storage.queries import PostFilter, filtered_select
+
+BATCH_ROWS = 5000  # rows per fetch and per write: big enough to amortise a query, small enough to stream
+_MENTION_CHUNK = 500  # annotation ids per IN (...) of the mentions query
+
+# Raw stored text of the JSON columns (PostgreSQL's driver still hands back parsed values): most rows hold
+# "{}" or one of a few score dicts, and re-encoding text seen before is a dict lookup.
+_AS_TEXT = sa.String()
+_COLUMNS = (
+    Post.source, Post.post_id, Post.created_at, Post.utc_offset_min, Post.author_id, Post.author_handle, Post.text,
+    Post.lang, Post.url, Post.repost_of, Post.reply_to, Post.quote_of, sa.type_coerce(Post.metrics, _AS_TEXT),
+    Annotation.id, Annotation.label, Annotation.score, sa.type_coerce(Annotation.scores, _AS_TEXT), Annotation.model,
+    Annotation.tokenizer, Annotation.dictionary, Annotation.analyzed_at,
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # storage.export.neutralise_cell's, for inlining
+
+
+class PostBatch(NamedTuple):
+    """One batch of posts: rows of ``_COLUMNS`` (``source`` and ``post_id`` only when dehydrated) and each
+    annotation's mentions as (kind, value, surface, start, end, by) in text order."""
+
+    rows: Sequence[Any]
+    mentions: dict[int, list[tuple[Any, ...]]]
+
+
+def post_batches(session: Session, flt: PostFilter, *, limit: int | None = None, dehydrated: bool = False,
+                 batch_rows: int = BATCH_ROWS) -> Iterator[PostBatch]:
+    """The posts matching ``flt`` in storage order, ``batch_rows`` at a time, from one streamed statement."""
+    columns = (Post.source, Post.post_id) if dehydrated else _COLUMNS
+    stmt = filtered_select(session, flt, columns, annotated=not dehydrated).order_by(Post.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    connection = session.connection()
+    result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
+    try:
+        for rows in result.partitions():
+            mentions = {} if dehydrated else _mentions(connection, [r[13] for r in rows if r[13] is not None])
+            yield PostBatch(rows, mentions)
+    finally:
+        result.close()
+
+
+def _mentions(connection: sa.Connection, annotation_ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
+    found: dict[int, list[tuple[Any, ...]]] = {}
+    m = Mention.__table__.c  # type: ignore[attr-defined]
+    for start in range(0, len(annotation_ids), _MENTION_CHUNK):
+        stmt = (sa.select(m.annotation_id, m.kind, m.value, m.surface, m.start, m.end, m.by)
+                .where(m.annotation_id.in_(annotation_ids[start:start + _MENTION_CHUNK]))
+                .order_by(m.annotation_id, m.start, m.id))
+        for ann_id, *rest in connection.execute(stmt):
+            found.setdefault(ann_id, []).append(tuple(rest))
+    return found
+
+
+# --- per-column code -----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _offset(minutes: int) -> timezone:
+    return timezone(timedelta(minutes=minutes))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _json_value(value: Any) -> Any:
+    """A stored JSON value as pydantic's JSON mode gives it (storage.queries._json_value's twin)."""
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(value, ensure_ascii=False) writes
+
+
+def _loaded(raw: Any) -> Any:
+    return json.loads(raw) if raw.__class__ is str else raw
+
+
+@functools.lru_cache(maxsize=4096)
+def _metrics_text(raw: Any) -> str:
+    return _ENCODE(_json_value(_loaded(raw) or {}))
+
+
+def _metrics_json(raw: Any) -> Any:
+    """The metrics value of a record, from the stored text (or the driver's parsed value)."""
+    return _json_value(_loaded(raw) or {})
+
+
+def _scores_json(raw: Any) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in (_loaded(raw) or {}).items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _scores_text(raw: str) -> str:
+    return _ENCODE(_scores_json(raw))
+
+
+def _cached(function: Callable[[Any], str], raw: Any) -> str:
+    """``function(raw)`` through its cache when ``raw`` is stored text (hashable), directly otherwise."""
+    return function(raw) if raw.__class__ is str else function.__wrapped__(raw)  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=4096)
+def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, analyzed_at: datetime) -> str:
+    return (f'{{"model": {encode_basestring(model)}, "tokenizer": '
+            f'{encode_basestring(tokenizer) if tokenizer else "null"}, "dictionary": '
+            f'{encode_basestring(dictionary) if dictionary else "null"}, "analyzed_at": '
+            f'"{_aware(analyzed_at).isoformat()}"}}')
+
+
+def _mention_text(m: tuple[Any, ...]) -> str:
+    kind, value, surface, start, end, by = m
+    return (f'{{"kind": {encode_basestring(kind)}, "value": {encode_basestring(value)}, "surface": '
+            f'{encode_basestring(surface)}, "start": {start}, "end": {end}, "by": '
+            f'{"null" if by is None else encode_basestring(by)}}}')
+
+
+def _entities(found: list[tuple[Any, ...]]) -> tuple[list[str], list[str]]:
+    """Broker and ticker values, deduplicated, in order of appearance (storage.queries.mentions_by_annotation)."""
+    brokers: list[str] = []
+    tickers: list[str] = []
+    for kind, value, *_ in found:
+        values = brokers if kind == "broker" else tickers if kind == "ticker" else None
+        if values is not None and value not in values:
+            values.append(value)
+    return brokers, tickers
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """What each exported row goes through: pseudonyms (None: ids as stored), dehydration, and whether the
+    record carries ``mentions`` and ``provenance`` (every export but the table)."""
+
+    pseudonymizer: Pseudonymizer | None = None
+    dehydrated: bool = False
+    with_mentions: bool = True
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return DEHYDRATED_COLUMNS if self.dehydrated else CSV_COLUMNS
+
+    def authors(self) -> Callable[[str, str], str]:
+        """source, author id -> what the export shows (a cached pseudonym: authors repeat)."""
+        if self.pseudonymizer is None:
+            return lambda _source, author_id: author_id
+        cache: dict[tuple[str, str], str] = {}
+        pseudonym = self.pseudonymizer.pseudonym
+
+        def author(source: str, author_id: str) -> str:
+            key = (source, author_id)
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = pseudonym(str(source), str(author_id))
+            return found
+
+        return author
+
+    def csv_rows(self) -> Callable[[PostBatch], list[list[Any]]]:
+        """A function from a batch to its CSV rows (cells as ``storage.export.write_csv`` writes them)."""
+        if self.dehydrated:
+            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch.rows]
+        author = self.authors()
+        shared = self.pseudonymizer is not None
+
+        def rows(batch: PostBatch) -> list[list[Any]]:
+            out = []
+            mentions_of = batch.mentions
+            for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
+                 quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
+                 analyzed_at) in batch.rows:
+                if shared:
+                    author_id = author(source, author_id)
+                    handle = None
+                    if url:
+                        url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                found = mentions_of.get(ann_id, ()) if ann_id is not None else ()
+                brokers, tickers = _entities(found) if found else ((), ())
+                out.append([
+                    _cell(source), _cell(post_id), _aware(created_at).astimezone(_offset(offset)).isoformat(),
+                    _cell(author_id), _cell(handle), _cell(text), _cell(lang), _cell(url), _cell(repost_of),
+                    _cell(reply_to), _cell(quote_of), _cached(_metrics_text, metrics),
+                    *((_cell(label), round(score, 4), _cached(_scores_text, scores)) if ann_id is not None
+                      else ("", "", "")),
+                    _cell(";".join(brokers)), _cell(";".join(tickers)), _cell(model) if ann_id is not None else "",
+                    # an empty list is an empty cell, as write_csv writes an empty list of strings
+                    "[" + ", ".join(map(_mention_text, found)) + "]" if found else "",
+                    _provenance_text(model, tokenizer, dictionary, analyzed_at) if ann_id is not None else "",
+                ])
+            return out
+
+        return rows
+
+    def records(self) -> Callable[[PostBatch], list[dict[str, Any]]]:
+        """A function from a batch to its records (what ``PostView.to_record`` and the transforms give)."""
+        if self.dehydrated:
+            return lambda batch: [{"source": source, "id": post_id} for source, post_id in batch.rows]
+        author = self.authors()
+        shared = self.pseudonymizer is not None
+        with_mentions = self.with_mentions
+
+        def records(batch: PostBatch) -> list[dict[str, Any]]:
+            out = []
+            mentions_of = batch.mentions
+            for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
+                 quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
+                 analyzed_at) in batch.rows:
+                if shared:
+                    author_id = author(source, author_id)
+                    handle = None
+                    if url:
+                        url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                found = mentions_of.get(ann_id, []) if ann_id is not None else []
+                brokers, tickers = _entities(found)
+                record: dict[str, Any] = {
+                    "source": source, "id": post_id,
+                    "created_at": _aware(created_at).astimezone(_offset(offset)).isoformat(),
+                    "author_id": author_id, "author_handle": handle, "text": text, "lang": lang, "url": url,
+                    "repost_of": repost_of, "reply_to": reply_to, "quote_of": quote_of,
+                    "metrics": _metrics_json(metrics), "label": None, "score": None, "scores": None,
+                    "brokers": brokers, "tickers": tickers, "model": None,
+                }
+                if ann_id is not None:
+                    record.update(label=label, score=round(score, 4), model=model, scores=_scores_json(scores))
+                if with_mentions:
+                    record["mentions"] = [dict(zip(_MENTION_KEYS, m, strict=True)) for m in found]
+                    record["provenance"] = None if ann_id is None else {
+                        "model": model, "tokenizer": tokenizer or None, "dictionary": dictionary or None,
+                        "analyzed_at": _aware(analyzed_at).isoformat()}
+                out.append(record)
+            return out
+
+        return records
+
+
+_MENTION_KEYS = ("kind", "value", "surface", "start", "end", "by")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell as storage.export.write_csv writes it: empty for NULL, formulas neutralised."""
+    if value is None:
+        return ""
+    return "'" + value if value.__class__ is str and value.startswith(_FORMULA_START) else value
