@@ -33,13 +33,15 @@ _MENTION_CHUNK = 500  # annotation ids per IN (...) of the mentions query
 # Raw stored text of the JSON columns (PostgreSQL's driver still hands back parsed values): most rows hold
 # "{}" or one of a few score dicts, and re-encoding text seen before is a dict lookup.
 _AS_TEXT = sa.String()
+# Times likewise: SQLite's naive UTC text is parsed once here rather than by the column type and again.
 _COLUMNS = (
-    Post.source, Post.post_id, Post.created_at, Post.utc_offset_min, Post.author_id, Post.author_handle, Post.text,
-    Post.lang, Post.url, Post.repost_of, Post.reply_to, Post.quote_of, sa.type_coerce(Post.metrics, _AS_TEXT),
-    Annotation.id, Annotation.label, Annotation.score, sa.type_coerce(Annotation.scores, _AS_TEXT), Annotation.model,
-    Annotation.tokenizer, Annotation.dictionary, Annotation.analyzed_at,
+    Post.source, Post.post_id, sa.type_coerce(Post.created_at, _AS_TEXT), Post.utc_offset_min, Post.author_id,
+    Post.author_handle, Post.text, Post.lang, Post.url, Post.repost_of, Post.reply_to, Post.quote_of,
+    sa.type_coerce(Post.metrics, _AS_TEXT), Annotation.id, Annotation.label, Annotation.score,
+    sa.type_coerce(Annotation.scores, _AS_TEXT), Annotation.model, Annotation.tokenizer, Annotation.dictionary,
+    sa.type_coerce(Annotation.analyzed_at, _AS_TEXT),
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # storage.export.neutralise_cell's, for inlining
+_FORMULA_START = frozenset("=+-@\t\r")  # first characters storage.export.neutralise_cell neutralises
 
 
 class PostBatch(NamedTuple):
@@ -82,13 +84,29 @@ def _mentions(connection: sa.Connection, annotation_ids: list[int]) -> dict[int,
 # --- per-column code -----------------------------------------------------------------------------------
 
 
+def _naive_utc(raw: Any) -> datetime:
+    """A stored time as naive UTC: SQLite's text (stored naive UTC), or the aware value PostgreSQL's driver gives."""
+    if raw.__class__ is str:
+        return datetime.fromisoformat(raw)
+    return raw.astimezone(UTC).replace(tzinfo=None) if raw.tzinfo is not None else raw  # type: ignore[no-any-return]
+
+
 @functools.lru_cache(maxsize=64)
-def _offset(minutes: int) -> timezone:
-    return timezone(timedelta(minutes=minutes))
+def _shift(minutes: int) -> tuple[timedelta, str]:
+    """The offset as a timedelta and as isoformat() writes it ("+09:00")."""
+    tz = timezone(timedelta(minutes=minutes))
+    return timedelta(minutes=minutes), datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+def _local_iso(raw: Any, minutes: int) -> str:
+    """``created_at`` in the author's offset, as ``created_at.astimezone(offset).isoformat()`` writes it
+    (shifting a naive time and appending the offset costs a third of astimezone)."""
+    delta, suffix = _shift(minutes)
+    return (_naive_utc(raw) + delta).isoformat() + suffix
+
+
+def _utc_iso(raw: Any) -> str:
+    return _naive_utc(raw).isoformat() + "+00:00"
 
 
 def _json_value(value: Any) -> Any:
@@ -134,11 +152,10 @@ def _cached(function: Callable[[Any], str], raw: Any) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, analyzed_at: datetime) -> str:
+def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, analyzed_at: Any) -> str:
     return (f'{{"model": {encode_basestring(model)}, "tokenizer": '
             f'{encode_basestring(tokenizer) if tokenizer else "null"}, "dictionary": '
-            f'{encode_basestring(dictionary) if dictionary else "null"}, "analyzed_at": '
-            f'"{_aware(analyzed_at).isoformat()}"}}')
+            f'{encode_basestring(dictionary) if dictionary else "null"}, "analyzed_at": "{_utc_iso(analyzed_at)}"}}')
 
 
 def _mention_text(m: tuple[Any, ...]) -> str:
@@ -190,13 +207,15 @@ class RowShape:
     def csv_rows(self) -> Callable[[PostBatch], list[list[Any]]]:
         """A function from a batch to its CSV rows (cells as ``storage.export.write_csv`` writes them)."""
         if self.dehydrated:
-            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch.rows]
+            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch.rows]  # never NULL
         author = self.authors()
         shared = self.pseudonymizer is not None
 
         def rows(batch: PostBatch) -> list[list[Any]]:
-            out = []
+            out: list[list[Any]] = []
+            append = out.append
             mentions_of = batch.mentions
+            formula = _FORMULA_START
             for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
                  quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
                  analyzed_at) in batch.rows:
@@ -205,19 +224,25 @@ class RowShape:
                     handle = None
                     if url:
                         url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
-                found = mentions_of.get(ann_id, ()) if ann_id is not None else ()
-                brokers, tickers = _entities(found) if found else ((), ())
-                out.append([
-                    _cell(source), _cell(post_id), _aware(created_at).astimezone(_offset(offset)).isoformat(),
-                    _cell(author_id), _cell(handle), _cell(text), _cell(lang), _cell(url), _cell(repost_of),
-                    _cell(reply_to), _cell(quote_of), _cached(_metrics_text, metrics),
-                    *((_cell(label), round(score, 4), _cached(_scores_text, scores)) if ann_id is not None
-                      else ("", "", "")),
-                    _cell(";".join(brokers)), _cell(";".join(tickers)), _cell(model) if ann_id is not None else "",
-                    # an empty list is an empty cell, as write_csv writes an empty list of strings
-                    "[" + ", ".join(map(_mention_text, found)) + "]" if found else "",
-                    _provenance_text(model, tokenizer, dictionary, analyzed_at) if ann_id is not None else "",
-                ])
+                if ann_id is None:
+                    brokers = tickers = mentions = provenance = label = score = scores = model = None
+                else:
+                    found = mentions_of.get(ann_id)
+                    if found:
+                        names = _entities(found)
+                        brokers, tickers = ";".join(names[0]), ";".join(names[1])
+                        mentions = "[" + ", ".join(map(_mention_text, found)) + "]"
+                    else:  # empty lists are empty cells, as write_csv writes them
+                        brokers = tickers = mentions = None
+                    score = round(score, 4)
+                    scores = _cached(_scores_text, scores)
+                    provenance = _provenance_text(model, tokenizer, dictionary, analyzed_at)
+                # NULL is None (csv writes ""); a text cell a spreadsheet would run gets a leading "'". JSON
+                # cells start with { or [ and times with a digit, so the test passes them unchanged.
+                append([("'" + c) if c and c.__class__ is str and c[0] in formula else c for c in (
+                    source, post_id, _local_iso(created_at, offset), author_id, handle, text, lang, url, repost_of,
+                    reply_to, quote_of, _cached(_metrics_text, metrics), label, score, scores, brokers, tickers,
+                    model, mentions, provenance)])
             return out
 
         return rows
@@ -245,7 +270,7 @@ class RowShape:
                 brokers, tickers = _entities(found)
                 record: dict[str, Any] = {
                     "source": source, "id": post_id,
-                    "created_at": _aware(created_at).astimezone(_offset(offset)).isoformat(),
+                    "created_at": _local_iso(created_at, offset),
                     "author_id": author_id, "author_handle": handle, "text": text, "lang": lang, "url": url,
                     "repost_of": repost_of, "reply_to": reply_to, "quote_of": quote_of,
                     "metrics": _metrics_json(metrics), "label": None, "score": None, "scores": None,
@@ -257,7 +282,7 @@ class RowShape:
                     record["mentions"] = [dict(zip(_MENTION_KEYS, m, strict=True)) for m in found]
                     record["provenance"] = None if ann_id is None else {
                         "model": model, "tokenizer": tokenizer or None, "dictionary": dictionary or None,
-                        "analyzed_at": _aware(analyzed_at).isoformat()}
+                        "analyzed_at": _utc_iso(analyzed_at)}
                 out.append(record)
             return out
 
@@ -268,7 +293,5 @@ _MENTION_KEYS = ("kind", "value", "surface", "start", "end", "by")
 
 
 def _cell(value: Any) -> Any:
-    """A text cell as storage.export.write_csv writes it: empty for NULL, formulas neutralised."""
-    if value is None:
-        return ""
-    return "'" + value if value.__class__ is str and value.startswith(_FORMULA_START) else value
+    """A text cell as storage.export.write_csv writes it: formulas neutralised (None: csv writes "")."""
+    return "'" + value if value and value.__class__ is str and value[0] in _FORMULA_START else value
