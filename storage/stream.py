@@ -2,8 +2,9 @@
 
 Every post that passes a :class:`~storage.queries.PostFilter` is read with its newest annotation by one
 SELECT of plain columns, in storage order, through a server-side cursor on PostgreSQL (``stream_results``,
-``yield_per``) and in ``fetchmany`` batches on SQLite; each batch's mentions come from one more query. No
-ORM objects are built: a row becomes CSV cells (or a record dict for JSONL, Parquet and the table) through
+``yield_per``) and in ``fetchmany`` batches on SQLite; each post's mentions come folded into one JSON
+column of the same statement (an index probe per post inside the database, as a plain SQL dump of the join
+does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a record dict for JSONL, Parquet and the table) through
 per-column code, and a batch is written at once. The rows are those
 :meth:`storage.queries.PostView.to_record` gives, transformed as :class:`storage.export.Pseudonymizer` and
 :func:`storage.export.dehydrate` transform them (tests/test_export_stream.py holds the two paths equal).
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from json.encoder import encode_basestring  # C: the string form json.dumps(ensure_ascii=False) writes
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -27,8 +28,7 @@ from storage.export import CSV_COLUMNS, DEHYDRATED_COLUMNS, Pseudonymizer
 from storage.models import Annotation, Mention, Post
 from storage.queries import PostFilter, filtered_select
 
-BATCH_ROWS = 5000  # rows per fetch and per write: big enough to amortise a query, small enough to stream
-_MENTION_CHUNK = 500  # annotation ids per IN (...) of the mentions query
+BATCH_ROWS = 5000  # rows per fetch and per write: big enough to amortise a call, small enough to stream
 
 # Raw stored text of the JSON columns (PostgreSQL's driver still hands back parsed values): most rows hold
 # "{}" or one of a few score dicts, and re-encoding text seen before is a dict lookup.
@@ -44,40 +44,48 @@ _COLUMNS = (
 _FORMULA_START = frozenset("=+-@\t\r")  # first characters storage.export.neutralise_cell neutralises
 
 
-class PostBatch(NamedTuple):
-    """One batch of posts: rows of ``_COLUMNS`` (``source`` and ``post_id`` only when dehydrated) and each
-    annotation's mentions as (kind, value, surface, start, end, by) in text order."""
-
-    rows: Sequence[Any]
-    mentions: dict[int, list[tuple[Any, ...]]]
+def _mentions_column(dialect: str) -> Any:
+    """Each post's mentions (of its newest annotation) as one JSON array of
+    [kind, value, surface, start, end, by, id] arrays, in no particular order (sorted by :func:`_found`)."""
+    m = Mention.__table__.c  # type: ignore[attr-defined]
+    fields = (m.kind, m.value, m.surface, m.start, m.end, m.by, m.id)
+    if dialect == "postgresql":
+        folded = sa.func.json_agg(sa.func.json_build_array(*fields))  # NULL where there is none
+    else:
+        folded = sa.func.json_group_array(sa.func.json_array(*fields))  # "[]" where there is none
+    return sa.type_coerce(sa.select(folded).where(m.annotation_id == Annotation.id).scalar_subquery(), _AS_TEXT)
 
 
 def post_batches(session: Session, flt: PostFilter, *, limit: int | None = None, dehydrated: bool = False,
-                 batch_rows: int = BATCH_ROWS) -> Iterator[PostBatch]:
-    """The posts matching ``flt`` in storage order, ``batch_rows`` at a time, from one streamed statement."""
-    columns = (Post.source, Post.post_id) if dehydrated else _COLUMNS
+                 batch_rows: int = BATCH_ROWS) -> Iterator[Sequence[Any]]:
+    """The posts matching ``flt`` in storage order, ``batch_rows`` at a time, from one streamed statement:
+    rows of ``_COLUMNS`` plus the mentions column (``source`` and ``post_id`` only when dehydrated)."""
+    if dehydrated:
+        columns: tuple[Any, ...] = (Post.source, Post.post_id)
+    else:
+        columns = (*_COLUMNS, _mentions_column(session.get_bind().dialect.name))
     stmt = filtered_select(session, flt, columns, annotated=not dehydrated).order_by(Post.id)
     if limit is not None:
         stmt = stmt.limit(limit)
-    connection = session.connection()
-    result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
+    result = session.connection().execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
     try:
-        for rows in result.partitions():
-            mentions = {} if dehydrated else _mentions(connection, [r[13] for r in rows if r[13] is not None])
-            yield PostBatch(rows, mentions)
+        yield from result.partitions()
     finally:
         result.close()
 
 
-def _mentions(connection: sa.Connection, annotation_ids: list[int]) -> dict[int, list[tuple[Any, ...]]]:
-    found: dict[int, list[tuple[Any, ...]]] = {}
-    m = Mention.__table__.c  # type: ignore[attr-defined]
-    for start in range(0, len(annotation_ids), _MENTION_CHUNK):
-        stmt = (sa.select(m.annotation_id, m.kind, m.value, m.surface, m.start, m.end, m.by)
-                .where(m.annotation_id.in_(annotation_ids[start:start + _MENTION_CHUNK]))
-                .order_by(m.annotation_id, m.start, m.id))
-        for ann_id, *rest in connection.execute(stmt):
-            found.setdefault(ann_id, []).append(tuple(rest))
+def _by_position(m: list[Any]) -> tuple[Any, Any]:
+    return m[3], m[6]
+
+
+def _found(raw: Any) -> list[list[Any]]:
+    """The mentions column as [kind, value, surface, start, end, by, id] lists in text order (by start, then
+    as stored), the order storage.queries reads them in."""
+    if not raw or raw == "[]":
+        return []
+    found: list[list[Any]] = _loaded(raw)
+    if len(found) > 1:
+        found.sort(key=_by_position)
     return found
 
 
@@ -158,14 +166,14 @@ def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, 
             f'{encode_basestring(dictionary) if dictionary else "null"}, "analyzed_at": "{_utc_iso(analyzed_at)}"}}')
 
 
-def _mention_text(m: tuple[Any, ...]) -> str:
-    kind, value, surface, start, end, by = m
+def _mention_text(m: list[Any]) -> str:
+    kind, value, surface, start, end, by, _id = m
     return (f'{{"kind": {encode_basestring(kind)}, "value": {encode_basestring(value)}, "surface": '
             f'{encode_basestring(surface)}, "start": {start}, "end": {end}, "by": '
             f'{"null" if by is None else encode_basestring(by)}}}')
 
 
-def _entities(found: list[tuple[Any, ...]]) -> tuple[list[str], list[str]]:
+def _entities(found: list[list[Any]]) -> tuple[list[str], list[str]]:
     """Broker and ticker values, deduplicated, in order of appearance (storage.queries.mentions_by_annotation)."""
     brokers: list[str] = []
     tickers: list[str] = []
@@ -204,21 +212,20 @@ class RowShape:
 
         return author
 
-    def csv_rows(self) -> Callable[[PostBatch], list[list[Any]]]:
+    def csv_rows(self) -> Callable[[Sequence[Any]], list[list[Any]]]:
         """A function from a batch to its CSV rows (cells as ``storage.export.write_csv`` writes them)."""
         if self.dehydrated:
-            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch.rows]  # never NULL
+            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch]  # never NULL
         author = self.authors()
         shared = self.pseudonymizer is not None
 
-        def rows(batch: PostBatch) -> list[list[Any]]:
+        def rows(batch: Sequence[Any]) -> list[list[Any]]:
             out: list[list[Any]] = []
             append = out.append
-            mentions_of = batch.mentions
             formula = _FORMULA_START
             for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
                  quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
-                 analyzed_at) in batch.rows:
+                 analyzed_at, folded) in batch:
                 if shared:
                     author_id = author(source, author_id)
                     handle = None
@@ -227,7 +234,7 @@ class RowShape:
                 if ann_id is None:
                     brokers = tickers = mentions = provenance = label = score = scores = model = None
                 else:
-                    found = mentions_of.get(ann_id)
+                    found = _found(folded)
                     if found:
                         names = _entities(found)
                         brokers, tickers = ";".join(names[0]), ";".join(names[1])
@@ -247,26 +254,25 @@ class RowShape:
 
         return rows
 
-    def records(self) -> Callable[[PostBatch], list[dict[str, Any]]]:
+    def records(self) -> Callable[[Sequence[Any]], list[dict[str, Any]]]:
         """A function from a batch to its records (what ``PostView.to_record`` and the transforms give)."""
         if self.dehydrated:
-            return lambda batch: [{"source": source, "id": post_id} for source, post_id in batch.rows]
+            return lambda batch: [{"source": source, "id": post_id} for source, post_id in batch]
         author = self.authors()
         shared = self.pseudonymizer is not None
         with_mentions = self.with_mentions
 
-        def records(batch: PostBatch) -> list[dict[str, Any]]:
+        def records(batch: Sequence[Any]) -> list[dict[str, Any]]:
             out = []
-            mentions_of = batch.mentions
             for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
                  quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
-                 analyzed_at) in batch.rows:
+                 analyzed_at, folded) in batch:
                 if shared:
                     author_id = author(source, author_id)
                     handle = None
                     if url:
                         url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
-                found = mentions_of.get(ann_id, []) if ann_id is not None else []
+                found = _found(folded) if ann_id is not None else []
                 brokers, tickers = _entities(found)
                 record: dict[str, Any] = {
                     "source": source, "id": post_id,
@@ -279,7 +285,7 @@ class RowShape:
                 if ann_id is not None:
                     record.update(label=label, score=round(score, 4), model=model, scores=_scores_json(scores))
                 if with_mentions:
-                    record["mentions"] = [dict(zip(_MENTION_KEYS, m, strict=True)) for m in found]
+                    record["mentions"] = [dict(zip(_MENTION_KEYS, m[:6], strict=True)) for m in found]
                     record["provenance"] = None if ann_id is None else {
                         "model": model, "tokenizer": tokenizer or None, "dictionary": dictionary or None,
                         "analyzed_at": _utc_iso(analyzed_at)}

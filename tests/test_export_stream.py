@@ -39,8 +39,9 @@ ANNOTATIONS = {
     "1": [("victim_report", 0.912345678, {"victim_report": 0.912345678, "irrelevant": 0.0876543}, "clf@1", "char-ngrams",
            "sudachidict_core@1", [("broker", "楽天証券", 0, 4, None), ("ticker", "0700.HK", 17, 22, "code"),
                                   ("ticker", "9988.HK", 25, 30, "code")])],
-    "2": [("incident_discussion", 0.5, {"incident_discussion": 0.5}, "clf@1", "", "", [("broker", "SBI証券", 28, 33, None)])],
-    "3": [("=label", 1.0, {}, "@model", "subword", "", [("broker", "楽天証券", 8, 12, None)])],
+    "2": [("incident_discussion", 0.5, {"incident_discussion": 0.5}, "clf@1", "", "",
+           [("broker", "SBI証券", 28, 33, None), ("ticker", "EVIL", 10, 18, "name")])],  # a surface with a quote
+    "3": [("=label", 1.0, {}, "@model", "subword", "", [("broker", "楽天証券", 8, 12, None), ("ticker", "TAB", 0, 3, None)])],
     "-5": [("victim_report", 0.7, {"victim_report": 0.7}, "clf@1", "char-ngrams", "d",
             [("broker", "楽天証券", 15, 19, None), ("broker", "マネックス証券", 5, 12, None),
              ("broker", "楽天証券", 22, 26, None)])],

@@ -105,7 +105,7 @@ def _batch_progress(batches: Iterable[Any], total: int | None, stream: Any) -> I
     """:func:`_progress` for the streamed export: counted a batch at a time."""
     n = 0
     for batch in batches:
-        n += len(batch.rows)
+        n += len(batch)
         stream.write(f"\rexported {n:,}" + (f" / {total:,} posts" if total else " posts"))
         stream.flush()
         yield batch
