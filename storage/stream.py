@@ -154,11 +154,6 @@ def _scores_text(raw: str) -> str:
     return _ENCODE(_scores_json(raw))
 
 
-def _cached(function: Callable[[Any], str], raw: Any) -> str:
-    """``function(raw)`` through its cache when ``raw`` is stored text (hashable), directly otherwise."""
-    return function(raw) if raw.__class__ is str else function.__wrapped__(raw)  # type: ignore[attr-defined]
-
-
 @functools.lru_cache(maxsize=4096)
 def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, analyzed_at: Any) -> str:
     return (f'{{"model": {encode_basestring(model)}, "tokenizer": '
@@ -220,9 +215,13 @@ class RowShape:
         shared = self.pseudonymizer is not None
 
         def rows(batch: Sequence[Any]) -> list[list[Any]]:
+            # The hot loop of an export: everything inline. A text cell a spreadsheet would run gets a
+            # leading "'" (c[0] in f); NULL stays None, which csv writes as "". JSON cells start with { or [
+            # and times with a digit, so they are never neutralised and not tested.
             out: list[list[Any]] = []
             append = out.append
-            formula = _FORMULA_START
+            f = _FORMULA_START
+            metrics_text, scores_text, provenance_text = _metrics_text, _scores_text, _provenance_text
             for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
                  quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
                  analyzed_at, folded) in batch:
@@ -234,22 +233,37 @@ class RowShape:
                 if ann_id is None:
                     brokers = tickers = mentions = provenance = label = score = scores = model = None
                 else:
-                    found = _found(folded)
-                    if found:
+                    if folded and folded != "[]":
+                        found = _found(folded)
                         names = _entities(found)
                         brokers, tickers = ";".join(names[0]), ";".join(names[1])
                         mentions = "[" + ", ".join(map(_mention_text, found)) + "]"
                     else:  # empty lists are empty cells, as write_csv writes them
                         brokers = tickers = mentions = None
                     score = round(score, 4)
-                    scores = _cached(_scores_text, scores)
-                    provenance = _provenance_text(model, tokenizer, dictionary, analyzed_at)
-                # NULL is None (csv writes ""); a text cell a spreadsheet would run gets a leading "'". JSON
-                # cells start with { or [ and times with a digit, so the test passes them unchanged.
-                append([("'" + c) if c and c.__class__ is str and c[0] in formula else c for c in (
-                    source, post_id, _local_iso(created_at, offset), author_id, handle, text, lang, url, repost_of,
-                    reply_to, quote_of, _cached(_metrics_text, metrics), label, score, scores, brokers, tickers,
-                    model, mentions, provenance)])
+                    scores = scores_text(scores) if scores.__class__ is str else _scores_text.__wrapped__(scores)
+                    provenance = provenance_text(model, tokenizer, dictionary, analyzed_at)
+                append([
+                    "'" + source if source and source[0] in f else source,
+                    "'" + post_id if post_id and post_id[0] in f else post_id,
+                    _local_iso(created_at, offset),
+                    "'" + author_id if author_id and author_id[0] in f else author_id,
+                    "'" + handle if handle and handle[0] in f else handle,
+                    "'" + text if text and text[0] in f else text,
+                    "'" + lang if lang and lang[0] in f else lang,
+                    "'" + url if url and url[0] in f else url,
+                    "'" + repost_of if repost_of and repost_of[0] in f else repost_of,
+                    "'" + reply_to if reply_to and reply_to[0] in f else reply_to,
+                    "'" + quote_of if quote_of and quote_of[0] in f else quote_of,
+                    "{}" if metrics == "{}" else metrics_text(metrics) if metrics.__class__ is str
+                    else _metrics_text.__wrapped__(metrics),
+                    "'" + label if label and label[0] in f else label,
+                    score, scores,
+                    "'" + brokers if brokers and brokers[0] in f else brokers,
+                    "'" + tickers if tickers and tickers[0] in f else tickers,
+                    "'" + model if model and model[0] in f else model,
+                    mentions, provenance,
+                ])
             return out
 
         return rows
