@@ -146,3 +146,22 @@ def test_streamed_export_names_each_broker_once_and_keeps_the_newest_annotation(
     assert rows["6"]["label"] == "victim_report" and rows["6"]["model"] == "clf@2"
     assert rows["4"]["label"] == rows["4"]["mentions"] == rows["4"]["provenance"] == ""
     assert rows["1"]["author_id"] == "'=cmd|' /C calc'!A0" and rows["1"]["tickers"] == "0700.HK;9988.HK"
+
+
+def test_rows_come_in_batches_and_through_a_server_side_cursor_on_postgresql(store_url):
+    """The issue's "export streams rows": a named (server-side) cursor on PostgreSQL, batch_rows at a time."""
+    import sqlalchemy as sa
+
+    from storage.stream import post_batches
+
+    engine = open_store(store_url, migrate=False)
+    cursors = []
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, *_: cursors.append(cursor))
+    try:
+        with Session(engine) as session:
+            sizes = [len(batch) for batch in post_batches(session, PostFilter(), batch_rows=4)]
+    finally:
+        engine.dispose()
+    assert sizes == [4, len(POSTS) - 4]
+    if engine.dialect.name == "postgresql":
+        assert getattr(cursors[-1], "name", None), "the export's statement ran on a client-side cursor"
