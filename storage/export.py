@@ -126,7 +126,7 @@ def _csv_value(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return neutralise_cell(";".join(value))
     if isinstance(value, list | dict):
-        return neutralise_cell(json.dumps(value, ensure_ascii=False))
+        return neutralise_cell(_ENCODE(value))
     return value
 
 
@@ -188,7 +188,7 @@ def _parquet_value(name: str, value: Any) -> Any:
     if name == "provenance":
         return {**value, "analyzed_at": datetime.fromisoformat(value["analyzed_at"]).astimezone(UTC)}
     if name in ("metrics", "scores"):
-        return json.dumps(value, ensure_ascii=False)
+        return _ENCODE(value)
     return value
 
 
