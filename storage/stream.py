@@ -12,7 +12,9 @@ per-column code, and a batch is written at once. The rows are those
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +44,24 @@ _COLUMNS = (
     sa.type_coerce(Annotation.analyzed_at, _AS_TEXT),
 )
 _FORMULA_START = frozenset("=+-@\t\r")  # first characters storage.export.neutralise_cell neutralises
+
+
+@contextlib.contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection while an export runs.
+
+    An export allocates a list or dict per row and frees it once written, creating no reference cycles, yet
+    every few hundred allocations wake the cycle collector, and its full passes walk every object the
+    imports made (SQLAlchemy, pydantic): a fifth of a 100k-post CSV export's CPU. Plain reference counting
+    still frees every row; collection resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _mentions_column(dialect: str) -> Any:

@@ -158,18 +158,19 @@ def _stream_posts(session: Any, flt: Any, args: argparse.Namespace, transform: A
                   progress: Any, total: int | None) -> int:
     """Storage order (every export): one streamed statement, rows made cells or records a batch at a time."""
     from storage.export import Pseudonymizer, export
-    from storage.stream import RowShape, post_batches
+    from storage.stream import RowShape, post_batches, without_cycle_collection
 
     shape = RowShape(pseudonymizer=transform if isinstance(transform, Pseudonymizer) else None,
                      dehydrated=args.dehydrated, with_mentions=with_mentions)
     batches: Iterable[Any] = post_batches(session, flt, limit=args.limit, dehydrated=args.dehydrated)
     if progress is not None:
         batches = _batch_progress(batches, total, progress)
-    if args.format == "csv":
-        rows = shape.csv_rows()
-        return export((), "csv", args.output, out, csv_rows=(shape.csv_columns(), (rows(b) for b in batches)))
-    records = shape.records()
-    return export((r for b in batches for r in records(b)), args.format, args.output, out)
+    with without_cycle_collection():
+        if args.format == "csv":
+            rows = shape.csv_rows()
+            return export((), "csv", args.output, out, csv_rows=(shape.csv_columns(), (rows(b) for b in batches)))
+        records = shape.records()
+        return export((r for b in batches for r in records(b)), args.format, args.output, out)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
