@@ -1,13 +1,14 @@
 """Exports streamed from one SQL statement: what `export` (and `query --order oldest`) write.
 
 Every post that passes a :class:`~storage.queries.PostFilter` is read with its newest annotation by one
-SELECT of plain columns, in storage order, through a server-side cursor on PostgreSQL (``stream_results``,
-``yield_per``) and in ``fetchmany`` batches on SQLite; each post's mentions come folded into one JSON
+SELECT of plain columns, in storage order, ``yield_per`` rows at a time: through a server-side cursor on
+PostgreSQL (``stream_results``), by ``fetchmany`` on SQLite. Each post's mentions come folded into one JSON
 column of the same statement (an index probe per post inside the database, as a plain SQL dump of the join
-does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a record dict for JSONL, Parquet and the table) through
-per-column code, and a batch is written at once. The rows are those
-:meth:`storage.queries.PostView.to_record` gives, transformed as :class:`storage.export.Pseudonymizer` and
-:func:`storage.export.dehydrate` transform them (tests/test_export_stream.py holds the two paths equal).
+does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a
+record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once. The
+rows are those :meth:`storage.queries.PostView.to_record` gives, transformed as
+:class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
+(tests/test_export_stream.py holds the two paths equal, byte for byte).
 """
 
 from __future__ import annotations
