@@ -129,8 +129,10 @@ def _newest_annotation_id() -> Any:
     )
 
 
-def _filtered(session: Session, flt: PostFilter, ranked: bool = True, columns: tuple[Any, ...] = ()) -> tuple[Any, Any]:
-    """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied (or just ``columns``)."""
+def _filtered(session: Session, flt: PostFilter, ranked: bool = True, columns: tuple[Any, ...] = (),
+              annotated: bool = False) -> tuple[Any, Any]:
+    """SELECT Post, Annotation (newest, may be NULL), rank - with every filter applied (or just ``columns``,
+    joined to the newest annotation where a filter reads it or ``annotated`` asks)."""
     dialect = session.get_bind().dialect.name
     query = flt.search()
     rank: Any = sa.cast(sa.null(), sa.Float)
@@ -142,7 +144,7 @@ def _filtered(session: Session, flt: PostFilter, ranked: bool = True, columns: t
         rank = hits.c.rank
     if not columns:
         stmt = stmt.add_columns(rank.label("rank"))
-    if not columns or flt.label or flt.broker or flt.ticker:
+    if not columns or annotated or flt.label or flt.broker or flt.ticker:
         stmt = stmt.outerjoin(Annotation, Annotation.id == _newest_annotation_id())
     if flt.since is not None:
         stmt = stmt.where(Post.created_at >= flt.since)
@@ -164,6 +166,13 @@ def _filtered(session: Session, flt: PostFilter, ranked: bool = True, columns: t
                 .exists()
             )
     return stmt, rank
+
+
+def filtered_select(session: Session, flt: PostFilter, columns: tuple[Any, ...], *, annotated: bool = False) -> Any:
+    """SELECT ``columns`` of the posts matching ``flt`` (no relevance score); ``annotated`` joins each post's
+    newest annotation (as ``Annotation``, NULL where there is none) whether or not a filter reads it.
+    Exports stream this one statement (:mod:`storage.stream`)."""
+    return _filtered(session, flt, ranked=False, columns=columns, annotated=annotated)[0]
 
 
 def encode_cursor(values: list[Any]) -> str:

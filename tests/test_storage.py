@@ -26,6 +26,22 @@ def test_schema_is_at_head_after_open(engine):
     open_store(str(engine.url.render_as_string(hide_password=False)))
 
 
+def test_revision_reads_agree_with_alembic(engine, tmp_path):
+    """current_revision and head_revision read the table and the files directly (alembic's import is most of a
+    small export's start-up); they must give alembic's own answers, and None for a store never migrated."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from storage.database import _alembic_config, make_engine
+
+    with engine.connect() as connection:
+        assert current_revision(engine) == MigrationContext.configure(connection).get_current_revision()
+    assert head_revision() == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    bare = make_engine(f"sqlite:///{tmp_path / 'bare.sqlite'}")
+    assert current_revision(bare) is None
+    bare.dispose()
+
+
 def test_storing_same_post_twice_changes_nothing(engine):
     raw = RawPayload("x", "file:test", '{"data": []}', datetime.now(UTC))
     with session_scope(engine) as s:

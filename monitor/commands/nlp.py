@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from monitor.analyze import load_analyzer
 from monitor.errors import InputError, ModelError
 from monitor.settings import load_settings
 from storage.export import json_line
@@ -225,6 +224,10 @@ def classify_stream(
 
 
 def run_classify(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the analyzer pulls in the NLP stack and monitor.detect (scipy), and
+    # every command's parser imports this module.
+    from monitor.analyze import load_analyzer
+
     nlp_settings = load_settings(getattr(args, "config", None)).nlp
     analyzer = load_analyzer(
         args.model or nlp_settings.model,

@@ -101,12 +101,23 @@ def _progress(views: Iterable[Any], total: int | None, stream: Any) -> Iterator[
     stream.flush()
 
 
+def _batch_progress(batches: Iterable[Any], total: int | None, stream: Any) -> Iterator[Any]:
+    """:func:`_progress` for the streamed export: counted a batch at a time."""
+    n = 0
+    for batch in batches:
+        n += len(batch)
+        stream.write(f"\rexported {n:,}" + (f" / {total:,} posts" if total else " posts"))
+        stream.flush()
+        yield batch
+    stream.write(f"\rexported {n:,} posts{' ' * 20}\n")
+    stream.flush()
+
+
 def _write_posts(args: argparse.Namespace, *, order: str, out: Any = None, err: Any = None) -> int:
     from sqlmodel import Session
 
     from monitor.commands import settings_and_engine
     from storage.export import export
-    from storage.queries import count_posts, iter_post_views
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -116,19 +127,50 @@ def _write_posts(args: argparse.Namespace, *, order: str, out: Any = None, err: 
     transform = record_transform(args)
     engine = settings_and_engine(args, read_only=True)[1]
     to_file = bool(args.output and args.output != "-")
+    with_mentions = not args.dehydrated and args.format != "table"
     with Session(engine) as session:
-        views: Iterable[Any] = iter_post_views(session, flt, order=order, limit=args.limit,
-                                               with_mentions=not args.dehydrated and args.format != "table")
+        total = None
         if to_file and err.isatty():
+            from storage.queries import count_posts
+
             total = count_posts(session, flt)
-            views = _progress(views, min(total, args.limit) if args.limit else total, err)
-        records = (v.to_record() for v in views)
-        if transform is not None:
-            records = (transform(r) for r in records)
-        n = export(records, args.format, args.output, out)
+            total = min(total, args.limit) if args.limit else total
+        if order == "oldest":
+            n = _stream_posts(session, flt, args, transform, with_mentions, out, err if total is not None else None,
+                              total)
+        else:
+            from storage.queries import iter_post_views
+
+            views: Iterable[Any] = iter_post_views(session, flt, order=order, limit=args.limit,
+                                                   with_mentions=with_mentions)
+            if total is not None:
+                views = _progress(views, total, err)
+            records = (v.to_record() for v in views)
+            if transform is not None:
+                records = (transform(r) for r in records)
+            n = export(records, args.format, args.output, out)
     if to_file:
         print(f"wrote {n} posts to {args.output}", file=err)
     return 0
+
+
+def _stream_posts(session: Any, flt: Any, args: argparse.Namespace, transform: Any, with_mentions: bool, out: Any,
+                  progress: Any, total: int | None) -> int:
+    """Storage order (every export): one streamed statement, rows made cells or records a batch at a time."""
+    from storage.export import Pseudonymizer, export
+    from storage.stream import RowShape, post_batches, without_cycle_collection
+
+    shape = RowShape(pseudonymizer=transform if isinstance(transform, Pseudonymizer) else None,
+                     dehydrated=args.dehydrated, with_mentions=with_mentions)
+    batches: Iterable[Any] = post_batches(session, flt, limit=args.limit, dehydrated=args.dehydrated)
+    if progress is not None:
+        batches = _batch_progress(batches, total, progress)
+    with without_cycle_collection():
+        if args.format == "csv":
+            rows = shape.csv_rows()
+            return export((), "csv", args.output, out, csv_rows=(shape.csv_columns(), (rows(b) for b in batches)))
+        records = shape.records()
+        return export((r for b in batches for r in records(b)), args.format, args.output, out)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from monitor.detect.config import SERIES_DEFAULTS, DetectConfig
-from monitor.detect.series import detect_series, median_spacing_minutes, read_series_csv
 from monitor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from monitor.detect.config import DetectConfig
 
 DETECT_EXAMPLE = "Example: incident-monitor spikes detect counts.csv --threshold 6 > scores.csv"
 
@@ -96,6 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace, bucket_minutes: int) -> DetectConfig:
+    # Imported here, not at the top: monitor.detect loads scipy and datasketch, and every command's parser
+    # imports this module (`export` should not pay a second for them).
+    from monitor.detect.config import SERIES_DEFAULTS, DetectConfig
+
     base: dict[str, Any] = {} if args.sparse else dict(SERIES_DEFAULTS)
     base["bucket_minutes"] = bucket_minutes
     base["windows_minutes"] = tuple(n * bucket_minutes for n in args.windows)
@@ -120,6 +125,8 @@ def build_config(args: argparse.Namespace, bucket_minutes: int) -> DetectConfig:
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    from monitor.detect.series import detect_series, median_spacing_minutes, read_series_csv
+
     timestamps, values, texts = read_series_csv(args.file)
     bucket = args.bucket if args.bucket is not None else median_spacing_minutes(timestamps)
     if bucket <= 0:

@@ -1,0 +1,338 @@
+"""Exports streamed from one SQL statement: what `export` (and `query --order oldest`) write.
+
+Every post that passes a :class:`~storage.queries.PostFilter` is read with its newest annotation by one
+SELECT of plain columns, in storage order, ``yield_per`` rows at a time: through a server-side cursor on
+PostgreSQL (``stream_results``), by ``fetchmany`` on SQLite. Each post's mentions come folded into one JSON
+column of the same statement (an index probe per post inside the database, as a plain SQL dump of the join
+does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a
+record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once. The
+rows are those :meth:`storage.queries.PostView.to_record` gives, transformed as
+:class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
+(tests/test_export_stream.py holds the two paths equal, byte for byte).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from json.encoder import encode_basestring  # C: the string form json.dumps(ensure_ascii=False) writes
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from storage.export import CSV_COLUMNS, DEHYDRATED_COLUMNS, Pseudonymizer
+from storage.models import Annotation, Mention, Post
+from storage.queries import PostFilter, filtered_select
+
+BATCH_ROWS = 5000  # rows per fetch and per write: big enough to amortise a call, small enough to stream
+
+# Raw stored text of the JSON columns (PostgreSQL's driver still hands back parsed values): most rows hold
+# "{}" or one of a few score dicts, and re-encoding text seen before is a dict lookup.
+_AS_TEXT = sa.String()
+# Times likewise: SQLite's naive UTC text is parsed once here rather than by the column type and again.
+_COLUMNS = (
+    Post.source, Post.post_id, sa.type_coerce(Post.created_at, _AS_TEXT), Post.utc_offset_min, Post.author_id,
+    Post.author_handle, Post.text, Post.lang, Post.url, Post.repost_of, Post.reply_to, Post.quote_of,
+    sa.type_coerce(Post.metrics, _AS_TEXT), Annotation.id, Annotation.label, Annotation.score,
+    sa.type_coerce(Annotation.scores, _AS_TEXT), Annotation.model, Annotation.tokenizer, Annotation.dictionary,
+    sa.type_coerce(Annotation.analyzed_at, _AS_TEXT),
+)
+_FORMULA_START = frozenset("=+-@\t\r")  # first characters storage.export.neutralise_cell neutralises
+
+
+@contextlib.contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection while an export runs.
+
+    An export allocates a list or dict per row and frees it once written, creating no reference cycles, yet
+    every few hundred allocations wake the cycle collector, and its full passes walk every object the
+    imports made (SQLAlchemy, pydantic): a fifth of a 100k-post CSV export's CPU. Plain reference counting
+    still frees every row; collection resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _mentions_column(dialect: str) -> Any:
+    """Each post's mentions (of its newest annotation) as one JSON array of
+    [kind, value, surface, start, end, by, id] arrays, in no particular order (sorted by :func:`_found`)."""
+    m = Mention.__table__.c  # type: ignore[attr-defined]
+    fields = (m.kind, m.value, m.surface, m.start, m.end, m.by, m.id)
+    if dialect == "postgresql":
+        folded = sa.func.json_agg(sa.func.json_build_array(*fields))  # NULL where there is none
+    else:
+        folded = sa.func.json_group_array(sa.func.json_array(*fields))  # "[]" where there is none
+    return sa.type_coerce(sa.select(folded).where(m.annotation_id == Annotation.id).scalar_subquery(), _AS_TEXT)
+
+
+def post_batches(session: Session, flt: PostFilter, *, limit: int | None = None, dehydrated: bool = False,
+                 batch_rows: int = BATCH_ROWS) -> Iterator[Sequence[Any]]:
+    """The posts matching ``flt`` in storage order, ``batch_rows`` at a time, from one streamed statement:
+    rows of ``_COLUMNS`` plus the mentions column (``source`` and ``post_id`` only when dehydrated)."""
+    if dehydrated:
+        columns: tuple[Any, ...] = (Post.source, Post.post_id)
+    else:
+        columns = (*_COLUMNS, _mentions_column(session.get_bind().dialect.name))
+    stmt = filtered_select(session, flt, columns, annotated=not dehydrated).order_by(Post.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    result = session.connection().execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
+    try:
+        yield from result.partitions()
+    finally:
+        result.close()
+
+
+def _by_position(m: list[Any]) -> tuple[Any, Any]:
+    return m[3], m[6]
+
+
+def _found(raw: Any) -> list[list[Any]]:
+    """The mentions column as [kind, value, surface, start, end, by, id] lists in text order (by start, then
+    as stored), the order storage.queries reads them in."""
+    if not raw or raw == "[]":
+        return []
+    found: list[list[Any]] = _loaded(raw)
+    if len(found) > 1:
+        found.sort(key=_by_position)
+    return found
+
+
+# --- per-column code -----------------------------------------------------------------------------------
+
+
+def _naive_utc(raw: Any) -> datetime:
+    """A stored time as naive UTC: SQLite's text (stored naive UTC), or the aware value PostgreSQL's driver gives."""
+    if raw.__class__ is str:
+        return datetime.fromisoformat(raw)
+    return raw.astimezone(UTC).replace(tzinfo=None) if raw.tzinfo is not None else raw  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=64)
+def _shift(minutes: int) -> tuple[timedelta, str]:
+    """The offset as a timedelta and as isoformat() writes it ("+09:00")."""
+    tz = timezone(timedelta(minutes=minutes))
+    return timedelta(minutes=minutes), datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]
+
+
+def _local_iso(raw: Any, minutes: int) -> str:
+    """``created_at`` in the author's offset, as ``created_at.astimezone(offset).isoformat()`` writes it
+    (shifting a naive time and appending the offset costs a third of astimezone)."""
+    delta, suffix = _shift(minutes)
+    return (_naive_utc(raw) + delta).isoformat() + suffix
+
+
+def _utc_iso(raw: Any) -> str:
+    return _naive_utc(raw).isoformat() + "+00:00"
+
+
+def _json_value(value: Any) -> Any:
+    """A stored JSON value as pydantic's JSON mode gives it (storage.queries._json_value's twin)."""
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(value, ensure_ascii=False) writes
+
+
+def _loaded(raw: Any) -> Any:
+    return json.loads(raw) if raw.__class__ is str else raw
+
+
+@functools.lru_cache(maxsize=4096)
+def _metrics_text(raw: Any) -> str:
+    return _ENCODE(_json_value(_loaded(raw) or {}))
+
+
+def _metrics_json(raw: Any) -> Any:
+    """The metrics value of a record, from the stored text (or the driver's parsed value)."""
+    return _json_value(_loaded(raw) or {})
+
+
+def _scores_json(raw: Any) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in (_loaded(raw) or {}).items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _scores_text(raw: str) -> str:
+    return _ENCODE(_scores_json(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, analyzed_at: Any) -> str:
+    return (f'{{"model": {encode_basestring(model)}, "tokenizer": '
+            f'{encode_basestring(tokenizer) if tokenizer else "null"}, "dictionary": '
+            f'{encode_basestring(dictionary) if dictionary else "null"}, "analyzed_at": "{_utc_iso(analyzed_at)}"}}')
+
+
+def _mention_text(m: list[Any]) -> str:
+    kind, value, surface, start, end, by, _id = m
+    return (f'{{"kind": {encode_basestring(kind)}, "value": {encode_basestring(value)}, "surface": '
+            f'{encode_basestring(surface)}, "start": {start}, "end": {end}, "by": '
+            f'{"null" if by is None else encode_basestring(by)}}}')
+
+
+def _entities(found: list[list[Any]]) -> tuple[list[str], list[str]]:
+    """Broker and ticker values, deduplicated, in order of appearance (storage.queries.mentions_by_annotation)."""
+    brokers: list[str] = []
+    tickers: list[str] = []
+    for kind, value, *_ in found:
+        values = brokers if kind == "broker" else tickers if kind == "ticker" else None
+        if values is not None and value not in values:
+            values.append(value)
+    return brokers, tickers
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """What each exported row goes through: pseudonyms (None: ids as stored), dehydration, and whether the
+    record carries ``mentions`` and ``provenance`` (every export but the table)."""
+
+    pseudonymizer: Pseudonymizer | None = None
+    dehydrated: bool = False
+    with_mentions: bool = True
+
+    def csv_columns(self) -> tuple[str, ...]:
+        return DEHYDRATED_COLUMNS if self.dehydrated else CSV_COLUMNS
+
+    def authors(self) -> Callable[[str, str], str]:
+        """source, author id -> what the export shows (a cached pseudonym: authors repeat)."""
+        if self.pseudonymizer is None:
+            return lambda _source, author_id: author_id
+        cache: dict[tuple[str, str], str] = {}
+        pseudonym = self.pseudonymizer.pseudonym
+
+        def author(source: str, author_id: str) -> str:
+            key = (source, author_id)
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = pseudonym(str(source), str(author_id))
+            return found
+
+        return author
+
+    def csv_rows(self) -> Callable[[Sequence[Any]], list[list[Any]]]:
+        """A function from a batch to its CSV rows (cells as ``storage.export.write_csv`` writes them)."""
+        if self.dehydrated:
+            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch]  # never NULL
+        author = self.authors()
+        shared = self.pseudonymizer is not None
+
+        def rows(batch: Sequence[Any]) -> list[list[Any]]:
+            # The hot loop of an export: everything inline. A text cell a spreadsheet would run gets a
+            # leading "'" (c[0] in f); NULL stays None, which csv writes as "". JSON cells start with { or [
+            # and times with a digit, so they are never neutralised and not tested.
+            out: list[list[Any]] = []
+            append = out.append
+            f = _FORMULA_START
+            metrics_text, scores_text, provenance_text = _metrics_text, _scores_text, _provenance_text
+            for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
+                 quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
+                 analyzed_at, folded) in batch:
+                if shared:
+                    author_id = author(source, author_id)
+                    handle = None
+                    if url:
+                        url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                if ann_id is None:
+                    brokers = tickers = mentions = provenance = label = score = scores = model = None
+                else:
+                    if folded and folded != "[]":
+                        found = _found(folded)
+                        names = _entities(found)
+                        brokers, tickers = ";".join(names[0]), ";".join(names[1])
+                        mentions = "[" + ", ".join(map(_mention_text, found)) + "]"
+                    else:  # empty lists are empty cells, as write_csv writes them
+                        brokers = tickers = mentions = None
+                    score = round(score, 4)
+                    scores = scores_text(scores) if scores.__class__ is str else _scores_text.__wrapped__(scores)
+                    provenance = provenance_text(model, tokenizer, dictionary, analyzed_at)
+                append([
+                    "'" + source if source and source[0] in f else source,
+                    "'" + post_id if post_id and post_id[0] in f else post_id,
+                    _local_iso(created_at, offset),
+                    "'" + author_id if author_id and author_id[0] in f else author_id,
+                    "'" + handle if handle and handle[0] in f else handle,
+                    "'" + text if text and text[0] in f else text,
+                    "'" + lang if lang and lang[0] in f else lang,
+                    "'" + url if url and url[0] in f else url,
+                    "'" + repost_of if repost_of and repost_of[0] in f else repost_of,
+                    "'" + reply_to if reply_to and reply_to[0] in f else reply_to,
+                    "'" + quote_of if quote_of and quote_of[0] in f else quote_of,
+                    "{}" if metrics == "{}" else metrics_text(metrics) if metrics.__class__ is str
+                    else _metrics_text.__wrapped__(metrics),
+                    "'" + label if label and label[0] in f else label,
+                    score, scores,
+                    "'" + brokers if brokers and brokers[0] in f else brokers,
+                    "'" + tickers if tickers and tickers[0] in f else tickers,
+                    "'" + model if model and model[0] in f else model,
+                    mentions, provenance,
+                ])
+            return out
+
+        return rows
+
+    def records(self) -> Callable[[Sequence[Any]], list[dict[str, Any]]]:
+        """A function from a batch to its records (what ``PostView.to_record`` and the transforms give)."""
+        if self.dehydrated:
+            return lambda batch: [{"source": source, "id": post_id} for source, post_id in batch]
+        author = self.authors()
+        shared = self.pseudonymizer is not None
+        with_mentions = self.with_mentions
+
+        def records(batch: Sequence[Any]) -> list[dict[str, Any]]:
+            out = []
+            for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
+                 quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
+                 analyzed_at, folded) in batch:
+                if shared:
+                    author_id = author(source, author_id)
+                    handle = None
+                    if url:
+                        url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                found = _found(folded) if ann_id is not None else []
+                brokers, tickers = _entities(found)
+                record: dict[str, Any] = {
+                    "source": source, "id": post_id,
+                    "created_at": _local_iso(created_at, offset),
+                    "author_id": author_id, "author_handle": handle, "text": text, "lang": lang, "url": url,
+                    "repost_of": repost_of, "reply_to": reply_to, "quote_of": quote_of,
+                    "metrics": _metrics_json(metrics), "label": None, "score": None, "scores": None,
+                    "brokers": brokers, "tickers": tickers, "model": None,
+                }
+                if ann_id is not None:
+                    record.update(label=label, score=round(score, 4), model=model, scores=_scores_json(scores))
+                if with_mentions:
+                    record["mentions"] = [dict(zip(_MENTION_KEYS, m[:6], strict=True)) for m in found]
+                    record["provenance"] = None if ann_id is None else {
+                        "model": model, "tokenizer": tokenizer or None, "dictionary": dictionary or None,
+                        "analyzed_at": _utc_iso(analyzed_at)}
+                out.append(record)
+            return out
+
+        return records
+
+
+_MENTION_KEYS = ("kind", "value", "surface", "start", "end", "by")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell as storage.export.write_csv writes it: formulas neutralised (None: csv writes "")."""
+    return "'" + value if value and value.__class__ is str and value[0] in _FORMULA_START else value
