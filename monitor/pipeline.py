@@ -364,8 +364,8 @@ REPLAY_STATE_EVERY = timedelta(hours=1)
 def prune_state(state: dict[str, Any], bucket: int) -> int:
     """Drop idle ticker models from a detector state (in place); returns how many were dropped.
 
-    Tickers are the one unbounded key space (every code anyone names gets a model, and every closed bucket
-    updates every model), so their models are kept only while they hold history: a ticker that is not
+    Tickers are the one unbounded key space (every code anyone names gets a model, and each is stored with
+    the state), so their models are kept only while they hold history: a ticker that is not
     firing and whose half-life-weighted reporter count has decayed below ``PRUNE_BELOW_REPORTERS`` starts
     again from the prior if it is named again. Brokers and ``overall`` are never pruned, so their
     near-zero baselines (what makes a third reporter at a quiet broker page) are kept. Scoring is not
