@@ -255,6 +255,11 @@ def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
     other = train(tmp_path / "c", examples=data, cfg=TrainConfig(seed=14), log=lambda _: None)
     assert other.version != runs[0].version
+    # Regression: the same posts in another file order gave the same version but other augmented posts.
+    shuffled = train(tmp_path / "d", examples=data[::-1], cfg=TrainConfig(), log=lambda _: None)
+    assert shuffled.version == runs[0].version
+    with np.load(tmp_path / "a" / "tfidf" / "weights.npz") as a, np.load(tmp_path / "d" / "tfidf" / "weights.npz") as d:
+        assert all(np.array_equal(a[k], d[k]) for k in a.files)
 
 
 def test_the_shipped_victim_shift_is_the_dev_choice_plus_the_real_text_offset(tmp_path):

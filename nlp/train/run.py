@@ -70,7 +70,9 @@ def train(
     cfg = cfg or TrainConfig()
     seed_everything(cfg.seed)
     data = list(examples) if examples is not None else load_corpus(paths=corpus)
-    tr = [ex for ex in data if ex.split == "train"]
+    # In id order, as data_version hashes them: the generated posts pick train posts by position, so the
+    # order of the corpus files (or of --corpus paths) must not change the model behind one version.
+    tr = sorted((ex for ex in data if ex.split == "train"), key=lambda ex: ex.id)
     dv = [ex for ex in data if ex.split == "dev"]
     if len(tr) < 10 or len({ex.label for ex in tr}) < len(LABELS) or not dv:
         raise TrainError(
@@ -150,7 +152,9 @@ def train(
         mark += f"  <- shipped (dev choice + offset {cfg.victim_bias_offset:+.2f})" if row["bias"] == bias else ""
         log(f"  victim bias {row['bias']:+.2f}: dev P {row['precision']:.3f} R {row['recall']:.3f} "
             f"F1 {row['f1']:.3f}{mark}")  # fmt: skip
-    version = data_version(data, cfg.seed, repr((cfg, tuple(candidates), base or "scratch", VIEW_VERSION, FORMAT_VERSION)))
+    # "train-order:id": models trained before the train posts were sorted must not share a version with these.
+    settings = (cfg, tuple(candidates), base or "scratch", VIEW_VERSION, FORMAT_VERSION, "train-order:id")
+    version = data_version(data, cfg.seed, repr(settings))
     config = {
         "format": FORMAT_VERSION, "name": name, "version": version, "use": use,
         "weights": weights if use == "ensemble" else {},
