@@ -34,7 +34,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FEATURE_NAMES", "event_view", "frame_view", "voice_features", "word_ngrams", "word_tokens"]
+__all__ = [
+    "FEATURE_NAMES", "event_view", "frame_view", "utterance", "voice_features", "word_ngrams", "word_tokens",
+]  # fmt: skip
 
 _QUOTED = re.compile(
     r"「[^「」]{0,400}」|『[^『』]{0,400}』|“[^“”]{0,400}”|《[^《》]{0,400}》|\"[^\"\n]{0,400}\""
@@ -44,21 +46,53 @@ _QUOTED = re.compile(
 def frame_view(text: str) -> str:
     """The text around quotations: what the writer says in their own voice.
 
-    A text that is one quotation and nothing else has no frame around it: a post pasted on its own (a page
-    that shows one post, a title in brackets) is read as it stands.
+    A text that is one speaker's words and nothing else has no frame around it (see :func:`utterance`): a
+    post pasted on its own, a title in brackets or a transcript line is read as what the speaker says.
 
     >>> frame_view('被害者の男性は「勝手に売られた」と話す')
     '被害者の男性は「」と話す'
     >>> frame_view('「母の口座が勝手に売買されました」')
-    '「母の口座が勝手に売買されました」'
+    '母の口座が勝手に売買されました'
     """
-    stripped = text.strip()
-    if stripped[:1] in _OPENERS and _QUOTED.fullmatch(stripped):
-        return text
+    spoken = utterance(text)
+    if spoken is not None:
+        return spoken
     return _QUOTED.sub("「」", text)
 
 
 _OPENERS = frozenset('「『“《"')
+# A speaker tag in front of quotations: 【口座を乗っ取られた人】, 山下さん, 被害者の男性(58), 証券会社の社員の話:
+_SPEAKER_TAG = re.compile(
+    r"(?:【[^【】\n]{1,30}】|[^\n。!?「『“《\"]{1,24}?(?:さん|氏|様|者|人|男性|女性|[)）]|[:：]))(?=\s*[「『“《\"])"
+)
+
+
+def utterance(text: str) -> str | None:
+    """The words of a text that is only quotations, after at most a speaker tag; None for any other text.
+
+    The labeling protocol labels an excerpt that is only one person's own post or utterance by what that
+    person says: a transcript line (名前「…」「…」), a post shown on its own in brackets. A quotation framed by
+    the writer's own sentence (…と話す, これ怖い「…」) is someone else's voice and is not an utterance.
+
+    >>> utterance('山下さん 「口座を不正に操作されました」 「もう頭が真っ白です」')
+    '口座を不正に操作されました\\nもう頭が真っ白です'
+    >>> utterance('「母の口座が勝手に売買されました」'), utterance('男性は「勝手に売られた」と話す')
+    ('母の口座が勝手に売買されました', None)
+    >>> utterance('これ怖すぎる 「口座を乗っ取られた」') is None
+    True
+    """
+    stripped = text.strip()
+    tag = _SPEAKER_TAG.match(stripped)
+    rest = stripped[tag.end() :].lstrip() if tag else stripped
+    if rest[:1] not in _OPENERS:
+        return None
+    parts, pos = [], 0
+    for quote in _QUOTED.finditer(rest):
+        if rest[pos : quote.start()].strip():
+            return None
+        parts.append(quote.group()[1:-1].strip())
+        pos = quote.end()
+    return "\n".join(parts) if parts and not rest[pos:].strip() else None
 
 
 # Patterns run on normalized text (NFKC, Latin lower-cased).
@@ -190,9 +224,9 @@ def event_view(text: str) -> str:
     >>> event_view("質問です。自分の状況は「見たら株が勝手に売られていた」という流れです。")
     '自分の状況は「見たら株が勝手に売られていた」という流れです'
     """
-    stripped = text.strip()
-    if stripped[:1] in _OPENERS and _QUOTED.fullmatch(stripped):
-        text = stripped[1:-1]  # one quotation and nothing else: the text itself (see frame_view)
+    spoken = utterance(text)
+    if spoken is not None:
+        text = spoken  # one speaker's words and nothing else: read as they stand (see frame_view)
     quotes: list[str] = []
 
     def mask(m: re.Match[str]) -> str:

@@ -98,20 +98,20 @@ class Analyzer:
         normalized = [normalize(t) for t in texts]
         traced = [extract_traced(t, self.master, normalized=n) for t, n in zip(texts, normalized, strict=True)]
         mentions = [found for found, _ in traced]
+        views = [classifier_view(n, t) for n, t in zip(normalized, texts, strict=True)]
         # Posts in other languages that name no broker are out of scope: irrelevant without asking the model
         # (it was trained on Japanese and English posts about brokers, and would guess on K-pop fan posts).
+        # The language is read from the classifier's view, so a Japanese hashtag appended to an English post
+        # (… #つぶやき) does not bring it into scope.
         in_scope = [
-            has_japanese(n.text) or any(m.kind == "broker" for m in ms)
-            for n, ms in zip(normalized, mentions, strict=True)
+            has_japanese(v) or any(m.kind == "broker" for m in ms) for v, ms in zip(views, mentions, strict=True)
         ]
         asked = [i for i, keep in enumerate(in_scope) if keep]
         probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
         probs[:, LABELS.index("irrelevant")] = 1.0
         sudachi = np.zeros(len(texts), dtype=bool)
         if asked:
-            probs[asked], sudachi[asked] = self.classifier.predict(
-                [classifier_view(normalized[i], texts[i]) for i in asked]
-            )
+            probs[asked], sudachi[asked] = self.classifier.predict([views[i] for i in asked])
         out: list[Analysis] = []
         sudachi |= np.array([ran for _, ran in traced], dtype=bool)
         for row, found, ran in zip(probs, mentions, sudachi, strict=True):

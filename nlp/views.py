@@ -28,7 +28,7 @@ __all__ = ["classifier_input", "classifier_text", "classifier_view", "has_japane
 
 #: Bumped whenever the view - or a feature nlp/features.py derives from it (frame, event, words) - changes what
 #: a model reads, so the model version (a hash of data, seed, settings and this) changes with it.
-VIEW_VERSION = 4
+VIEW_VERSION = 5
 
 _REPOST_PREFIX = re.compile(r"^(?:rt|repost|rp)\s?@user\s?:?\s*")
 _QUOTE_WRAPPER = re.compile(r"\s(?:qt|rt)\s?@user\s?:?\s*(?P<quoted>.+)$", re.DOTALL)

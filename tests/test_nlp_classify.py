@@ -255,6 +255,23 @@ def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path
             assert all(np.array_equal(a[k], b[k]) for k in a.files)
     other = train(tmp_path / "c", examples=data, cfg=TrainConfig(seed=14), log=lambda _: None)
     assert other.version != runs[0].version
+    # Regression: the same posts in another file order gave the same version but other augmented posts.
+    shuffled = train(tmp_path / "d", examples=data[::-1], cfg=TrainConfig(), log=lambda _: None)
+    assert shuffled.version == runs[0].version
+    with np.load(tmp_path / "a" / "tfidf" / "weights.npz") as a, np.load(tmp_path / "d" / "tfidf" / "weights.npz") as d:
+        assert all(np.array_equal(a[k], d[k]) for k in a.files)
+
+
+def test_the_shipped_victim_shift_is_the_dev_choice_plus_the_real_text_offset(tmp_path):
+    from nlp.train import BIAS_GRID, TrainConfig, train
+
+    for offset in (0.0, 0.5):
+        train(tmp_path / str(offset), examples=_slice(), cfg=TrainConfig(victim_bias_offset=offset), log=lambda _: None)
+        cfg = json.loads((tmp_path / str(offset) / "classifier.json").read_text(encoding="utf-8"))
+        assert cfg["victim_bias"] == min(BIAS_GRID[-1], round(cfg["victim_bias_dev"] + offset, 2))
+        assert cfg["victim_bias"] in [r["bias"] for r in cfg["victim_tradeoff"]]
+        card = (tmp_path / str(offset) / "model_card.md").read_text(encoding="utf-8")
+        assert f"{cfg['victim_bias']:+.2f}" in card and "shipped" in card
 
 
 def test_fast_word_ngrams_equal_scikit_learn_exactly():

@@ -117,3 +117,11 @@ def test_english_aliases_do_not_take_the_bank_or_the_shop():
         "SMBC日興証券", "三菱UFJ eスマート証券",
     ]  # fmt: skip
     assert has_japanese("楽天") and not has_japanese("Brexit means Brexit")
+
+
+def test_a_japanese_hashtag_does_not_bring_an_english_post_into_scope(analyzer):
+    # Regression: the scope rule read the raw text, so "… #つぶやき" made an English post without a broker
+    # "Japanese" and asked the model, which flipped three test posts in the hashtag invariance check.
+    text = "The regulator said unauthorized trades at online brokers had passed 500 billion yen."
+    plain, tagged = analyzer.analyze(text), analyzer.analyze(f"{text} #つぶやき")
+    assert plain.label == tagged.label == "irrelevant" and tagged.score == 1.0

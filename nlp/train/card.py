@@ -38,13 +38,15 @@ def write_card(out: Path, config: dict[str, Any]) -> None:
     threshold = (
         "No victim_report decision threshold was tuned: the label is the plain argmax."
         if not tradeoff
-        else "The victim_report decision threshold is a shift of its log-odds chosen on the dev split (the best "
-        "dev F1; within 0.005 of it, the smallest shift, as dev cannot tell those apart): "
+        else "The victim_report decision threshold is a shift of its log-odds: the one chosen on the dev split (the "
+        "best dev F1; within 0.005 of it, the smallest shift, as dev cannot tell those apart), "
+        f"{config.get('victim_bias_dev', config['victim_bias']):+.2f}, plus a fixed offset of "
+        f"{config.get('victim_bias_offset', 0.0):+.2f} for real pages (capped at +1.00), where the models under-call "
+        "victim reports at their dev threshold (`victim_bias_offset`, README 'Measured'): "
         f"{config['victim_bias']:+.2f}. Precision / recall on dev for every shift tried:\n\n"
         "| shift | dev precision | dev recall | dev F1 |\n| --- | --- | --- | --- |\n"
         + "\n".join(
-            f"| {r['bias']:+.2f}{' (chosen)' if r['bias'] == config['victim_bias'] else ''} | {r['precision']:.3f} "
-            f"| {r['recall']:.3f} | {r['f1']:.3f} |"
+            f"| {r['bias']:+.2f}{_mark(r['bias'], config)} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |"
             for r in tradeoff
         )
     )
@@ -104,3 +106,9 @@ of nlp/views.py sees them: no links, @handles, emoji or `RT @user:` prefixes.
 Measure it with `incident-monitor nlp eval --split test` (report the test figures; do not tune on them).
 """
     (out / "model_card.md").write_text(card, encoding="utf-8")
+
+
+def _mark(bias: float, config: dict[str, Any]) -> str:
+    pairs = (("dev choice", "victim_bias_dev"), ("shipped", "victim_bias"))
+    marks = [name for name, key in pairs if config.get(key) == bias]
+    return f" ({', '.join(marks)})" if marks else ""

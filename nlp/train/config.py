@@ -70,6 +70,13 @@ class TrainConfig:
         default=True,
         metadata={"help": "choose the victim_report decision threshold (a log-odds shift) on the dev split"},
     )
+    victim_bias_offset: float = field(
+        default=0.5,
+        metadata={
+            "help": "added to the victim_report log-odds shift chosen on dev (capped at the grid's +1.0): on real "
+            "pages the models under-call victim reports at their dev threshold"
+        },
+    )
     third_person_ratio: float = field(
         default=0.0,
         metadata={
