@@ -5,9 +5,10 @@ SELECT of plain columns, in storage order, ``yield_per`` rows at a time: through
 PostgreSQL (``stream_results``), by ``fetchmany`` on SQLite. Each post's mentions come folded into one JSON
 column of the same statement (an index probe per post inside the database, as a plain SQL dump of the join
 does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a
-record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once. The
-rows are those :meth:`storage.queries.PostView.to_record` gives, transformed as
-:class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
+record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once; a CSV
+export on SQLite reads the DBAPI cursor's rows directly and writes each row as one line of text
+(:func:`sqlite_csv_batches`). The rows are those :meth:`storage.queries.PostView.to_record` gives,
+transformed as :class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
 (tests/test_export_stream.py holds the two paths equal, byte for byte).
 """
 
@@ -425,7 +426,7 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
     author = shape.authors()
     shared = shape.pseudonymizer is not None
     metrics_cell, scores_cell, provenance_head, utc_iso = _metrics_cell, _scores_cell, _provenance_head, _utc_iso_cached
-    text_cell, short_cell, f = _text_cell, _short_cell, _FORMULA_START
+    text_cell, short_cell, f, local_iso = _text_cell, _short_cell, _FORMULA_START, _local_iso
 
     def text(batch: Sequence[Any]) -> str:
         # The hot loop: the post's ten text cells joined, then searched once for what would make the csv
@@ -449,7 +450,7 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
                     or ",=" in joined or ",+" in joined or ",-" in joined or ",@" in joined or ",\t" in joined):
                 cells = tuple(map(text_cell, cells))
             metrics = "{}" if metrics == "{}" else metrics_cell(metrics)
-            created = _local_iso(created_at, offset)
+            created = local_iso(created_at, offset)
             if ann_id is None:
                 append(f"{cells[0]},{cells[1]},{created},{','.join(cells[2:])},{metrics},,,,,,,,\r\n")
                 continue
