@@ -386,6 +386,23 @@ def _provenance_head(model: str, tokenizer: str | None, dictionary: str | None) 
     return '"' + head.replace('"', '""')
 
 
+@functools.lru_cache(maxsize=16384)
+def _local_hour(hour: str, minutes: int) -> tuple[str, str]:
+    """A stored UTC hour ("2025-03-19 06") shifted by whole hours as isoformat() writes it, and the offset."""
+    delta, suffix = _shift(minutes)
+    return (datetime.fromisoformat(hour + ":00:00") + delta).isoformat()[:13], suffix
+
+
+def _local_iso_text(raw: Any, minutes: Any) -> str:
+    """:func:`_local_iso` of SQLite's stored text ("2025-03-19 06:07:08.123456") in an offset of whole hours
+    (nearly every offset) by string work: minutes, seconds and fraction stay, and the shifted hour is cached
+    (a third of the time per post); other values go through _local_iso."""
+    if raw.__class__ is str and len(raw) == 26 and raw[19] == "." and minutes.__class__ is int and not minutes % 60:
+        hour, suffix = _local_hour(raw[:13], minutes)
+        return hour + raw[13:19] + ("" if raw[20:] == "000000" else raw[19:]) + suffix
+    return _local_iso(raw, minutes)
+
+
 @functools.lru_cache(maxsize=4096)
 def _utc_iso_cached(raw: Any) -> str:
     return _utc_iso(raw)
@@ -426,11 +443,11 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
     author = shape.authors()
     shared = shape.pseudonymizer is not None
     metrics_cell, scores_cell, provenance_head, utc_iso = _metrics_cell, _scores_cell, _provenance_head, _utc_iso_cached
-    text_cell, short_cell, f, local_iso = _text_cell, _short_cell, _FORMULA_START, _local_iso
+    text_cell, short_cell, f, local_iso = _text_cell, _short_cell, _FORMULA_START, _local_iso_text
 
     def text(batch: Sequence[Any]) -> str:
-        # The hot loop: the post's ten text cells joined, then searched once for what would make the csv
-        # module quote a cell (" CR LF, or a comma beyond the nine that separate them) or a cell start a
+        # The hot loop: the post's ten text cells and its time joined, then searched once for what would make
+        # the csv module quote a cell (" CR LF, or a comma beyond the ten that separate them) or a cell start a
         # spreadsheet runs (a formula character at the start or after a separating comma); a row with any
         # is written cell by cell.
         lines: list[str] = []
@@ -443,16 +460,17 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
                 handle = None
                 if url:
                     url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
-            cells: tuple[str, ...] = (source, post_id, author_id, handle or "", text or "", lang or "", url or "", repost_of or "",
-                     reply_to or "", quote_of or "")
+            # the time is a cell too: it starts with a digit and holds no comma, so it changes no check
+            cells: tuple[str, ...] = (source, post_id, local_iso(created_at, offset), author_id, handle or "",
+                                      text or "", lang or "", url or "", repost_of or "", reply_to or "",
+                                      quote_of or "")
             joined = ",".join(cells)
-            if ('"' in joined or "\n" in joined or "\r" in joined or joined.count(",") != 9 or joined[:1] in f
+            if ('"' in joined or "\n" in joined or "\r" in joined or joined.count(",") != 10 or joined[:1] in f
                     or ",=" in joined or ",+" in joined or ",-" in joined or ",@" in joined or ",\t" in joined):
-                cells = tuple(map(text_cell, cells))
+                joined = ",".join(map(text_cell, cells))
             metrics = "{}" if metrics == "{}" else metrics_cell(metrics)
-            created = local_iso(created_at, offset)
             if ann_id is None:
-                append(f"{cells[0]},{cells[1]},{created},{','.join(cells[2:])},{metrics},,,,,,,,\r\n")
+                append(f"{joined},{metrics},,,,,,,,\r\n")
                 continue
             if folded and folded != "[]":
                 found = _found(folded)
@@ -462,7 +480,7 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
                 tickers_cell = text_cell(";".join(tickers)) if tickers else ""
             else:
                 brokers_cell = tickers_cell = mentions = ""
-            append(f"{cells[0]},{cells[1]},{created},{','.join(cells[2:])},{metrics},{short_cell(label)},"
+            append(f"{joined},{metrics},{short_cell(label)},"
                    f"{round(score, 4)},{scores_cell(scores)},{brokers_cell},{tickers_cell},{short_cell(model)},"
                    f'{mentions},{provenance_head(model, tokenizer, dictionary)}{utc_iso(analyzed_at)}""}}"\r\n')
         return "".join(lines)

@@ -168,3 +168,21 @@ def test_rows_come_in_batches_and_through_a_server_side_cursor_on_postgresql(sto
     assert sizes == [4, len(POSTS) - 4]
     if engine.dialect.name == "postgresql":
         assert getattr(cursors[-1], "name", None), "the export's statement ran on a client-side cursor"
+
+
+def test_local_time_from_stored_text_equals_astimezone():
+    """The SQLite CSV path shifts stored text by string work for whole-hour offsets; it must write what
+    datetime.astimezone(offset).isoformat() writes, fraction or none, across days, months and years."""
+    import random
+
+    from storage.stream import _local_iso, _local_iso_text
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        moment = datetime(2000, 1, 1) + timedelta(seconds=rng.randrange(10**9),
+                                                  microseconds=rng.choice([0, rng.randrange(10**6)]))
+        stored = moment.isoformat(" ", "microseconds")
+        minutes = rng.choice([0, 60, 540, -300, -720, 840, 330, -570, 1380, -1380])
+        expected = moment.replace(tzinfo=UTC).astimezone(datetime.fromisoformat(
+            "2000-01-01T00:00:00" + _local_iso("2000-01-01 00:00:00", minutes)[-6:]).tzinfo).isoformat()
+        assert _local_iso_text(stored, minutes) == _local_iso(stored, minutes) == expected
