@@ -100,12 +100,16 @@ def _by_position(m: list[Any]) -> tuple[Any, Any]:
     return m[3], m[6]
 
 
+# One JSON value from a position: the database's own text, never padded, needs none of json.loads's checks.
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def _found(raw: Any) -> list[list[Any]]:
     """The mentions column as [kind, value, surface, start, end, by, id] lists in text order (by start, then
     as stored), the order storage.queries reads them in."""
     if not raw or raw == "[]":
         return []
-    found: list[list[Any]] = _loaded(raw)
+    found: list[list[Any]] = _SCAN(raw, 0)[0] if raw.__class__ is str else raw
     if len(found) > 1:
         found.sort(key=_by_position)
     return found
