@@ -14,43 +14,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from pydantic import Field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.metrics_config import MetricsConfig, MetricsPort
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 PREFIX = "incident_monitor"
-MetricsPort = Annotated[int, Field(ge=0, le=65535)]  # 0 = off
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    """Where `run` serves Prometheus metrics (`serve` always has them at /metrics)."""
-
-    port: MetricsPort = field(
-        default=0,
-        metadata={"help": "port on which `run` serves Prometheus metrics at /metrics (0 = off)",
-                  "env": "MONITOR_METRICS_PORT"},
-    )
-    host: str = field(
-        default="127.0.0.1",
-        metadata={"help": "address the metrics port listens on (0.0.0.0 in a container, so Prometheus can reach it)",
-                  "env": "MONITOR_METRICS_HOST"},
-    )
-
-    def __post_init__(self) -> None:
-        if not self.host.strip():
-            raise ValueError("[metrics] host must not be empty (127.0.0.1 = this machine only)")
+__all__ = ["MetricsConfig", "MetricsPort", "build_registry", "serve_metrics"]
 
 
 def _ts(moment: datetime | None) -> float | None:

@@ -127,7 +127,7 @@ SECTIONS: dict[str, str | type] = {
     "scheduler": "monitor.collectors.config:SchedulerConfig",
     "retention": "monitor.retention:RetentionConfig",
     "api": "monitor.api.config:ApiConfig",
-    "metrics": "monitor.metrics:MetricsConfig",
+    "metrics": "monitor.metrics_config:MetricsConfig",
 }
 
 

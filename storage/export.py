@@ -162,6 +162,16 @@ def write_csv_batches(batches: Iterable[list[list[Any]]], stream: TextIO, column
     return n
 
 
+def write_csv_text(batches: Iterable[tuple[int, str]], stream: TextIO, columns: Sequence[str]) -> int:
+    """Rows already written as CSV text (``storage.stream`` on SQLite), after the header: (rows, text) each."""
+    csv.writer(stream).writerow(columns)
+    n = 0
+    for rows, text in batches:
+        stream.write(text)
+        n += rows
+    return n
+
+
 def _parquet_type(name: str) -> Any:
     import pyarrow as pa
 
@@ -250,11 +260,13 @@ def _unwritable(output: str, exc: OSError) -> StorageError:
 
 
 def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO,
-           csv_rows: tuple[Sequence[str], Iterable[list[list[Any]]]] | None = None) -> int:
+           csv_rows: tuple[Sequence[str], Iterable[list[list[Any]]]] | None = None,
+           csv_text: tuple[Sequence[str], Iterable[tuple[int, str]]] | None = None) -> int:
     """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many.
 
     ``csv_rows`` (columns, batches of cell rows) is what CSV writes instead of ``records`` where the caller
-    made the cells itself (:mod:`storage.stream`); ``records`` is then never read for CSV.
+    made the cells itself (:mod:`storage.stream`); ``csv_text`` (columns, batches as row count and CSV text)
+    where it wrote the rows itself. ``records`` is then never read for CSV.
     """
     if fmt not in FORMATS:
         raise StorageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -266,7 +278,9 @@ def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdo
         except OSError as exc:
             raise _unwritable(output, exc) from None
     write: Callable[[TextIO], int]
-    if fmt == "csv" and csv_rows is not None:
+    if fmt == "csv" and csv_text is not None:
+        write = functools.partial(write_csv_text, csv_text[1], columns=csv_text[0])
+    elif fmt == "csv" and csv_rows is not None:
         write = functools.partial(write_csv_batches, csv_rows[1], columns=csv_rows[0])
     else:
         write = functools.partial({"jsonl": write_jsonl, "csv": write_csv, "table": write_table}[fmt], records)

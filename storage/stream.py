@@ -5,9 +5,10 @@ SELECT of plain columns, in storage order, ``yield_per`` rows at a time: through
 PostgreSQL (``stream_results``), by ``fetchmany`` on SQLite. Each post's mentions come folded into one JSON
 column of the same statement (an index probe per post inside the database, as a plain SQL dump of the join
 does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a
-record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once. The
-rows are those :meth:`storage.queries.PostView.to_record` gives, transformed as
-:class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
+record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once; a CSV
+export on SQLite reads the DBAPI cursor's rows directly and writes each row as one line of text
+(:func:`sqlite_csv_batches`). The rows are those :meth:`storage.queries.PostView.to_record` gives,
+transformed as :class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
 (tests/test_export_stream.py holds the two paths equal, byte for byte).
 """
 
@@ -99,12 +100,16 @@ def _by_position(m: list[Any]) -> tuple[Any, Any]:
     return m[3], m[6]
 
 
+# One JSON value from a position: the database's own text, never padded, needs none of json.loads's checks.
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 def _found(raw: Any) -> list[list[Any]]:
     """The mentions column as [kind, value, surface, start, end, by, id] lists in text order (by start, then
     as stored), the order storage.queries reads them in."""
     if not raw or raw == "[]":
         return []
-    found: list[list[Any]] = _loaded(raw)
+    found: list[list[Any]] = _SCAN(raw, 0)[0] if raw.__class__ is str else raw
     if len(found) > 1:
         found.sort(key=_by_position)
     return found
@@ -336,3 +341,152 @@ _MENTION_KEYS = ("kind", "value", "surface", "start", "end", "by")
 def _cell(value: Any) -> Any:
     """A text cell as storage.export.write_csv writes it: formulas neutralised (None: csv writes "")."""
     return "'" + value if value and value.__class__ is str and value[0] in _FORMULA_START else value
+
+
+
+# --- CSV text on SQLite ----------------------------------------------------------------------------------
+#
+# On SQLite the rows are read from the DBAPI cursor itself (SQLAlchemy's per-row work skipped: nothing in
+# _COLUMNS needs a column type's conversion there) and each row is written as one line of CSV text here,
+# as the csv module would write its cells: the csv module examines every character of every cell, and
+# most cells need no quoting, which a few substring searches per row establish.
+
+_NEEDS_QUOTES = ('"', ",", "\n", "\r")  # what makes the csv module quote a cell (QUOTE_MINIMAL, excel dialect)
+
+
+def _csv_quote(text: str) -> str:
+    """A cell as the csv module writes it (QUOTE_MINIMAL, excel dialect)."""
+    if '"' in text or "," in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _text_cell(value: Any) -> str:
+    """A text cell neutralised (storage.export.neutralise_cell) and quoted; NULL is the empty cell."""
+    return "" if value is None else _csv_quote(_cell(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _short_cell(value: Any) -> str:
+    """_text_cell of a column with few values (label, model)."""
+    return _text_cell(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _metrics_cell(raw: str) -> str:
+    return _csv_quote(_metrics_text(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def _scores_cell(raw: str) -> str:
+    return _csv_quote(_scores_text(raw))
+
+
+@functools.lru_cache(maxsize=1024)
+def _provenance_head(model: str, tokenizer: str | None, dictionary: str | None) -> str:
+    """The quoted provenance cell up to its time (the cell always holds a "): time + '""}"' completes it."""
+    text = _provenance_text.__wrapped__(model, tokenizer, dictionary, "2000-01-01 00:00:00")
+    head = text[: text.rindex('"analyzed_at": "') + len('"analyzed_at": "')]
+    return '"' + head.replace('"', '""')
+
+
+@functools.lru_cache(maxsize=16384)
+def _local_hour(hour: str, minutes: int) -> tuple[str, str]:
+    """A stored UTC hour ("2025-03-19 06") shifted by whole hours as isoformat() writes it, and the offset."""
+    delta, suffix = _shift(minutes)
+    return (datetime.fromisoformat(hour + ":00:00") + delta).isoformat()[:13], suffix
+
+
+def _local_iso_text(raw: Any, minutes: Any) -> str:
+    """:func:`_local_iso` of SQLite's stored text ("2025-03-19 06:07:08.123456") in an offset of whole hours
+    (nearly every offset) by string work: minutes, seconds and fraction stay, and the shifted hour is cached
+    (a third of the time per post); other values go through _local_iso."""
+    if raw.__class__ is str and len(raw) == 26 and raw[19] == "." and minutes.__class__ is int and not minutes % 60:
+        hour, suffix = _local_hour(raw[:13], minutes)
+        return hour + raw[13:19] + ("" if raw[20:] == "000000" else raw[19:]) + suffix
+    return _local_iso(raw, minutes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_iso_cached(raw: Any) -> str:
+    return _utc_iso(raw)
+
+
+def sqlite_csv_batches(session: Session, flt: PostFilter, shape: RowShape, *, limit: int | None = None,
+                       batch_rows: int = BATCH_ROWS) -> tuple[Iterator[Sequence[Any]], Callable[[Sequence[Any]], str]] | None:
+    """On SQLite: the matching posts' rows in storage order, ``batch_rows`` at a time, and a function from a
+    batch to its CSV text (what ``storage.export.write_csv`` writes for those rows, header excepted). None on
+    other databases (they use :func:`post_batches` and :meth:`RowShape.csv_rows`)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    if shape.dehydrated:
+        columns: tuple[Any, ...] = (Post.source, Post.post_id)
+    else:
+        columns = (*_COLUMNS, _mentions_column("sqlite"))
+    stmt = filtered_select(session, flt, columns, annotated=not shape.dehydrated).order_by(Post.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return _raw_batches(session, stmt, batch_rows), _csv_text(shape)
+
+
+def _raw_batches(session: Session, stmt: Any, batch_rows: int) -> Iterator[Sequence[Any]]:
+    """The statement's rows as the DBAPI cursor returns them (plain tuples), ``batch_rows`` at a time.
+    Executed without stream_results or yield_per, the result buffers no row: every row is the cursor's."""
+    result = session.connection().execute(stmt)
+    try:
+        cursor = result.cursor
+        while batch := cursor.fetchmany(batch_rows):
+            yield batch
+    finally:
+        result.close()
+
+
+def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
+    if shape.dehydrated:
+        return lambda batch: "".join([f"{_text_cell(source)},{_text_cell(post_id)}\r\n" for source, post_id in batch])
+    author = shape.authors()
+    shared = shape.pseudonymizer is not None
+    metrics_cell, scores_cell, provenance_head, utc_iso = _metrics_cell, _scores_cell, _provenance_head, _utc_iso_cached
+    text_cell, short_cell, f, local_iso = _text_cell, _short_cell, _FORMULA_START, _local_iso_text
+
+    def text(batch: Sequence[Any]) -> str:
+        # The hot loop: the post's ten text cells and its time joined, then searched once for what would make
+        # the csv module quote a cell (" CR LF, or a comma beyond the ten that separate them) or a cell start a
+        # spreadsheet runs (a formula character at the start or after a separating comma); a row with any
+        # is written cell by cell.
+        lines: list[str] = []
+        append = lines.append
+        for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
+             quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
+             analyzed_at, folded) in batch:
+            if shared:
+                author_id = author(source, author_id)
+                handle = None
+                if url:
+                    url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+            # the time is a cell too: it starts with a digit and holds no comma, so it changes no check
+            cells: tuple[str, ...] = (source, post_id, local_iso(created_at, offset), author_id, handle or "",
+                                      text or "", lang or "", url or "", repost_of or "", reply_to or "",
+                                      quote_of or "")
+            joined = ",".join(cells)
+            if ('"' in joined or "\n" in joined or "\r" in joined or joined.count(",") != 10 or joined[:1] in f
+                    or ",=" in joined or ",+" in joined or ",-" in joined or ",@" in joined or ",\t" in joined):
+                joined = ",".join(map(text_cell, cells))
+            metrics = "{}" if metrics == "{}" else metrics_cell(metrics)
+            if ann_id is None:
+                append(f"{joined},{metrics},,,,,,,,\r\n")
+                continue
+            if folded and folded != "[]":
+                found = _found(folded)
+                brokers, tickers = _entities(found)
+                mentions = '"' + ("[" + ", ".join(map(_mention_text, found)) + "]").replace('"', '""') + '"'
+                brokers_cell = text_cell(";".join(brokers)) if brokers else ""
+                tickers_cell = text_cell(";".join(tickers)) if tickers else ""
+            else:
+                brokers_cell = tickers_cell = mentions = ""
+            append(f"{joined},{metrics},{short_cell(label)},"
+                   f"{round(score, 4)},{scores_cell(scores)},{brokers_cell},{tickers_cell},{short_cell(model)},"
+                   f'{mentions},{provenance_head(model, tokenizer, dictionary)}{utc_iso(analyzed_at)}""}}"\r\n')
+        return "".join(lines)
+
+    return text

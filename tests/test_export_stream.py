@@ -33,6 +33,8 @@ POSTS = [
     ("-5", "x", "+09:00", "@u5", "h5", "-1+2 マネックス証券 と 楽天証券 と 楽天証券", "ja", "https://x.com/h5/status/-5",
      {"quote": "\"引用\" \u2028 line"}),
     ("6", "x", "+09:00", "u6", "h6", "二つ目の注釈が新しい 松井証券", "ja", None, {}),
+    ("7", "reddit", "-03:30", "u,7", "h7", "カンマ,だけ 楽天証券", "ja", "https://reddit.com/r/a,b/7", {}),  # whole second
+    ("8", "x", "+09:00", "u8", "h8", "改行\nと \"引用\", =式", "ja", None, {}),
 ]
 # post id -> [(label, score, scores, model, tokenizer, dictionary, [(kind, value, start, end, by)])], oldest first
 ANNOTATIONS = {
@@ -47,6 +49,7 @@ ANNOTATIONS = {
              ("broker", "楽天証券", 22, 26, None)])],
     "6": [("irrelevant", 0.1, {"irrelevant": 0.1}, "clf@1", "char-ngrams", "d", [("broker", "松井証券", 11, 15, None)]),
           ("victim_report", 0.8, {"victim_report": 0.8}, "clf@2", "char-ngrams", "d", [("broker", "松井証券", 11, 15, None)])],
+    "7": [("irrelevant", 0.25, {"irrelevant": 0.25}, "clf,1", "char-ngrams", "d", [("broker", "楽天証券", 7, 11, None)])],
 }
 
 
@@ -55,7 +58,7 @@ def store_url(db_url):
     engine = open_store(db_url)
     records = []
     for i, (pid, source, offset, author, handle, text, lang, url, metrics) in enumerate(POSTS):
-        created = (T0 + timedelta(minutes=7 * i)).astimezone(datetime.fromisoformat(f"2025-01-01T00:00:00{offset}").tzinfo)
+        created = (T0 + timedelta(minutes=7 * i)).replace(microsecond=0 if pid == "7" else T0.microsecond).astimezone(datetime.fromisoformat(f"2025-01-01T00:00:00{offset}").tzinfo)
         records.append(parse_post({"source": source, "id": pid, "created_at": created.isoformat(), "author_id": author,
                                    "author_handle": handle, "text": text, "lang": lang, "url": url, "metrics": metrics}))
     with session_scope(engine) as session:
@@ -165,3 +168,21 @@ def test_rows_come_in_batches_and_through_a_server_side_cursor_on_postgresql(sto
     assert sizes == [4, len(POSTS) - 4]
     if engine.dialect.name == "postgresql":
         assert getattr(cursors[-1], "name", None), "the export's statement ran on a client-side cursor"
+
+
+def test_local_time_from_stored_text_equals_astimezone():
+    """The SQLite CSV path shifts stored text by string work for whole-hour offsets; it must write what
+    datetime.astimezone(offset).isoformat() writes, fraction or none, across days, months and years."""
+    import random
+
+    from storage.stream import _local_iso, _local_iso_text
+
+    rng = random.Random(5)
+    for _ in range(2000):
+        moment = datetime(2000, 1, 1) + timedelta(seconds=rng.randrange(10**9),
+                                                  microseconds=rng.choice([0, rng.randrange(10**6)]))
+        stored = moment.isoformat(" ", "microseconds")
+        minutes = rng.choice([0, 60, 540, -300, -720, 840, 330, -570, 1380, -1380])
+        expected = moment.replace(tzinfo=UTC).astimezone(datetime.fromisoformat(
+            "2000-01-01T00:00:00" + _local_iso("2000-01-01 00:00:00", minutes)[-6:]).tzinfo).isoformat()
+        assert _local_iso_text(stored, minutes) == _local_iso(stored, minutes) == expected

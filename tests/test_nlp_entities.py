@@ -24,6 +24,13 @@ def test_lexicon_covers_exactly_the_design_list():
     assert {b["name"] for b in data["brokers"]} == DESIGN_BROKERS
 
 
+def test_broker_names_read_at_import_are_the_matchers_names():
+    """BROKERS is read from the lexicon without building the matcher; the two must agree, in order."""
+    from nlp.entities import _lexicon
+
+    assert BROKERS == _lexicon().names
+
+
 BROKER_CASES = [
     ("楽天証券で勝手に中国株を買われた", ["楽天証券"]),
     ("楽天で口座乗っ取られた", ["楽天証券"]),

@@ -17,18 +17,38 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TextIO
-
-from sqlmodel import Session
+from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor.alerts.config import AlertsConfig, SlackConfig
-from monitor.alerts.notifiers import Delivery, JsonlNotifier, Notifier, SendResult, TerminalNotifier
-from monitor.alerts.outbox import DeliveryReport, deliver_pending
-from monitor.alerts.planner import AlertState, Plan, PlannedEvent, SilenceRule, plan
-from monitor.alerts.store import load_silences, load_states, write_plan
 from monitor.errors import ConfigError
-from monitor.events import AlertEvent, Signal
 from storage.queries import LIVE_SCOPE
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from monitor.alerts.notifiers import Delivery, JsonlNotifier, Notifier, SendResult, TerminalNotifier
+    from monitor.alerts.outbox import DeliveryReport, deliver_pending
+    from monitor.alerts.planner import AlertState, Plan, PlannedEvent, SilenceRule, plan
+    from monitor.events import AlertEvent, Signal
+
+# The lifecycle's modules load on first use: loading settings imports monitor.alerts.config, and with it
+# this package, for every command (an export too), most of which never plan or send an alert.
+_LAZY = {
+    "Delivery": "notifiers", "JsonlNotifier": "notifiers", "Notifier": "notifiers", "SendResult": "notifiers",
+    "TerminalNotifier": "notifiers", "DeliveryReport": "outbox", "deliver_pending": "outbox",
+    "AlertState": "planner", "Plan": "planner", "PlannedEvent": "planner", "SilenceRule": "planner",
+    "plan": "planner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'monitor.alerts' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"monitor.alerts.{module}"), name)
+
 
 __all__ = [
     "AlertState", "AlertsConfig", "Delivery", "DeliveryReport", "JsonlNotifier", "Notifier", "Plan",
@@ -52,6 +72,9 @@ def process_signals(
     posts (``posts``: key, text, url) its message shows. Muted events (silenced, or folded into a broker
     alert) are recorded but owe no notification.
     """
+    from monitor.alerts.planner import plan
+    from monitor.alerts.store import load_silences, load_states, write_plan
+
     signals = [_bounded(s) for s in signals]
     states = load_states(session, signals, now, config, scope)
     silences = load_silences(session, now)
@@ -81,6 +104,8 @@ def build_notifiers(
 
     ``stop`` is set on shutdown so a rate-limit wait ends at once.
     """
+    from monitor.alerts.notifiers import JsonlNotifier, TerminalNotifier
+
     found: dict[str, Notifier] = {}
     if terminal is not None:
         found["terminal"] = TerminalNotifier(terminal, utc_offset_hours=alerts.display_utc_offset_hours,

@@ -158,10 +158,17 @@ def _stream_posts(session: Any, flt: Any, args: argparse.Namespace, transform: A
                   progress: Any, total: int | None) -> int:
     """Storage order (every export): one streamed statement, rows made cells or records a batch at a time."""
     from storage.export import Pseudonymizer, export
-    from storage.stream import RowShape, post_batches, without_cycle_collection
+    from storage.stream import RowShape, post_batches, sqlite_csv_batches, without_cycle_collection
 
     shape = RowShape(pseudonymizer=transform if isinstance(transform, Pseudonymizer) else None,
                      dehydrated=args.dehydrated, with_mentions=with_mentions)
+    rendered = sqlite_csv_batches(session, flt, shape, limit=args.limit) if args.format == "csv" else None
+    if rendered is not None:  # SQLite renders most cells itself: CSV text a batch at a time
+        raw, text = rendered
+        if progress is not None:
+            raw = _batch_progress(raw, total, progress)
+        with without_cycle_collection():
+            return export((), "csv", args.output, out, csv_text=(shape.csv_columns(), ((len(b), text(b)) for b in raw)))
     batches: Iterable[Any] = post_batches(session, flt, limit=args.limit, dehydrated=args.dehydrated)
     if progress is not None:
         batches = _batch_progress(batches, total, progress)
