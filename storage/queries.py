@@ -55,7 +55,7 @@ class PostView:
             "created_at": p.created_at.astimezone(_offset(p.utc_offset_min)).isoformat(),
             "author_id": p.author_id, "author_handle": p.author_handle, "text": p.text, "lang": p.lang,
             "url": p.url, "repost_of": p.repost_of, "reply_to": p.reply_to, "quote_of": p.quote_of,
-            "metrics": _json_value(p.metrics or {}),
+            "metrics": json_value(p.metrics or {}),
             "label": None, "score": None, "scores": None,
             "brokers": list(self.brokers), "tickers": list(self.tickers), "model": None,
         }
@@ -73,12 +73,12 @@ def _offset(minutes: int) -> timezone:
     return timezone(timedelta(minutes=minutes))
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """A stored JSON value as pydantic's JSON mode gives it: copied, non-finite floats as null."""
     if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import gc
 import json
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,7 +29,7 @@ from sqlmodel import Session
 
 from storage.export import CSV_COLUMNS, DEHYDRATED_COLUMNS, Pseudonymizer
 from storage.models import Annotation, Mention, Post
-from storage.queries import PostFilter, filtered_select
+from storage.queries import PostFilter, filtered_select, json_value
 
 BATCH_ROWS = 5000  # rows per fetch and per write: big enough to amortise a call, small enough to stream
 
@@ -143,16 +142,9 @@ def _utc_iso(raw: Any) -> str:
     return _naive_utc(raw).isoformat() + "+00:00"
 
 
-def _json_value(value: Any) -> Any:
-    """A stored JSON value as pydantic's JSON mode gives it (storage.queries._json_value's twin)."""
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
+def shared_url(source: Any, post_id: Any, url: str | None) -> str | None:
+    """A shared export's link: Pseudonymizer's handle-free rule; an empty url stays as stored."""
+    return Pseudonymizer.url(source, post_id, url) if url else url
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(value, ensure_ascii=False) writes
 
@@ -163,12 +155,12 @@ def _loaded(raw: Any) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _metrics_text(raw: Any) -> str:
-    return _ENCODE(_json_value(_loaded(raw) or {}))
+    return _ENCODE(json_value(_loaded(raw) or {}))
 
 
 def _metrics_json(raw: Any) -> Any:
     """The metrics value of a record, from the stored text (or the driver's parsed value)."""
-    return _json_value(_loaded(raw) or {})
+    return json_value(_loaded(raw) or {})
 
 
 def _scores_json(raw: Any) -> dict[str, float]:
@@ -254,8 +246,7 @@ class RowShape:
                 if shared:
                     author_id = author(source, author_id)
                     handle = None
-                    if url:
-                        url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                    url = shared_url(source, post_id, url)
                 if ann_id is None:
                     brokers = tickers = mentions = provenance = label = score = scores = model = None
                 else:
@@ -310,8 +301,7 @@ class RowShape:
                 if shared:
                     author_id = author(source, author_id)
                     handle = None
-                    if url:
-                        url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                    url = shared_url(source, post_id, url)
                 found = _found(folded) if ann_id is not None else []
                 brokers, tickers = _entities(found)
                 record: dict[str, Any] = {
@@ -462,8 +452,7 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
             if shared:
                 author_id = author(source, author_id)
                 handle = None
-                if url:
-                    url = f"https://x.com/i/web/status/{post_id}" if source == "x" else None
+                url = shared_url(source, post_id, url)
             # the time is a cell too: it starts with a digit and holds no comma, so it changes no check
             cells: tuple[str, ...] = (source, post_id, local_iso(created_at, offset), author_id, handle or "",
                                       text or "", lang or "", url or "", repost_of or "", reply_to or "",
