@@ -13,7 +13,10 @@ The store is generated as benchmarks/query.py generates it (Japanese posts over 
 
 Printed per backend: rows, both times (wall and the command's own CPU seconds: on a shared machine the
 wall time depends on the neighbours, CPU much less), the ratios export / baseline (the issue's target:
-within 3x) and the size of both files. On PostgreSQL the CPU of the server is in neither figure.
+within 3x) and the size of both files; then the export's start-up (the same command with ``--limit 1``,
+best of three: imports, settings, opening the store, the statement, the header) and the ratios of what
+remains beyond it - the cost per row, which decides large exports. On PostgreSQL the CPU of the server
+is in neither figure.
 
     python benchmarks/export.py                            # 100,000 posts, SQLite and PostgreSQL
     python benchmarks/export.py --posts 1000000 --backend sqlite
@@ -129,13 +132,22 @@ def run(url: str, backend: str, n: int, workdir: Path, fresh: bool) -> None:
     exported = workdir / f"export-{backend}.csv"
     plain = workdir / f"baseline-{backend}.csv"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    (t_export, c_export) = timed([sys.executable, "-m", "monitor", "export", "--format", "csv", "--raw-authors",
-                      "--output", str(exported), "--db", url], env=env)
+
+    def command(output: Path, *more: str) -> list[str]:
+        return [sys.executable, "-m", "monitor", "export", "--format", "csv", "--raw-authors", "--output",
+                str(output), "--db", url, *more]
+
+    (t_export, c_export) = timed(command(exported), env=env)
     (t_base, c_base), how = baseline(url, backend, plain)
+    # Start-up: the same command for one row (imports, settings, opening the store, the statement, the header).
+    t_start, c_start = min((timed(command(workdir / "one-row.csv", "--limit", "1"), env=env) for _ in range(3)),
+                           key=lambda times: times[1])
     print(f"{backend:<10} {rows:>9,} rows   export {t_export:7.1f} s wall / {c_export:6.1f} s CPU "
           f"({rows / t_export:,.0f} rows/s, {exported.stat().st_size / 2**20:.0f} MiB)   baseline {t_base:6.1f} s "
           f"wall / {c_base:6.1f} s CPU ({how}, {plain.stat().st_size / 2**20 if plain.exists() else 0:.0f} MiB)   "
           f"ratio {t_export / t_base:.2f}x wall, {c_export / max(c_base, 1e-9):.2f}x CPU", flush=True)
+    print(f"{'':<10} start-up (one row) {t_start:.2f} s wall / {c_start:.2f} s CPU   rows beyond start-up: "
+          f"{(t_export - t_start) / t_base:.2f}x wall, {(c_export - c_start) / max(c_base, 1e-9):.2f}x CPU", flush=True)
 
 
 def main() -> int:
