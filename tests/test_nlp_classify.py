@@ -262,6 +262,36 @@ def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path
         assert all(np.array_equal(a[k], d[k]) for k in a.files)
 
 
+def test_the_vocabulary_cap_breaks_ties_by_document_frequency_then_term():
+    from nlp.train.baseline import capped_vocabulary
+
+    # Regression: scikit-learn's max_features left ties among equally frequent terms to numpy's unstable
+    # sort (here it kept a and b), so which of them a capped vocabulary kept was not a property of the data.
+    docs = ["a a", "c", "b", "c", "b"]  # each term counted twice; a in one post only
+    assert capped_vocabulary(str.split, docs, 2, min_df=1) == ["b", "c"]
+    assert capped_vocabulary(str.split, docs[::-1], 2, min_df=1) == ["b", "c"]
+
+
+def test_the_capped_vectorizers_give_the_same_vocabulary_and_weights_in_any_training_order():
+    from nlp.train import TrainConfig
+    from nlp.train.baseline import fit_tfidf
+
+    data = _slice()
+    texts, labels = [ex.text for ex in data], [ex.label for ex in data]
+    cfg = TrainConfig(tfidf_max_features=40)  # far below the slice's vocabulary, so the cap cuts through ties
+    views = ("text", "frame", "words", "event")
+    fits = [
+        fit_tfidf(texts[::step], labels[::step], texts, labels, cfg, log=lambda _: None, views=views)
+        for step in (1, -1)
+    ]
+    with_cap = [len(vocab) for vocab, _ in fits[0]._blocks]
+    assert with_cap[:3] == [40, 40, 40], with_cap
+    for (vocab_a, idf_a), (vocab_b, idf_b) in zip(fits[0]._blocks, fits[1]._blocks, strict=True):
+        assert vocab_a == vocab_b and np.array_equal(idf_a, idf_b)
+    # The solver sums the rows in another order: equal up to float rounding (nlp train fits in id order).
+    assert np.allclose(fits[0]._coef_t, fits[1]._coef_t, atol=1e-5)
+
+
 def test_the_shipped_victim_shift_is_the_dev_choice_plus_the_real_text_offset(tmp_path):
     from nlp.train import BIAS_GRID, TrainConfig, train
 
