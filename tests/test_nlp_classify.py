@@ -243,8 +243,8 @@ def test_training_a_tiny_model_for_one_epoch_writes_a_loadable_directory(tmp_pat
     )
 
 
-def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path):
-    from nlp.train import TrainConfig, train
+def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path, monkeypatch):
+    from nlp.train import TrainConfig, baseline, train
 
     data = _slice()
     runs = [train(tmp_path / name, examples=data, cfg=TrainConfig(), log=lambda _: None) for name in ("a", "b")]
@@ -260,6 +260,13 @@ def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path
     assert shuffled.version == runs[0].version
     with np.load(tmp_path / "a" / "tfidf" / "weights.npz") as a, np.load(tmp_path / "d" / "tfidf" / "weights.npz") as d:
         assert all(np.array_equal(a[k], d[k]) for k in a.files)
+    # Regression: the version hashed only the inputs, so code that changed the weights kept the version.
+    capped = baseline.capped_vocabulary
+    monkeypatch.setattr(baseline, "capped_vocabulary", lambda *a, **k: capped(*a, **k)[1:])
+    changed = train(tmp_path / "e", examples=data, cfg=TrainConfig(), log=lambda _: None)
+    written = [json.loads((tmp_path / d / "classifier.json").read_text(encoding="utf-8")) for d in ("a", "e")]
+    assert written[0]["data_version"] == written[1]["data_version"] != written[0]["version"]
+    assert changed.version != runs[0].version == written[0]["version"]
 
 
 def test_the_vocabulary_cap_breaks_ties_by_document_frequency_then_term():
