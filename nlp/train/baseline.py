@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ from nlp.train.config import Log, TrainConfig, victim_f1
 
 def capped_vocabulary(analyzer: Callable[[Any], list[str]], docs: Sequence[Any], cap: int, min_df: int = 2) -> list[str]:  # fmt: skip
     """The terms of ``docs`` found in at least ``min_df`` of them, at most ``cap``: the most frequent (total
-    count), ties broken by document frequency and then by the term itself; in term order.
+    count), ties broken by document frequency, then by a fixed hash of the term; in term order.
 
     scikit-learn's ``max_features`` breaks ties with numpy's unstable argsort, so which of the equally
     frequent terms survive is left to the sort implementation, which numpy picks by CPU and version; on the
@@ -34,8 +35,15 @@ def capped_vocabulary(analyzer: Callable[[Any], list[str]], docs: Sequence[Any],
     terms = counter.get_feature_names_out().tolist()
     total = np.asarray(counts.sum(axis=0)).ravel().tolist()
     df = np.diff(counts.indptr).tolist()  # documents per column: a term's nonzero rows
-    ranked = sorted(range(len(terms)), key=lambda i: (-total[i], -df[i], terms[i]))
+    ranked = sorted(range(len(terms)), key=lambda i: (-total[i], -df[i], _shuffled(terms[i]), terms[i]))
     return sorted(terms[i] for i in ranked[:cap])
+
+
+def _shuffled(term: str) -> bytes:
+    # A fixed pseudo-random rank among equally frequent terms. Ranking them by the term itself kept the terms
+    # that start with a low code point (ASCII, kana) and dropped kanji-initial ones: 13,168 kanji-initial
+    # text-view terms instead of 15,319, and dev victim F1 0.932 instead of 0.945 at the shipped shift.
+    return hashlib.blake2b(term.encode(), digest_size=8).digest()
 
 
 def fit_tfidf(train_texts: Sequence[str], y: Sequence[str], dev_texts: Sequence[str], y_dev: Sequence[str],
