@@ -27,7 +27,8 @@ from nlp.normalize import Normalized, normalize
 __all__ = ["classifier_input", "classifier_text", "classifier_view", "has_japanese", "repost_handle"]
 
 #: Bumped whenever the view - or a feature nlp/features.py derives from it (frame, event, words) - changes what
-#: a model reads, so the model version (a hash of data, seed, settings and this) changes with it.
+#: a model reads, so the model version (a hash of data, seed, settings and this, and of the weights) changes
+#: with it.
 VIEW_VERSION = 5
 
 _REPOST_PREFIX = re.compile(r"^(?:rt|repost|rp)\s?@user\s?:?\s*")

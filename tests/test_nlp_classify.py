@@ -243,8 +243,8 @@ def test_training_a_tiny_model_for_one_epoch_writes_a_loadable_directory(tmp_pat
     )
 
 
-def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path):
-    from nlp.train import TrainConfig, train
+def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path, monkeypatch):
+    from nlp.train import TrainConfig, baseline, train
 
     data = _slice()
     runs = [train(tmp_path / name, examples=data, cfg=TrainConfig(), log=lambda _: None) for name in ("a", "b")]
@@ -260,6 +260,45 @@ def test_the_same_data_and_seed_give_the_same_model_version_and_weights(tmp_path
     assert shuffled.version == runs[0].version
     with np.load(tmp_path / "a" / "tfidf" / "weights.npz") as a, np.load(tmp_path / "d" / "tfidf" / "weights.npz") as d:
         assert all(np.array_equal(a[k], d[k]) for k in a.files)
+    # Regression: the version hashed only the inputs, so code that changed the weights kept the version.
+    capped = baseline.capped_vocabulary
+    monkeypatch.setattr(baseline, "capped_vocabulary", lambda *a, **k: capped(*a, **k)[1:])
+    changed = train(tmp_path / "e", examples=data, cfg=TrainConfig(), log=lambda _: None)
+    written = [json.loads((tmp_path / d / "classifier.json").read_text(encoding="utf-8")) for d in ("a", "e")]
+    assert written[0]["data_version"] == written[1]["data_version"] != written[0]["version"]
+    assert changed.version != runs[0].version == written[0]["version"]
+
+
+def test_the_vocabulary_cap_breaks_ties_by_document_frequency_then_a_fixed_hash():
+    from nlp.train.baseline import capped_vocabulary
+
+    # Regression: scikit-learn's max_features left ties among equally frequent terms to numpy's unstable
+    # sort (here it kept a and b), so which of them a capped vocabulary kept was not a property of the data.
+    docs = ["a a", "c", "b", "c", "b"]  # each term counted twice; a in one post only
+    assert capped_vocabulary(str.split, docs, 2, min_df=1) == ["b", "c"]
+    assert capped_vocabulary(str.split, docs[::-1], 2, min_df=1) == ["b", "c"]
+    kept = {tuple(capped_vocabulary(str.split, order, 1, min_df=1)) for order in (docs, docs[::-1], sorted(docs))}
+    assert kept in ({("b",)}, {("c",)})  # b and c tie on both counts: one of them, whatever the order
+
+
+def test_the_capped_vectorizers_give_the_same_vocabulary_and_weights_in_any_training_order():
+    from nlp.train import TrainConfig
+    from nlp.train.baseline import fit_tfidf
+
+    data = _slice()
+    texts, labels = [ex.text for ex in data], [ex.label for ex in data]
+    cfg = TrainConfig(tfidf_max_features=40)  # far below the slice's vocabulary, so the cap cuts through ties
+    views = ("text", "frame", "words", "event")
+    fits = [
+        fit_tfidf(texts[::step], labels[::step], texts, labels, cfg, log=lambda _: None, views=views)
+        for step in (1, -1)
+    ]
+    with_cap = [len(vocab) for vocab, _ in fits[0]._blocks]
+    assert with_cap[:3] == [40, 40, 40], with_cap
+    for (vocab_a, idf_a), (vocab_b, idf_b) in zip(fits[0]._blocks, fits[1]._blocks, strict=True):
+        assert vocab_a == vocab_b and np.array_equal(idf_a, idf_b)
+    # The solver sums the rows in another order: equal up to float rounding (nlp train fits in id order).
+    assert np.allclose(fits[0]._coef_t, fits[1]._coef_t, atol=1e-5)
 
 
 def test_the_shipped_victim_shift_is_the_dev_choice_plus_the_real_text_offset(tmp_path):

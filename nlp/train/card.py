@@ -89,7 +89,10 @@ def write_card(out: Path, config: dict[str, Any]) -> None:
 {why}
 
 Trained by `incident-monitor nlp train` on {config["train_posts"]} posts (train split), compared on
-{config["dev_posts"]} posts (dev split), seed {config["seed"]}, transformer base: {config["base"]}.
+{config["dev_posts"]} posts (dev split), seed {config["seed"]}, transformer base: {config["base"]}. The version
+is a hash of the training inputs (labelled posts, seed and settings: {config["data_version"]}) and of what
+training made of them (vocabularies, weights, the choices below), with no date: the same data, seed and code
+give the same version and the same weights, and a change that changes the weights changes the version.
 
 | candidate | dev victim_report F1 | dev macro F1 | classifier posts/s (same run) | eligible |
 | --- | --- | --- | --- | --- |

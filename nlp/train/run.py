@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -40,8 +40,9 @@ class TrainReport:
 
 
 def data_version(examples: Sequence[Example], seed: int, settings: str = "") -> str:
-    """The model version: a hash of the labeled data, the seed and the training settings - no date, so the
-    same data, seed and settings always give the same version.
+    """What a training run is given: a hash of the labeled data, the seed and the training settings - no
+    date, so the same data, seed and settings always give the same hash (:func:`model_version` adds what the
+    run made of them).
 
     >>> ex = [Example("a", "text", "irrelevant")]
     >>> data_version(ex, 13) == data_version(list(ex), 13), data_version(ex, 13) == data_version(ex, 14)
@@ -51,6 +52,35 @@ def data_version(examples: Sequence[Example], seed: int, settings: str = "") -> 
     for ex in sorted(examples, key=lambda e: e.id):
         h.update(f"{ex.id}\t{ex.label}\t{ex.text}\n".encode())
     return h.hexdigest()[:12]
+
+
+def model_version(inputs: str, artifacts: Mapping[str, bytes]) -> str:
+    """The model version: a hash of the inputs (:func:`data_version`) and of what training made of them -
+    the saved candidates' files (vocabularies, idf, weights) and the choices that decide a prediction.
+
+    The inputs alone did not name one model: a code or library change that changes the weights (a
+    vocabulary tie-break, a new scikit-learn) left the version as it was. Still no date: the same data, seed,
+    settings and code give the same version.
+
+    >>> model_version("abc", {"tfidf/weights.npz": b"1"}) == model_version("abc", {"tfidf/weights.npz": b"1"})
+    True
+    >>> model_version("abc", {"tfidf/weights.npz": b"1"}) == model_version("abc", {"tfidf/weights.npz": b"2"})
+    False
+    """
+    h = hashlib.sha256(f"{inputs}\n".encode())
+    for name in sorted(artifacts):
+        h.update(f"{name}\t{len(artifacts[name])}\n".encode())
+        h.update(artifacts[name])
+    return h.hexdigest()[:12]
+
+
+def _artifacts(out: Path, candidates: Sequence[str], choices: Mapping[str, object]) -> dict[str, bytes]:
+    # Every file the candidates saved (not stray files of an earlier run in `out`) and the choices that
+    # classifier.json adds; not the measured posts/s, which change from run to run and decide nothing
+    # once `use` is chosen.
+    paths = [p for c in candidates for p in (out / c).rglob("*") if p.is_file()]
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in paths}
+    return {**files, "choices": json.dumps(choices, sort_keys=True).encode()}
 
 
 def train(
@@ -154,9 +184,16 @@ def train(
             f"F1 {row['f1']:.3f}{mark}")  # fmt: skip
     # "train-order:id": models trained before the train posts were sorted must not share a version with these.
     settings = (cfg, tuple(candidates), base or "scratch", VIEW_VERSION, FORMAT_VERSION, "train-order:id")
-    version = data_version(data, cfg.seed, repr(settings))
+    inputs = data_version(data, cfg.seed, repr(settings))
+    choices = {
+        "use": use,
+        "weights": weights if use == "ensemble" else {},
+        "cascade": cascade,
+        "victim_bias": bias,
+    }
+    version = model_version(inputs, _artifacts(out, sorted(c for c in models if c != "cascade"), choices))
     config = {
-        "format": FORMAT_VERSION, "name": name, "version": version, "use": use,
+        "format": FORMAT_VERSION, "name": name, "version": version, "data_version": inputs, "use": use,
         "weights": weights if use == "ensemble" else {},
         "candidates": sorted(c for c in models if c != "cascade"), "dev": {c: {"victim_report_f1": round(v[0], 4), "macro_f1": round(v[1], 4)}
                                               for c, v in dev.items()},
