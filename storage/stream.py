@@ -431,19 +431,30 @@ def _raw_batches(session: Session, stmt: Any, batch_rows: int) -> Iterator[Seque
         result.close()
 
 
+@functools.lru_cache(maxsize=4096)
+def _annotation_cells(label: str, scores: str, model: str, tokenizer: str | None, dictionary: str | None,
+                      analyzed_at: Any) -> tuple[str, str, str, str]:
+    """The cells of an annotation that repeat from post to post (one model, one analysis cycle): label,
+    scores, model, and the whole provenance cell with the line's end."""
+    return (_short_cell(label), _scores_cell(scores), _short_cell(model),
+            f'{_provenance_head(model, tokenizer, dictionary)}{_utc_iso_cached(analyzed_at)}""}}"\r\n')
+
+
 def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
     if shape.dehydrated:
         return lambda batch: "".join([f"{_text_cell(source)},{_text_cell(post_id)}\r\n" for source, post_id in batch])
     author = shape.authors()
     shared = shape.pseudonymizer is not None
-    metrics_cell, scores_cell, provenance_head, utc_iso = _metrics_cell, _scores_cell, _provenance_head, _utc_iso_cached
-    text_cell, short_cell, f, local_iso = _text_cell, _short_cell, _FORMULA_START, _local_iso_text
+    metrics_cell, annotation_cells = _metrics_cell, _annotation_cells
+    text_cell, f, local_iso = _text_cell, _FORMULA_START, _local_iso_text
 
     def text(batch: Sequence[Any]) -> str:
-        # The hot loop: the post's ten text cells and its time joined, then searched once for what would make
-        # the csv module quote a cell (" CR LF, or a comma beyond the ten that separate them) or a cell start a
+        # The hot loop: the post's ten text cells joined, then searched once for what would make the csv
+        # module quote a cell (" CR LF, or a comma beyond the nine that separate them) or a cell start a
         # spreadsheet runs (a formula character at the start or after a separating comma); a row with any
-        # is written cell by cell.
+        # is written cell by cell. A two-character search costs about ten one-character ones in non-ASCII
+        # text, so a pair is sought only where its formula character occurs at all (the time, full of
+        # "-" and "+", is not in the searched text: it starts with a digit and holds no comma).
         lines: list[str] = []
         append = lines.append
         for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
@@ -453,29 +464,34 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
                 author_id = author(source, author_id)
                 handle = None
                 url = shared_url(source, post_id, url)
-            # the time is a cell too: it starts with a digit and holds no comma, so it changes no check
-            cells: tuple[str, ...] = (source, post_id, local_iso(created_at, offset), author_id, handle or "",
-                                      text or "", lang or "", url or "", repost_of or "", reply_to or "",
-                                      quote_of or "")
+            cells: tuple[str, ...] = (source, post_id, author_id, handle or "", text or "", lang or "", url or "",
+                                      repost_of or "", reply_to or "", quote_of or "")
             joined = ",".join(cells)
-            if ('"' in joined or "\n" in joined or "\r" in joined or joined.count(",") != 10 or joined[:1] in f
-                    or ",=" in joined or ",+" in joined or ",-" in joined or ",@" in joined or ",\t" in joined):
-                joined = ",".join(map(text_cell, cells))
+            if ('"' in joined or "\n" in joined or "\r" in joined or "\t" in joined or joined.count(",") != 9
+                    or joined[:1] in f or ("-" in joined and ",-" in joined) or ("+" in joined and ",+" in joined)
+                    or ("=" in joined and ",=" in joined) or ("@" in joined and ",@" in joined)):
+                quoted = list(map(text_cell, cells))
+                quoted.insert(2, local_iso(created_at, offset))
+                line = ",".join(quoted)
+            else:  # the time goes in after the source and id cells
+                cut = len(source) + len(post_id) + 2
+                line = f"{joined[:cut]}{local_iso(created_at, offset)},{joined[cut:]}"
             metrics = "{}" if metrics == "{}" else metrics_cell(metrics)
             if ann_id is None:
-                append(f"{joined},{metrics},,,,,,,,\r\n")
+                append(f"{line},{metrics},,,,,,,,\r\n")
                 continue
+            label_cell, scores_cell, model_cell, provenance = annotation_cells(label, scores, model, tokenizer,
+                                                                               dictionary, analyzed_at)
             if folded and folded != "[]":
                 found = _found(folded)
                 brokers, tickers = _entities(found)
                 mentions = '"' + ("[" + ", ".join(map(_mention_text, found)) + "]").replace('"', '""') + '"'
                 brokers_cell = text_cell(";".join(brokers)) if brokers else ""
                 tickers_cell = text_cell(";".join(tickers)) if tickers else ""
+                append(f"{line},{metrics},{label_cell},{round(score, 4)},{scores_cell},{brokers_cell},{tickers_cell},"
+                       f"{model_cell},{mentions},{provenance}")
             else:
-                brokers_cell = tickers_cell = mentions = ""
-            append(f"{joined},{metrics},{short_cell(label)},"
-                   f"{round(score, 4)},{scores_cell(scores)},{brokers_cell},{tickers_cell},{short_cell(model)},"
-                   f'{mentions},{provenance_head(model, tokenizer, dictionary)}{utc_iso(analyzed_at)}""}}"\r\n')
+                append(f"{line},{metrics},{label_cell},{round(score, 4)},{scores_cell},,,{model_cell},,{provenance}")
         return "".join(lines)
 
     return text
