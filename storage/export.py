@@ -151,19 +151,8 @@ def write_csv(records: Iterable[dict[str, Any]], stream: TextIO, columns: Sequen
     return n
 
 
-def write_csv_batches(batches: Iterable[list[list[Any]]], stream: TextIO, columns: Sequence[str]) -> int:
-    """Rows already made cells (``storage.stream``), a batch per ``writerows``."""
-    writer = csv.writer(stream)
-    writer.writerow(columns)
-    n = 0
-    for rows in batches:
-        writer.writerows(rows)
-        n += len(rows)
-    return n
-
-
 def write_csv_text(batches: Iterable[tuple[int, str]], stream: TextIO, columns: Sequence[str]) -> int:
-    """Rows already written as CSV text (``storage.stream`` on SQLite), after the header: (rows, text) each."""
+    """Rows already written as CSV text (``storage.stream``), after the header: (rows, text) each."""
     csv.writer(stream).writerow(columns)
     n = 0
     for rows, text in batches:
@@ -260,13 +249,11 @@ def _unwritable(output: str, exc: OSError) -> StorageError:
 
 
 def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdout: TextIO,
-           csv_rows: tuple[Sequence[str], Iterable[list[list[Any]]]] | None = None,
            csv_text: tuple[Sequence[str], Iterable[tuple[int, str]]] | None = None) -> int:
     """Write records in ``fmt`` to ``output`` (a path) or to ``stdout``; return how many.
 
-    ``csv_rows`` (columns, batches of cell rows) is what CSV writes instead of ``records`` where the caller
-    made the cells itself (:mod:`storage.stream`); ``csv_text`` (columns, batches as row count and CSV text)
-    where it wrote the rows itself. ``records`` is then never read for CSV.
+    ``csv_text`` (columns, batches as row count and CSV text) is what CSV writes instead of ``records`` where
+    the caller wrote the rows itself (:mod:`storage.stream`); ``records`` is then never read for CSV.
     """
     if fmt not in FORMATS:
         raise StorageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -280,8 +267,6 @@ def export(records: Iterable[dict[str, Any]], fmt: str, output: str | None, stdo
     write: Callable[[TextIO], int]
     if fmt == "csv" and csv_text is not None:
         write = functools.partial(write_csv_text, csv_text[1], columns=csv_text[0])
-    elif fmt == "csv" and csv_rows is not None:
-        write = functools.partial(write_csv_batches, csv_rows[1], columns=csv_rows[0])
     else:
         write = functools.partial({"jsonl": write_jsonl, "csv": write_csv, "table": write_table}[fmt], records)
     if output and output != "-":

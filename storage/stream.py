@@ -4,12 +4,12 @@ Every post that passes a :class:`~storage.queries.PostFilter` is read with its n
 SELECT of plain columns, in storage order, ``yield_per`` rows at a time: through a server-side cursor on
 PostgreSQL (``stream_results``), by ``fetchmany`` on SQLite. Each post's mentions come folded into one JSON
 column of the same statement (an index probe per post inside the database, as a plain SQL dump of the join
-does, rather than a query per batch from Python). No ORM objects are built: a row becomes CSV cells (or a
-record dict for JSONL, Parquet and the table) through per-column code, and a batch is written at once; a CSV
-export on SQLite reads the DBAPI cursor's rows directly and writes each row as one line of text
-(:func:`sqlite_csv_batches`). The rows are those :meth:`storage.queries.PostView.to_record` gives,
-transformed as :class:`storage.export.Pseudonymizer` and :func:`storage.export.dehydrate` transform them
-(tests/test_export_stream.py holds the two paths equal, byte for byte).
+does, rather than a query per batch from Python). No ORM objects are built: a CSV export writes each row as
+one line of text (:func:`csv_text_batches`), the other formats make a record dict per row through
+per-column code (:meth:`RowShape.records`), and a batch is written at once. The rows are those
+:meth:`storage.queries.PostView.to_record` gives, transformed as :class:`storage.export.Pseudonymizer` and
+:func:`storage.export.dehydrate` transform them (tests/test_export_stream.py holds the two paths equal,
+byte for byte).
 """
 
 from __future__ import annotations
@@ -33,17 +33,28 @@ from storage.queries import PostFilter, filtered_select, json_value
 
 BATCH_ROWS = 5000  # rows per fetch and per write: big enough to amortise a call, small enough to stream
 
-# Raw stored text of the JSON columns (PostgreSQL's driver still hands back parsed values): most rows hold
-# "{}" or one of a few score dicts, and re-encoding text seen before is a dict lookup.
+# Raw stored text of the JSON columns (PostgreSQL's driver still hands back parsed values unless the
+# statement casts them): most rows hold "{}" or one of a few score dicts, and re-encoding text seen before is
+# a dict lookup. Times likewise: SQLite's naive UTC text is parsed once here rather than by the column type
+# and again.
 _AS_TEXT = sa.String()
-# Times likewise: SQLite's naive UTC text is parsed once here rather than by the column type and again.
-_COLUMNS = (
-    Post.source, Post.post_id, sa.type_coerce(Post.created_at, _AS_TEXT), Post.utc_offset_min, Post.author_id,
-    Post.author_handle, Post.text, Post.lang, Post.url, Post.repost_of, Post.reply_to, Post.quote_of,
-    sa.type_coerce(Post.metrics, _AS_TEXT), Annotation.id, Annotation.label, Annotation.score,
-    sa.type_coerce(Annotation.scores, _AS_TEXT), Annotation.model, Annotation.tokenizer, Annotation.dictionary,
-    sa.type_coerce(Annotation.analyzed_at, _AS_TEXT),
-)
+
+
+def _row_columns(dialect: str, *, json_text: bool = False) -> tuple[Any, ...]:
+    """What each exported row reads: the post, its newest annotation and its mentions folded into one JSON
+    column; with ``json_text`` the JSON columns arrive as their stored text on PostgreSQL as well."""
+    def raw(column: Any) -> Any:
+        return sa.cast(column, sa.Text) if json_text and dialect == "postgresql" else sa.type_coerce(column, _AS_TEXT)
+
+    return (
+        Post.source, Post.post_id, sa.type_coerce(Post.created_at, _AS_TEXT), Post.utc_offset_min, Post.author_id,
+        Post.author_handle, Post.text, Post.lang, Post.url, Post.repost_of, Post.reply_to, Post.quote_of,
+        raw(Post.metrics), Annotation.id, Annotation.label, Annotation.score, raw(Annotation.scores),
+        Annotation.model, Annotation.tokenizer, Annotation.dictionary, sa.type_coerce(Annotation.analyzed_at, _AS_TEXT),
+        raw(_mentions_column(dialect)),
+    )
+
+
 _FORMULA_START = frozenset("=+-@\t\r")  # first characters storage.export.neutralise_cell neutralises
 
 
@@ -74,20 +85,25 @@ def _mentions_column(dialect: str) -> Any:
         folded = sa.func.json_agg(sa.func.json_build_array(*fields))  # NULL where there is none
     else:
         folded = sa.func.json_group_array(sa.func.json_array(*fields))  # "[]" where there is none
-    return sa.type_coerce(sa.select(folded).where(m.annotation_id == Annotation.id).scalar_subquery(), _AS_TEXT)
+    return sa.select(folded).where(m.annotation_id == Annotation.id).scalar_subquery()
 
 
 def post_batches(session: Session, flt: PostFilter, *, limit: int | None = None, dehydrated: bool = False,
                  batch_rows: int = BATCH_ROWS) -> Iterator[Sequence[Any]]:
     """The posts matching ``flt`` in storage order, ``batch_rows`` at a time, from one streamed statement:
-    rows of ``_COLUMNS`` plus the mentions column (``source`` and ``post_id`` only when dehydrated)."""
+    rows of :func:`_row_columns` (``source`` and ``post_id`` only when dehydrated)."""
     if dehydrated:
         columns: tuple[Any, ...] = (Post.source, Post.post_id)
     else:
-        columns = (*_COLUMNS, _mentions_column(session.get_bind().dialect.name))
+        columns = _row_columns(session.get_bind().dialect.name)
     stmt = filtered_select(session, flt, columns, annotated=not dehydrated).order_by(Post.id)
     if limit is not None:
         stmt = stmt.limit(limit)
+    return _streamed(session, stmt, batch_rows)
+
+
+def _streamed(session: Session, stmt: Any, batch_rows: int) -> Iterator[Sequence[Any]]:
+    """A statement's rows ``batch_rows`` at a time through a server-side cursor where the database has one."""
     result = session.connection().execution_options(stream_results=True, yield_per=batch_rows).execute(stmt)
     try:
         yield from result.partitions()
@@ -225,66 +241,6 @@ class RowShape:
 
         return author
 
-    def csv_rows(self) -> Callable[[Sequence[Any]], list[list[Any]]]:
-        """A function from a batch to its CSV rows (cells as ``storage.export.write_csv`` writes them)."""
-        if self.dehydrated:
-            return lambda batch: [[_cell(source), _cell(post_id)] for source, post_id in batch]  # never NULL
-        author = self.authors()
-        shared = self.pseudonymizer is not None
-
-        def rows(batch: Sequence[Any]) -> list[list[Any]]:
-            # The hot loop of an export: everything inline. A text cell a spreadsheet would run gets a
-            # leading "'" (c[0] in f); NULL stays None, which csv writes as "". JSON cells start with { or [
-            # and times with a digit, so they are never neutralised and not tested.
-            out: list[list[Any]] = []
-            append = out.append
-            f = _FORMULA_START
-            metrics_text, scores_text, provenance_text = _metrics_text, _scores_text, _provenance_text
-            for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
-                 quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
-                 analyzed_at, folded) in batch:
-                if shared:
-                    author_id = author(source, author_id)
-                    handle = None
-                    url = shared_url(source, post_id, url)
-                if ann_id is None:
-                    brokers = tickers = mentions = provenance = label = score = scores = model = None
-                else:
-                    if folded and folded != "[]":
-                        found = _found(folded)
-                        names = _entities(found)
-                        brokers, tickers = ";".join(names[0]), ";".join(names[1])
-                        mentions = "[" + ", ".join(map(_mention_text, found)) + "]"
-                    else:  # empty lists are empty cells, as write_csv writes them
-                        brokers = tickers = mentions = None
-                    score = round(score, 4)
-                    scores = scores_text(scores) if scores.__class__ is str else _scores_text.__wrapped__(scores)
-                    provenance = provenance_text(model, tokenizer, dictionary, analyzed_at)
-                append([
-                    "'" + source if source and source[0] in f else source,
-                    "'" + post_id if post_id and post_id[0] in f else post_id,
-                    _local_iso(created_at, offset),
-                    "'" + author_id if author_id and author_id[0] in f else author_id,
-                    "'" + handle if handle and handle[0] in f else handle,
-                    "'" + text if text and text[0] in f else text,
-                    "'" + lang if lang and lang[0] in f else lang,
-                    "'" + url if url and url[0] in f else url,
-                    "'" + repost_of if repost_of and repost_of[0] in f else repost_of,
-                    "'" + reply_to if reply_to and reply_to[0] in f else reply_to,
-                    "'" + quote_of if quote_of and quote_of[0] in f else quote_of,
-                    "{}" if metrics == "{}" else metrics_text(metrics) if metrics.__class__ is str
-                    else _metrics_text.__wrapped__(metrics),
-                    "'" + label if label and label[0] in f else label,
-                    score, scores,
-                    "'" + brokers if brokers and brokers[0] in f else brokers,
-                    "'" + tickers if tickers and tickers[0] in f else tickers,
-                    "'" + model if model and model[0] in f else model,
-                    mentions, provenance,
-                ])
-            return out
-
-        return rows
-
     def records(self) -> Callable[[Sequence[Any]], list[dict[str, Any]]]:
         """A function from a batch to its records (what ``PostView.to_record`` and the transforms give)."""
         if self.dehydrated:
@@ -334,14 +290,13 @@ def _cell(value: Any) -> Any:
 
 
 
-# --- CSV text on SQLite ----------------------------------------------------------------------------------
+# --- CSV text --------------------------------------------------------------------------------------------
 #
-# On SQLite the rows are read from the DBAPI cursor itself (SQLAlchemy's per-row work skipped: nothing in
-# _COLUMNS needs a column type's conversion there) and each row is written as one line of CSV text here,
-# as the csv module would write its cells: the csv module examines every character of every cell, and
-# most cells need no quoting, which a few substring searches per row establish.
-
-_NEEDS_QUOTES = ('"', ",", "\n", "\r")  # what makes the csv module quote a cell (QUOTE_MINIMAL, excel dialect)
+# Each row is written as one line of CSV text here, as the csv module would write its cells: the csv module
+# examines every character of every cell, and most cells need no quoting, which a few substring searches
+# per row establish. On SQLite the rows are the DBAPI cursor's own tuples (SQLAlchemy's per-row work
+# skipped: no column of _row_columns needs a column type's conversion there); on PostgreSQL they come from
+# a server-side cursor with the JSON columns cast to their stored text, times as the driver's datetimes.
 
 
 def _csv_quote(text: str) -> str:
@@ -402,26 +357,29 @@ def _utc_iso_cached(raw: Any) -> str:
     return _utc_iso(raw)
 
 
-def sqlite_csv_batches(session: Session, flt: PostFilter, shape: RowShape, *, limit: int | None = None,
-                       batch_rows: int = BATCH_ROWS) -> tuple[Iterator[Sequence[Any]], Callable[[Sequence[Any]], str]] | None:
-    """On SQLite: the matching posts' rows in storage order, ``batch_rows`` at a time, and a function from a
-    batch to its CSV text (what ``storage.export.write_csv`` writes for those rows, header excepted). None on
-    other databases (they use :func:`post_batches` and :meth:`RowShape.csv_rows`)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return None
+def csv_text_batches(session: Session, flt: PostFilter, shape: RowShape, *, limit: int | None = None,
+                     batch_rows: int = BATCH_ROWS) -> tuple[Iterator[Sequence[Any]], Callable[[Sequence[Any]], str]]:
+    """The matching posts' rows in storage order, ``batch_rows`` at a time as the DBAPI cursor returns them
+    (through a server-side cursor on PostgreSQL, the JSON columns as their stored text), and a function from
+    a batch to its CSV text (what ``storage.export.write_csv`` writes for those rows, header excepted)."""
+    dialect = session.get_bind().dialect.name
     if shape.dehydrated:
         columns: tuple[Any, ...] = (Post.source, Post.post_id)
     else:
-        columns = (*_COLUMNS, _mentions_column("sqlite"))
+        columns = _row_columns(dialect, json_text=True)
     stmt = filtered_select(session, flt, columns, annotated=not shape.dehydrated).order_by(Post.id)
     if limit is not None:
         stmt = stmt.limit(limit)
-    return _raw_batches(session, stmt, batch_rows), _csv_text(shape)
+    return _raw_batches(session, stmt, batch_rows, server_side=dialect == "postgresql"), _csv_text(shape)
 
 
-def _raw_batches(session: Session, stmt: Any, batch_rows: int) -> Iterator[Sequence[Any]]:
-    """The statement's rows as the DBAPI cursor returns them (plain tuples), ``batch_rows`` at a time.
-    Executed without stream_results or yield_per, the result buffers no row: every row is the cursor's."""
+def _raw_batches(session: Session, stmt: Any, batch_rows: int, *, server_side: bool) -> Iterator[Sequence[Any]]:
+    """The statement's rows, ``batch_rows`` at a time. On SQLite the DBAPI cursor's own tuples: executed
+    without stream_results the result buffers no row, so every row is the cursor's. With ``server_side``
+    (PostgreSQL) from a named cursor through the result, which has already read ahead of the cursor."""
+    if server_side:
+        yield from _streamed(session, stmt, batch_rows)
+        return
     result = session.connection().execute(stmt)
     try:
         cursor = result.cursor

@@ -151,18 +151,24 @@ def test_streamed_export_names_each_broker_once_and_keeps_the_newest_annotation(
     assert rows["1"]["author_id"] == "'=cmd|' /C calc'!A0" and rows["1"]["tickers"] == "0700.HK;9988.HK"
 
 
-def test_rows_come_in_batches_and_through_a_server_side_cursor_on_postgresql(store_url):
-    """The issue's "export streams rows": a named (server-side) cursor on PostgreSQL, batch_rows at a time."""
+@pytest.mark.parametrize("rows", ["records", "csv text"])
+def test_rows_come_in_batches_and_through_a_server_side_cursor_on_postgresql(store_url, rows):
+    """The issue's "export streams rows": a named (server-side) cursor on PostgreSQL, batch_rows at a time,
+    for the records of JSONL, Parquet and the table and for CSV text alike."""
     import sqlalchemy as sa
 
-    from storage.stream import post_batches
+    from storage.stream import RowShape, csv_text_batches, post_batches
 
     engine = open_store(store_url, migrate=False)
     cursors = []
     sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, *_: cursors.append(cursor))
     try:
         with Session(engine) as session:
-            sizes = [len(batch) for batch in post_batches(session, PostFilter(), batch_rows=4)]
+            if rows == "records":
+                batches = post_batches(session, PostFilter(), batch_rows=4)
+            else:
+                batches = csv_text_batches(session, PostFilter(), RowShape(), batch_rows=4)[0]
+            sizes = [len(batch) for batch in batches]
     finally:
         engine.dispose()
     assert sizes == [4, len(POSTS) - 4]

@@ -156,15 +156,14 @@ def _write_posts(args: argparse.Namespace, *, order: str, out: Any = None, err: 
 
 def _stream_posts(session: Any, flt: Any, args: argparse.Namespace, transform: Any, with_mentions: bool, out: Any,
                   progress: Any, total: int | None) -> int:
-    """Storage order (every export): one streamed statement, rows made cells or records a batch at a time."""
+    """Storage order (every export): one streamed statement, rows made CSV text or records a batch at a time."""
     from storage.export import Pseudonymizer, export
-    from storage.stream import RowShape, post_batches, sqlite_csv_batches, without_cycle_collection
+    from storage.stream import RowShape, csv_text_batches, post_batches, without_cycle_collection
 
     shape = RowShape(pseudonymizer=transform if isinstance(transform, Pseudonymizer) else None,
                      dehydrated=args.dehydrated, with_mentions=with_mentions)
-    rendered = sqlite_csv_batches(session, flt, shape, limit=args.limit) if args.format == "csv" else None
-    if rendered is not None:  # SQLite renders most cells itself: CSV text a batch at a time
-        raw, text = rendered
+    if args.format == "csv":  # each row written as one line of CSV text from the cursor's own tuples
+        raw, text = csv_text_batches(session, flt, shape, limit=args.limit)
         if progress is not None:
             raw = _batch_progress(raw, total, progress)
         with without_cycle_collection():
@@ -173,9 +172,6 @@ def _stream_posts(session: Any, flt: Any, args: argparse.Namespace, transform: A
     if progress is not None:
         batches = _batch_progress(batches, total, progress)
     with without_cycle_collection():
-        if args.format == "csv":
-            rows = shape.csv_rows()
-            return export((), "csv", args.output, out, csv_rows=(shape.csv_columns(), (rows(b) for b in batches)))
         records = shape.records()
         return export((r for b in batches for r in records(b)), args.format, args.output, out)
 
