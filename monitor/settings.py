@@ -1,8 +1,8 @@
-"""One settings object, built from ``incident-monitor.toml`` plus the environment, on pydantic-settings.
+"""One settings object, built from ``incident-monitor.toml`` plus the environment, validated by pydantic.
 
 Each area declares its settings as a frozen dataclass in its own package (detector, alerts, collectors) and
-names it in :data:`SECTIONS`; this module derives a strict pydantic model from each dataclass and loads them
-all through one ``pydantic_settings.BaseSettings`` whose sources are the environment and the TOML file.
+names it in :data:`SECTIONS`; this module derives a strict pydantic model from each dataclass and validates
+the TOML file's tables with the environment's values laid over them through one root model of those.
 Every field has a default, a help text (``metadata={"help": ...}``) and a type with a range where it is a
 number (the aliases below: :data:`PositiveInt`, :data:`NonNegativeFloat` ...); TOML values must have the
 field's type (``seasonal = "yes"`` is an error, not true). Fields with ``metadata={"env": "VAR"}`` are read
@@ -33,7 +33,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import core_schema
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.errors import ConfigError
 
@@ -198,58 +197,35 @@ def _env_value(raw: str, hint: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {_problem(exc.errors(include_url=False)[0])}") from None
 
 
-class _EnvironmentSource(PydanticBaseSettingsSource):
+def _environment_values(sections: dict[str, type], env: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """The fields that name an environment variable, from ``VAR`` or the file named by ``VAR_FILE``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], sections: dict[str, type], env: typing.Mapping[str, str]):
-        super().__init__(settings_cls)
-        self.sections = sections
-        self.env = env
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # everything is read in __call__
-
-    def __call__(self) -> dict[str, Any]:
-        out: dict[str, dict[str, Any]] = {}
-        for name, cls in self.sections.items():
-            hints = _hints(cls)
-            for f in dataclasses.fields(cls):
-                var = f.metadata.get("env")
-                if not var:
-                    continue
-                if f.metadata.get("secret"):
-                    secret = read_secret(var, self.env)
-                    if secret is not None:
-                        out.setdefault(name, {})[f.name] = secret
-                elif self.env.get(var):
-                    out.setdefault(name, {})[f.name] = _env_value(self.env[var], hints[f.name], f"{var} (environment)")
-        return out
+    out: dict[str, dict[str, Any]] = {}
+    for name, cls in sections.items():
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            var = f.metadata.get("env")
+            if not var:
+                continue
+            if f.metadata.get("secret"):
+                secret = read_secret(var, env)
+                if secret is not None:
+                    out.setdefault(name, {})[f.name] = secret
+            elif env.get(var):
+                out.setdefault(name, {})[f.name] = _env_value(env[var], hints[f.name], f"{var} (environment)")
+    return out
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """The tables of the TOML file, already parsed (so a syntax error is reported with its line)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
-        super().__init__(settings_cls)
-        self.data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self.data
+def _laid_over(data: dict[str, Any], environment: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The TOML tables with the environment's values laid over them (the environment wins, key by key; a
+    section that is not a table in the file is replaced, and its validation then names the variable's value)."""
+    merged = dict(data)
+    for name, values in environment.items():
+        table = merged.get(name)
+        merged[name] = {**table, **values} if isinstance(table, dict) else values
+    return merged
 
 
-class _Root(BaseSettings):
-    """The root of the settings: one field per section; sources are the environment, then the file."""
-
-    model_config = SettingsConfigDict(extra="forbid")
-    sources: typing.ClassVar[tuple[Any, ...]] = ()
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], *args: Any, **kwargs: Any
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return tuple(cls.sources[0](settings_cls))
+_ROOT_CONFIG = ConfigDict(extra="forbid", validate_default=True)
 
 
 @dataclass(frozen=True)
@@ -378,12 +354,11 @@ def load_settings(path: str | Path | None = None, env: typing.Mapping[str, str] 
     models = {name: section_model(cls) for name, cls in sections.items()}
     root = create_model(  # type: ignore[call-overload]
         "IncidentMonitorSettings",
-        __base__=_Root,
+        __config__=_ROOT_CONFIG,
         **{name: (model, Field(default_factory=model)) for name, model in models.items()},
     )
-    root.sources = (lambda settings_cls: (_EnvironmentSource(settings_cls, sections, env), _TomlSource(settings_cls, data)),)
     try:
-        loaded = root()
+        loaded = root.model_validate(_laid_over(data, _environment_values(sections, env)))
     except ValidationError as exc:
         raise _explain(exc, where) from None
     built = {}
