@@ -158,10 +158,6 @@ def _utc_iso(raw: Any) -> str:
     return _naive_utc(raw).isoformat() + "+00:00"
 
 
-def shared_url(source: Any, post_id: Any, url: str | None) -> str | None:
-    """A shared export's link: Pseudonymizer's handle-free rule; an empty url stays as stored."""
-    return Pseudonymizer.url(source, post_id, url) if url else url
-
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(value, ensure_ascii=False) writes
 
 
@@ -225,28 +221,29 @@ class RowShape:
     def csv_columns(self) -> tuple[str, ...]:
         return DEHYDRATED_COLUMNS if self.dehydrated else CSV_COLUMNS
 
-    def authors(self) -> Callable[[str, str], str]:
-        """source, author id -> what the export shows (a cached pseudonym: authors repeat)."""
+    def sharing(self) -> Callable[[str, str, str, str | None], tuple[str, None, str | None]] | None:
+        """None for ids as stored; else source, post id, author id, url -> what a shared export shows in
+        author_id, author_handle and url: a pseudonym (cached: authors repeat), no handle, and
+        Pseudonymizer's handle-free link (an empty url stays as stored)."""
         if self.pseudonymizer is None:
-            return lambda _source, author_id: author_id
+            return None
         cache: dict[tuple[str, str], str] = {}
-        pseudonym = self.pseudonymizer.pseudonym
+        pseudonym, link = self.pseudonymizer.pseudonym, Pseudonymizer.url
 
-        def author(source: str, author_id: str) -> str:
+        def share(source: str, post_id: str, author_id: str, url: str | None) -> tuple[str, None, str | None]:
             key = (source, author_id)
             found = cache.get(key)
             if found is None:
                 found = cache[key] = pseudonym(str(source), str(author_id))
-            return found
+            return found, None, link(source, post_id, url) if url else url
 
-        return author
+        return share
 
     def records(self) -> Callable[[Sequence[Any]], list[dict[str, Any]]]:
         """A function from a batch to its records (what ``PostView.to_record`` and the transforms give)."""
         if self.dehydrated:
             return lambda batch: [{"source": source, "id": post_id} for source, post_id in batch]
-        author = self.authors()
-        shared = self.pseudonymizer is not None
+        share = self.sharing()
         with_mentions = self.with_mentions
 
         def records(batch: Sequence[Any]) -> list[dict[str, Any]]:
@@ -254,10 +251,8 @@ class RowShape:
             for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
                  quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
                  analyzed_at, folded) in batch:
-                if shared:
-                    author_id = author(source, author_id)
-                    handle = None
-                    url = shared_url(source, post_id, url)
+                if share is not None:
+                    author_id, handle, url = share(source, post_id, author_id, url)
                 found = _found(folded) if ann_id is not None else []
                 brokers, tickers = _entities(found)
                 record: dict[str, Any] = {
@@ -401,8 +396,7 @@ def _annotation_cells(label: str, scores: str, model: str, tokenizer: str | None
 def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
     if shape.dehydrated:
         return lambda batch: "".join([f"{_text_cell(source)},{_text_cell(post_id)}\r\n" for source, post_id in batch])
-    author = shape.authors()
-    shared = shape.pseudonymizer is not None
+    share = shape.sharing()
     metrics_cell, annotation_cells = _metrics_cell, _annotation_cells
     text_cell, f, local_iso = _text_cell, _FORMULA_START, _local_iso_text
 
@@ -418,10 +412,8 @@ def _csv_text(shape: RowShape) -> Callable[[Sequence[Any]], str]:
         for (source, post_id, created_at, offset, author_id, handle, text, lang, url, repost_of, reply_to,
              quote_of, metrics, ann_id, label, score, scores, model, tokenizer, dictionary,
              analyzed_at, folded) in batch:
-            if shared:
-                author_id = author(source, author_id)
-                handle = None
-                url = shared_url(source, post_id, url)
+            if share is not None:
+                author_id, handle, url = share(source, post_id, author_id, url)
             cells: tuple[str, ...] = (source, post_id, author_id, handle or "", text or "", lang or "", url or "",
                                       repost_of or "", reply_to or "", quote_of or "")
             joined = ",".join(cells)
