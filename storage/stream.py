@@ -165,7 +165,6 @@ def _loaded(raw: Any) -> Any:
     return json.loads(raw) if raw.__class__ is str else raw
 
 
-@functools.lru_cache(maxsize=4096)
 def _metrics_text(raw: Any) -> str:
     return _ENCODE(json_value(_loaded(raw) or {}))
 
@@ -179,12 +178,10 @@ def _scores_json(raw: Any) -> dict[str, float]:
     return {k: round(v, 4) for k, v in (_loaded(raw) or {}).items()}
 
 
-@functools.lru_cache(maxsize=4096)
 def _scores_text(raw: str) -> str:
     return _ENCODE(_scores_json(raw))
 
 
-@functools.lru_cache(maxsize=4096)
 def _provenance_text(model: str, tokenizer: str | None, dictionary: str | None, analyzed_at: Any) -> str:
     return (f'{{"model": {encode_basestring(model)}, "tokenizer": '
             f'{encode_basestring(tokenizer) if tokenizer else "null"}, "dictionary": '
@@ -325,7 +322,7 @@ def _scores_cell(raw: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _provenance_head(model: str, tokenizer: str | None, dictionary: str | None) -> str:
     """The quoted provenance cell up to its time (the cell always holds a "): time + '""}"' completes it."""
-    text = _provenance_text.__wrapped__(model, tokenizer, dictionary, "2000-01-01 00:00:00")
+    text = _provenance_text(model, tokenizer, dictionary, "2000-01-01 00:00:00")
     head = text[: text.rindex('"analyzed_at": "') + len('"analyzed_at": "')]
     return '"' + head.replace('"', '""')
 
